@@ -1,0 +1,140 @@
+"""The model bundle: the versioned contract between `quantize/` (writes) and `edge/` (reads).
+
+A bundle is a folder holding `model.tflite` and `bundle.json`. The edge refuses a bundle whose
+format version it does not know or whose model file does not match the recorded sha256, so a kiosk
+never runs a model nobody measured. The format is documented in docs/bundle-format.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FORMAT = "pneumoedge-bundle"
+FORMAT_VERSION = 1
+METADATA_FILE = "bundle.json"
+MODEL_FILE = "model.tflite"
+
+#: Signature output names every bundle's model provides.
+OUTPUT_PROBABILITY = "probability"  # (1, 1) P(PNEUMONIA)
+OUTPUT_CAM = "cam"  # (1, h, w) class activation map: last-conv features . head weights (+ bias)
+OUTPUT_EMBEDDING = "embedding"  # (1, d) pooled features, for the out-of-distribution check
+
+
+class BundleError(RuntimeError):
+    """A bundle that must not be loaded; the message says what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle: where its model file is, and its metadata."""
+
+    root: Path
+    metadata: dict[str, Any]
+
+    @property
+    def model_path(self) -> Path:
+        return self.root / self.metadata["model_file"]
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata["name"])
+
+    @property
+    def model_sha256(self) -> str:
+        return str(self.metadata["model_sha256"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.metadata["threshold"])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.metadata["input"]["height"])
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.metadata["labels"])
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_bundle(root: Path | str) -> Bundle:
+    """Read and verify a bundle; raise BundleError rather than ever load an unverified model."""
+    root = Path(root)
+    meta_path = root / METADATA_FILE
+    if not meta_path.is_file():
+        raise BundleError(f"{root} is not a model bundle: {METADATA_FILE} is missing")
+    try:
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{meta_path} cannot be read as JSON: {e}") from e
+    _check_format(metadata, meta_path)
+    bundle = Bundle(root, metadata)
+    if not bundle.model_path.is_file():
+        raise BundleError(f"the model file {bundle.model_path} named in {meta_path} is missing")
+    actual = sha256_of(bundle.model_path)
+    if actual != bundle.model_sha256:
+        raise BundleError(
+            f"{bundle.model_path} has sha256 {actual} but {METADATA_FILE} expects "
+            f"{bundle.model_sha256}: the model file was altered or replaced. "
+            "Reinstall the bundle from a verified release."
+        )
+    return bundle
+
+
+def _check_format(metadata: dict[str, Any], meta_path: Path) -> None:
+    if metadata.get("format") != FORMAT:
+        raise BundleError(f"{meta_path} is not a {FORMAT} file (format={metadata.get('format')!r})")
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{meta_path} has format_version {version!r}; this kiosk reads version "
+            f"{FORMAT_VERSION}. Update the kiosk software or re-export the model."
+        )
+    required = ("name", "labels", "model_file", "model_sha256", "threshold", "input", "outputs")
+    missing = [key for key in required if key not in metadata]
+    if missing:
+        raise BundleError(f"{meta_path} lacks required fields: {', '.join(missing)}")
+
+
+def write_bundle(root: Path | str, model_bytes: bytes, metadata: dict[str, Any]) -> Bundle:
+    """Write model and metadata (sha256 filled in) atomically, so no reader sees half a bundle."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    full = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_file": MODEL_FILE,
+        **metadata,
+        "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
+    }
+    atomic_write_bytes(root / MODEL_FILE, model_bytes)
+    atomic_write_bytes(root / METADATA_FILE, (json.dumps(full, indent=2) + "\n").encode())
+    return load_bundle(root)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over the target."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
