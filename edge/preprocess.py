@@ -29,7 +29,7 @@ ACCEPTED_FORMATS = ("JPEG", "PNG", "DICOM")
 _DICOM_MAGIC_OFFSET = 128
 
 
-class ImageRejected(ValueError):
+class ImageError(ValueError):
     """A file that cannot be turned into a model input; `reason` is a stable machine code."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -55,9 +55,9 @@ class XrayImage:
 
 
 def load_xray(data: bytes) -> XrayImage:
-    """Decode an X-ray file from bytes; raise ImageRejected with a clear reason otherwise."""
+    """Decode an X-ray file from bytes; raise ImageError with a clear reason otherwise."""
     if not data:
-        raise ImageRejected("empty", "The file is empty.")
+        raise ImageError("empty", "The file is empty.")
     if _is_dicom(data):
         return _load_dicom(data)
     return _load_raster(data)
@@ -93,23 +93,21 @@ def _load_raster(data: bytes) -> XrayImage:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
                 if img.format not in ACCEPTED_FORMATS:
-                    raise ImageRejected(
+                    raise ImageError(
                         "unsupported_format",
                         f"{img.format} files are not accepted; use JPEG, PNG or DICOM.",
                     )
                 img.load()
                 upright = ImageOps.exif_transpose(img)
                 return _from_pil(upright, img.format)
-    except ImageRejected:
+    except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageRejected(
-            "too_large", f"The image has too many pixels (limit {MAX_PIXELS:,})."
-        ) from e
+        raise ImageError("too_large", f"The image has too many pixels (limit {MAX_PIXELS:,}).") from e
     except UnidentifiedImageError as e:
-        raise ImageRejected("not_an_image", "The file is not a JPEG, PNG or DICOM image.") from e
+        raise ImageError("not_an_image", "The file is not a JPEG, PNG or DICOM image.") from e
     except (OSError, SyntaxError, ValueError) as e:
-        raise ImageRejected("corrupt", f"The image file is damaged or truncated ({e}).") from e
+        raise ImageError("corrupt", f"The image file is damaged or truncated ({e}).") from e
     finally:
         Image.MAX_IMAGE_PIXELS = previous_limit
 
@@ -163,24 +161,24 @@ def _load_dicom(data: bytes) -> XrayImage:
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
     except Exception as e:  # pydicom raises many types for malformed files
-        raise ImageRejected("corrupt", f"The DICOM file could not be read ({type(e).__name__}).") from e
+        raise ImageError("corrupt", f"The DICOM file could not be read ({type(e).__name__}).") from e
     if "PixelData" not in ds:
-        raise ImageRejected("no_pixels", "The DICOM file holds no image.")
+        raise ImageError("no_pixels", "The DICOM file holds no image.")
     rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
     if rows * cols > MAX_PIXELS:
-        raise ImageRejected("too_large", f"The image has too many pixels (limit {MAX_PIXELS:,}).")
+        raise ImageError("too_large", f"The image has too many pixels (limit {MAX_PIXELS:,}).")
     try:
         raw = ds.pixel_array
     except Exception as e:
         syntax = ds.file_meta.get("TransferSyntaxUID", "unknown") if ds.file_meta else "unknown"
         name = getattr(syntax, "name", str(syntax))
-        raise ImageRejected(
+        raise ImageError(
             "unsupported_dicom",
             f"The DICOM image could not be decoded (transfer syntax {name}); "
             "export it uncompressed or as JPEG/PNG.",
         ) from e
     if raw.ndim != 2:
-        raise ImageRejected(
+        raise ImageError(
             "unsupported_dicom",
             f"Only single-frame grayscale DICOM is supported (pixel array shape {raw.shape}).",
         )
