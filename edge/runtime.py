@@ -1,0 +1,144 @@
+"""One small interface over the TFLite runtimes the kiosk may have installed.
+
+Preference order: `ai_edge_litert` (the maintained runtime wheel), `tflite_runtime` (older Pi
+images), then `tensorflow.lite` as a last fallback for development machines. TensorFlow is only
+imported when neither light runtime exists.
+
+`TfliteModel` does the expensive work once (interpreter, tensor allocation, signature runner,
+quantisation parameters); `run` takes the preprocessed uint8 image and returns float32 outputs by
+signature name, quantising the input and dequantising every output with the tensors' own scale and
+zero point, for int8 and uint8 tensors alike.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: (module holding `Interpreter`, distribution name for the version) in order of preference.
+_RUNTIMES = (
+    ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "tflite-runtime"),
+    ("tensorflow.lite", "tensorflow"),
+)
+
+
+class RuntimeUnavailableError(RuntimeError):
+    """No TFLite runtime is installed."""
+
+
+@dataclass(frozen=True)
+class _Quantisation:
+    """How a tensor maps to real values: real = scale * (q - zero_point); scale 0 means not quantised."""
+
+    dtype: np.dtype
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def of(cls, details: dict[str, Any]) -> _Quantisation:
+        scale, zero_point = details.get("quantization", (0.0, 0))
+        return cls(np.dtype(details["dtype"]), float(scale), int(zero_point))
+
+    @property
+    def quantised(self) -> bool:
+        return self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
+
+    def quantise(self, real: np.ndarray) -> np.ndarray:
+        if not self.quantised:
+            return real.astype(self.dtype)
+        info = np.iinfo(self.dtype)
+        q = np.rint(real.astype(np.float64) / self.scale + self.zero_point)
+        return np.clip(q, info.min, info.max).astype(self.dtype)
+
+    def dequantise(self, q: np.ndarray) -> np.ndarray:
+        if not self.quantised:
+            return q.astype(np.float32)
+        return ((q.astype(np.float32) - self.zero_point) * self.scale).astype(np.float32)
+
+
+def load_interpreter_class(preferred: tuple[tuple[str, str], ...] = _RUNTIMES) -> tuple[type, str]:
+    """The first importable Interpreter class and a name like 'ai-edge-litert 2.3.0'."""
+    tried = []
+    for module_name, distribution in preferred:
+        if module_name == "tensorflow.lite":
+            os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            tried.append(module_name)
+            continue
+        try:
+            version = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        return module.Interpreter, f"{distribution} {version}"
+    raise RuntimeUnavailableError(
+        f"no TFLite runtime found (tried {', '.join(tried)}); install one: pip install ai-edge-litert"
+    )
+
+
+class TfliteModel:
+    """A loaded TFLite model with one serving signature; `run` is safe to call from several threads."""
+
+    def __init__(self, model_path: Path | str, num_threads: int | None = None) -> None:
+        interpreter_class, self.runtime_name = load_interpreter_class()
+        self.model_path = Path(model_path)
+        self.num_threads = num_threads
+        try:
+            self._interpreter = interpreter_class(model_path=str(self.model_path), num_threads=num_threads)
+        except ValueError as e:
+            raise ValueError(f"{self.model_path} is not a loadable TFLite model: {e}") from e
+        signatures = self._interpreter.get_signature_list()
+        if len(signatures) != 1:
+            raise ValueError(
+                f"{self.model_path} must have exactly one signature, it has {sorted(signatures) or 'none'}"
+            )
+        self.signature_key = next(iter(signatures))
+        self._runner = self._interpreter.get_signature_runner(self.signature_key)
+        inputs = self._runner.get_input_details()
+        if len(inputs) != 1:
+            raise ValueError(f"{self.model_path} must take one input, it takes {sorted(inputs)}")
+        self.input_name, input_details = next(iter(inputs.items()))
+        self.input_shape = tuple(int(d) for d in input_details["shape"])
+        self._input_quant = _Quantisation.of(input_details)
+        self._output_quant = {
+            name: _Quantisation.of(details) for name, details in self._runner.get_output_details().items()
+        }
+        self._lock = threading.Lock()
+        log.info(
+            "loaded %s with %s: input %s %s, outputs %s",
+            self.model_path.name,
+            self.runtime_name,
+            self.input_shape,
+            self._input_quant.dtype,
+            sorted(self._output_quant),
+        )
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return self._input_quant.dtype
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._output_quant))
+
+    def run(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """Run one uint8 image (H, W, C) of raw pixels; float32 outputs keyed by signature name."""
+        expected = self.input_shape[1:]
+        if image.dtype != np.uint8 or image.shape != expected:
+            raise ValueError(f"expected a uint8 image of shape {expected}, got {image.dtype} {image.shape}")
+        tensor = self._input_quant.quantise(image[np.newaxis].astype(np.float32))
+        with self._lock:
+            raw = self._runner(**{self.input_name: tensor})
+        return {name: self._output_quant[name].dequantise(value) for name, value in raw.items()}

@@ -1,0 +1,230 @@
+"""Tiny but real model bundles and synthetic chest X-rays for tests.
+
+`build_tiny_bundle` makes a small tf_keras model with the real serving signature, converts it with
+the real TFLite converter (full-integer int8 with a uint8 input, or plain float32) and writes a real,
+verified bundle with `edge.bundle.write_bundle`. Tests then exercise the real runtime on it.
+
+`export_serving_signature` is the export recipe the real exporter in `quantize/` must follow too:
+wrap the model in a `tf.function` that returns a dict, so the TFLite signature's outputs are named
+`probability`, `cam` and `embedding` instead of the converter's `output_0`, `output_1` ...
+
+`synthetic_xray` paints a plausible gray chest radiograph (dark air, soft-tissue trunk, dark lung
+fields crossed by bright ribs, bright spine and heart shadow, grain) so nothing here needs real data.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from edge import bundle as bundle_format
+from edge.preprocess import load_model_input
+
+INPUT_SIZE = 224
+FEATURE_CHANNELS = 16
+CAM_SIZE = 7
+OOD_PERCENTILE = 99.0
+OOD_MARGIN = 1.25
+LABELS = ["NORMAL", "PNEUMONIA"]
+
+
+def synthetic_xray(
+    seed: int = 0, width: int = 1000, height: int = 1200, lesion: tuple[float, float] | None = None
+) -> np.ndarray:
+    """A gray chest-X-ray-like uint8 image (height, width); `lesion` (x, y in 0..1) adds a bright opacity."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("L", (width, height), int(rng.integers(5, 25)))
+    draw = ImageDraw.Draw(img)
+    w, h = width, height
+    jitter = rng.uniform(-0.03, 0.03, size=8)
+    trunk = int(rng.integers(120, 160))
+    draw.ellipse(
+        [w * (0.08 + jitter[0]), h * (0.05 + jitter[1]), w * (0.92 + jitter[2]), h * 1.15], fill=trunk
+    )
+    lung = int(rng.integers(40, 80))
+    for left, right in ((0.18, 0.46), (0.54, 0.82)):
+        draw.ellipse(
+            [w * (left + jitter[3]), h * (0.18 + jitter[4]), w * (right + jitter[5]), h * (0.82 + jitter[6])],
+            fill=lung,
+        )
+    rib = min(255, lung + int(rng.integers(35, 60)))
+    for k in range(9):
+        y = h * (0.2 + 0.07 * k + jitter[7])
+        for x0, x1 in ((0.16, 0.5), (0.5, 0.84)):
+            draw.arc([w * x0, y - h * 0.05, w * x1, y + h * 0.08], 200, 340, fill=rib, width=max(2, h // 90))
+    draw.rectangle([w * 0.47, 0, w * 0.53, h], fill=min(255, trunk + 50))  # spine
+    draw.ellipse([w * 0.42, h * 0.45, w * 0.66, h * 0.78], fill=min(255, trunk + 20))  # heart
+    if lesion is not None:
+        cx, cy = lesion[0] * w, lesion[1] * h
+        draw.ellipse([cx - w * 0.08, cy - h * 0.07, cx + w * 0.08, cy + h * 0.07], fill=220)
+    img = img.filter(ImageFilter.GaussianBlur(radius=max(1.0, min(w, h) / 150)))
+    pixels = np.asarray(img, dtype=np.float64) + rng.normal(0.0, 6.0, size=(h, w))
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def encode(pixels: np.ndarray, fmt: str = "JPEG", **save_args: object) -> bytes:
+    """Encode a uint8 array (gray or RGB) as image file bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt, **save_args)
+    return buffer.getvalue()
+
+
+def xray_bytes(
+    seed: int = 0, fmt: str = "JPEG", width: int = 1000, height: int = 1200, **kwargs: object
+) -> bytes:
+    """A synthetic X-ray as JPEG or PNG file bytes."""
+    return encode(synthetic_xray(seed, width, height, **kwargs), fmt)
+
+
+def _tf():
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    return tf
+
+
+def build_tiny_keras_model(seed: int = 0):
+    """Raw pixels (224, 224, 1) -> Rescaling -> strided convs -> 'features' 7x7xC -> GAP -> Dense head."""
+    _tf()
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="image")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
+    x = keras.layers.Conv2D(8, 5, strides=4, padding="same", activation="relu")(x)  # 56
+    x = keras.layers.Conv2D(12, 3, strides=4, padding="same", activation="relu")(x)  # 14
+    x = keras.layers.Conv2D(
+        FEATURE_CHANNELS, 3, strides=2, padding="same", activation="relu", name="features"
+    )(x)  # 7
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="head")(pooled)
+    return keras.Model(inputs, outputs, name="tiny_pneumo")
+
+
+def export_serving_signature(model, features_layer: str = "features", head_layer: str = "head"):
+    """THE export recipe: a tf.function returning a dict, so TFLite outputs keep their names.
+
+    `model` maps raw pixels to P(PNEUMONIA) through `features_layer` (B, h, w, C) and a one-unit
+    sigmoid Dense `head_layer` applied to the global average of the features. The returned concrete
+    function takes `image` float32 (1, 224, 224, 1) 0..255 and returns:
+      probability (1, 1) = the model's own output,
+      cam (1, h, w)      = features . head kernel + head bias (logit units; its mean is the logit),
+      embedding (1, C)   = global-average-pooled features.
+    Convert it with `tf.lite.TFLiteConverter.from_concrete_functions([fn], model)`; the converter
+    names the signature `serving_default` and its outputs after the dict keys. For int8 give the
+    representative dataset one 0..255 ramp image (see `_calibration_inputs`) so the uint8 input gets
+    scale 1 / zero point 0, and set `inference_input_type = tf.uint8`.
+    """
+    tf = _tf()
+    import tf_keras as keras
+
+    features = model.get_layer(features_layer).output
+    trunk = keras.Model(model.inputs, [features, model.outputs[0]])
+    head = model.get_layer(head_layer)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, INPUT_SIZE, INPUT_SIZE, 1], tf.float32, name="image")])
+    def serve(image):
+        feature_map, probability = trunk(image, training=False)
+        cam = tf.einsum("bhwc,c->bhw", feature_map, head.kernel[:, 0]) + head.bias[0]
+        embedding = tf.reduce_mean(feature_map, axis=[1, 2])
+        return {"probability": probability, "cam": cam, "embedding": embedding}
+
+    return serve.get_concrete_function()
+
+
+def _calibration_inputs(count: int = 16) -> Iterator[np.ndarray]:
+    """Synthetic X-rays, led by a 0..255 ramp: the input's calibrated range must be the full pixel range.
+
+    Without the ramp the converter sets the uint8 input's scale from the brightest calibration pixel
+    (e.g. 0.81 for a max of 207), and brighter clinic pixels would be clipped. With it the input is
+    quantised with scale 1 and zero point 0: the uint8 tensor is exactly the raw pixels.
+    """
+    ramp = np.linspace(0, 255, INPUT_SIZE * INPUT_SIZE).reshape(1, INPUT_SIZE, INPUT_SIZE, 1)
+    yield ramp.astype(np.float32)
+    for seed in range(count):
+        pixels = load_model_input(xray_bytes(seed=1000 + seed, width=500, height=600), INPUT_SIZE)
+        yield pixels[np.newaxis].astype(np.float32)
+
+
+def convert(model, variant: str) -> bytes:
+    """Convert with the real TFLite converter: `int8` is full-integer with a uint8 input."""
+    tf = _tf()
+    concrete = export_serving_signature(model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    if variant == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([x] for x in _calibration_inputs())
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.int8  # exercises output dequantisation with a nonzero zero point
+    elif variant != "float32":
+        raise ValueError(f"variant must be 'int8' or 'float32', got {variant!r}")
+    return converter.convert()
+
+
+def _embeddings(model_bytes: bytes, images: list[np.ndarray]) -> np.ndarray:
+    """Embeddings through the converted model, so the OOD statistics match what the edge computes."""
+    from edge.runtime import TfliteModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(model_bytes)
+        runner = TfliteModel(path)
+        return np.stack([runner.run(image)[bundle_format.OUTPUT_EMBEDDING][0] for image in images])
+
+
+def ood_section(model_bytes: bytes, count: int = 24) -> dict[str, object]:
+    """Per-dimension embedding mean/std and an rms_z threshold from synthetic X-rays unseen in calibration."""
+    images = [
+        load_model_input(xray_bytes(seed=2000 + s, width=400 + 20 * s, height=500 + 10 * s), INPUT_SIZE)
+        for s in range(count)
+    ]
+    emb = _embeddings(model_bytes, images)
+    mean, std = emb.mean(axis=0), emb.std(axis=0) + 1e-3
+    rms_z = np.sqrt((((emb - mean) / std) ** 2).mean(axis=1))
+    threshold = float(np.percentile(rms_z, OOD_PERCENTILE) * OOD_MARGIN)
+    return {
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "threshold": threshold,
+        "statistic": "rms_z",
+        "false_reject_rate": float(np.mean(rms_z > threshold)),
+    }
+
+
+def build_tiny_bundle(root: Path, variant: str = "int8", threshold: float = 0.5) -> bundle_format.Bundle:
+    """Build, convert and write a tiny verified bundle named `tiny-<variant>` under `root`."""
+    model = build_tiny_keras_model()
+    model_bytes = convert(model, variant)
+    metadata = {
+        "name": f"tiny-{variant}",
+        "variant": variant,
+        "labels": LABELS,
+        "threshold": threshold,
+        "threshold_rule": "fixed for tests",
+        "input": {
+            "height": INPUT_SIZE,
+            "width": INPUT_SIZE,
+            "channels": 1,
+            "colour": "grayscale",
+            "resize": "pillow-bicubic-squash",
+            "dtype": "uint8" if variant == "int8" else "float32",
+            "value_range": [0, 255],
+            "preprocess": "edge.preprocess.load_model_input",
+        },
+        "outputs": {
+            bundle_format.OUTPUT_PROBABILITY: {"shape": [1, 1], "meaning": "P(PNEUMONIA)"},
+            bundle_format.OUTPUT_CAM: {"shape": [1, CAM_SIZE, CAM_SIZE], "meaning": "class activation map"},
+            bundle_format.OUTPUT_EMBEDDING: {"shape": [1, FEATURE_CHANNELS], "meaning": "pooled features"},
+        },
+        "ood": ood_section(model_bytes),
+        "provenance": {"run": "tests/tiny_bundle.py", "calibration_images": 16},
+    }
+    return bundle_format.write_bundle(Path(root), model_bytes, metadata)
