@@ -1,0 +1,69 @@
+"""Every training choice in one dataclass, written to the run so a run can be repeated exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: Backbones we know: (keras.applications name, last convolution layer for the class activation map).
+ARCHITECTURES: dict[str, tuple[str, str]] = {
+    "mobilenetv2": ("MobileNetV2", "out_relu"),
+    "mobilenet": ("MobileNet", "conv_pw_13_relu"),
+}
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+@dataclass
+class TrainConfig:
+    """Defaults are the shipped model's settings; see README 'What the sweep taught us'."""
+
+    architecture: str = "mobilenetv2"  # mobilenetv2 (alpha 1.0) or mobilenet (v1, alpha 0.25)
+    alpha: float = 1.0
+    input_size: int = 224
+    weights: str | None = None  # path to an ImageNet backbone .h5; None trains from scratch
+    seed: int = 42
+    val_fraction: float = 0.15  # share of patients (per class) held out for validation
+    batch_size: int = 32
+    optimizer: str = "adam"
+    head_learning_rate: float = 1e-3
+    head_epochs: int = 2
+    fine_tune_learning_rate: float = 1e-4
+    fine_tune_epochs: int = 6
+    fine_tune_from: str = "block_12_expand"  # first backbone layer unfrozen; BatchNorm stays frozen
+    dropout: float = 0.2
+    early_stopping_patience: int = 2
+    min_recall: float = 0.97  # threshold rule: highest threshold keeping validation recall >= this
+    # augmentation (no flips: anatomy is not left-right symmetric and markers would read mirrored)
+    rotation_degrees: float = 7.0
+    shift_fraction: float = 0.06
+    zoom_fraction: float = 0.10
+    brightness: float = 0.10
+    contrast: float = 0.15
+    limit: int | None = None  # use only the first N training files (smoke runs and sweeps)
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"architecture {self.architecture!r} unknown; choose one of {list(ARCHITECTURES)}"
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer {self.optimizer!r} unknown; choose one of {OPTIMIZERS}")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
+
+    @property
+    def feature_layer(self) -> str:
+        return ARCHITECTURES[self.architecture][1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        return cls(**json.loads(path.read_text(encoding="utf-8")))

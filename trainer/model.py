@@ -1,0 +1,77 @@
+"""The classifier: raw gray pixels in, P(PNEUMONIA) out, normalisation inside the model.
+
+Backbone layers sit flat in the graph (not nested) so `quantize/` can reach the last convolution
+for the class activation map: head = global average pooling -> dropout -> one sigmoid unit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from trainer.config import ARCHITECTURES, TrainConfig
+from trainer.tf_env import keras
+
+INPUT_NAME = "xray"
+EMBEDDING_LAYER = "embedding"
+OUTPUT_LAYER = "probability"
+_HEAD_LAYERS = frozenset({EMBEDDING_LAYER, "head_dropout", OUTPUT_LAYER})
+
+
+def build_model(config: TrainConfig) -> keras.Model:
+    inputs = keras.Input((config.input_size, config.input_size, 1), name=INPUT_NAME)
+    # Both MobileNets expect [-1, 1] RGB; the gray film is copied into all three channels.
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")(inputs)
+    x = keras.layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    application = getattr(keras.applications, ARCHITECTURES[config.architecture][0])
+    backbone = application(
+        input_tensor=x,
+        alpha=config.alpha,
+        include_top=False,
+        weights=str(config.weights) if config.weights else None,
+    )
+    features = backbone.get_layer(config.feature_layer).output
+    pooled = keras.layers.GlobalAveragePooling2D(name=EMBEDDING_LAYER)(features)
+    dropped = keras.layers.Dropout(config.dropout, name="head_dropout")(pooled)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER)(dropped)
+    return keras.Model(inputs, outputs, name=f"pneumoedge_{config.architecture}")
+
+
+def freeze_backbone(model: keras.Model) -> None:
+    """Phase 1: only the head learns, so random head gradients cannot wreck pretrained features."""
+    for layer in model.layers:
+        layer.trainable = layer.name in _HEAD_LAYERS
+
+
+def unfreeze_top(model: keras.Model, first_layer: str) -> None:
+    """Phase 2: unfreeze from `first_layer` up; BatchNorm stays frozen (inference mode) because
+    small batches would corrupt its ImageNet statistics."""
+    names = [layer.name for layer in model.layers]
+    if first_layer not in names:
+        raise ValueError(f"layer {first_layer!r} is not in the model; e.g. {names[-20:]}")
+    start = names.index(first_layer)
+    for index, layer in enumerate(model.layers):
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = layer.name in _HEAD_LAYERS or (index >= start and not is_bn)
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate)
+    raise ValueError(f"optimizer {name!r} unknown; use adam, sgd or rmsprop")
+
+
+def compile_model(model: keras.Model, optimizer: str, learning_rate: float) -> None:
+    model.compile(
+        optimizer=make_optimizer(optimizer, learning_rate),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+    )
+
+
+def weights_sha256(path: str | Path | None) -> str | None:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
