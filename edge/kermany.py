@@ -75,6 +75,6 @@ def drop_duplicates(samples: Iterable[Sample]) -> tuple[list[Sample], list[Sampl
 def manifest_sha256(samples: Iterable[Sample]) -> str:
     """One hash naming exactly which files (by content and label) a run used."""
     digest = hashlib.sha256()
-    for sample in sorted(samples, key=lambda s: s.sha256):
+    for sample in sorted(samples, key=lambda s: (s.sha256, s.label)):
         digest.update(f"{sample.sha256},{LABELS[sample.label]}\n".encode())
     return digest.hexdigest()

@@ -1,0 +1,162 @@
+"""The screener: X-ray file bytes in, a gated, explained assessment out.
+
+One `Screener` is built per kiosk (loading the interpreter is the expensive part) and shared by
+every request; `assess` is thread-safe. The order is the order a careful reader would check:
+decode (an undecodable file raises `ImageError`), the image-level quality gate, the model, the
+out-of-distribution gate, then the label and the heatmap. A refused image gets no label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY, Bundle, load_bundle
+from edge.heatmap import DISPLAY_LONG_SIDE, render
+from edge.preprocess import load_xray, to_model_input
+from edge.quality import GateResult, OodStats, QualityThresholds, check_embedding, check_image
+from edge.runtime import TfliteModel
+
+log = logging.getLogger(__name__)
+
+#: What every shown result must say about itself.
+INTENDED_USE = (
+    "PneumoEdge is a screening aid for trained staff, not a diagnosis: "
+    "every result must be reviewed by a clinician."
+)
+STATUS_OK = "ok"
+STATUS_REJECTED = "rejected"
+
+
+def default_model_dir() -> Path:
+    """The bundle shipped in the repository: models/mobilenetv2-int8."""
+    return Path(__file__).resolve().parent.parent / "models" / "mobilenetv2-int8"
+
+
+@dataclass(frozen=True)
+class ScreenerOptions:
+    """How a Screener runs; every field has a default that suits a Raspberry Pi-class kiosk."""
+
+    #: TFLite interpreter threads; None lets the runtime choose.
+    num_threads: int | None = None
+    #: Draw the heatmap overlay (PNG) for accepted images.
+    heatmap: bool = True
+    #: Longest side of the heatmap image, in pixels.
+    heatmap_long_side: int = DISPLAY_LONG_SIDE
+    #: Quality gate limits.
+    quality: QualityThresholds = field(default_factory=QualityThresholds)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The result for one file; `label`/`probability` are None when the gate refused it."""
+
+    status: str  # "ok" | "rejected"
+    label: str | None
+    probability: float | None
+    threshold: float
+    reason: str | None  # machine code of a refusal
+    detail: str  # human message
+    quality_flags: tuple[str, ...]
+    heatmap_png: bytes | None
+    input_sha256: str
+    model_name: str
+    model_sha256: str
+    runtime: str
+    elapsed_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (without the PNG), with the intended-use statement."""
+        fields = asdict(self)
+        del fields["heatmap_png"]
+        fields["quality_flags"] = list(self.quality_flags)
+        fields["intended_use"] = INTENDED_USE
+        return fields
+
+
+class Screener:
+    """Scores X-ray files with one verified bundle."""
+
+    def __init__(self, bundle: Bundle, options: ScreenerOptions | None = None) -> None:
+        self.bundle = bundle
+        self.options = options or ScreenerOptions()
+        self.model = TfliteModel(bundle.model_path, num_threads=self.options.num_threads)
+        self._ood = OodStats.from_metadata(bundle.metadata.get("ood"))
+        if self._ood is None:
+            log.warning("bundle %s has no ood section: the out-of-distribution check is off", bundle.name)
+        missing = {OUTPUT_PROBABILITY, OUTPUT_CAM, OUTPUT_EMBEDDING} - set(self.model.output_names)
+        if missing:
+            raise ValueError(
+                f"{bundle.model_path} lacks signature outputs {sorted(missing)}; "
+                "re-export it as described in docs/bundle-format.md"
+            )
+
+    @classmethod
+    def from_path(cls, model_dir: Path | str, options: ScreenerOptions | None = None) -> Screener:
+        """Load and verify the bundle in `model_dir` (BundleError if it fails), then build the screener."""
+        return cls(load_bundle(model_dir), options)
+
+    def assess(self, data: bytes) -> Assessment:
+        """Assess one file's bytes; raises edge.preprocess.ImageError when they cannot be decoded."""
+        started = time.perf_counter()
+        sha = hashlib.sha256(data).hexdigest()
+        image = load_xray(data)
+        gate = check_image(image, self.options.quality)
+        if not gate.passed:
+            return self._rejected(sha, started, gate)
+        outputs = self.model.run(to_model_input(image, self.bundle.input_size))
+        gate = check_embedding(outputs[OUTPUT_EMBEDDING], self._ood, self.options.quality)
+        if not gate.passed:
+            return self._rejected(sha, started, gate)
+        probability = float(outputs[OUTPUT_PROBABILITY].reshape(-1)[0])
+        overlay = None
+        if self.options.heatmap:
+            cam = outputs[OUTPUT_CAM].reshape(outputs[OUTPUT_CAM].shape[-2:])
+            overlay = render(image.pixels, cam, self.options.heatmap_long_side).png
+        return self._scored(sha, started, probability, overlay)
+
+    def _rejected(self, sha: str, started: float, gate: GateResult) -> Assessment:
+        return self._assessment(sha, started, STATUS_REJECTED, None, None, gate.detail, gate, None)
+
+    def _scored(self, sha: str, started: float, probability: float, overlay: bytes | None) -> Assessment:
+        threshold, labels = self.bundle.threshold, self.bundle.labels
+        positive = probability >= threshold
+        label = labels[1] if positive else labels[0]
+        detail = (
+            f"{label}: probability of {labels[1]} {probability:.2f} {'>=' if positive else '<'} "
+            f"threshold {threshold:.2f}. Screening aid, not a diagnosis."
+        )
+        return self._assessment(sha, started, STATUS_OK, label, probability, detail, GateResult(), overlay)
+
+    def _assessment(
+        self,
+        sha: str,
+        started: float,
+        status: str,
+        label: str | None,
+        probability: float | None,
+        detail: str,
+        gate: GateResult,
+        overlay: bytes | None,
+    ) -> Assessment:
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        log.info("assessed input %s: %s %s in %.0f ms", sha[:12], status, label or gate.reason, elapsed_ms)
+        return Assessment(
+            status=status,
+            label=label,
+            probability=probability,
+            threshold=self.bundle.threshold,
+            reason=gate.reason,
+            detail=detail,
+            quality_flags=gate.flags,
+            heatmap_png=overlay,
+            input_sha256=sha,
+            model_name=self.bundle.name,
+            model_sha256=self.bundle.model_sha256,
+            runtime=self.model.runtime_name,
+            elapsed_ms=elapsed_ms,
+        )

@@ -1,0 +1,289 @@
+"""The preprocessing contract on odd files: every one decodes correctly or fails with a clear reason."""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+
+from edge.preprocess import MAX_PIXELS, ImageError, load_model_input, load_xray, to_model_input
+from tests.tiny_bundle import encode, synthetic_xray
+
+PATIENT = "Doe^Janet"
+DX_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
+
+
+def save(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height gray pixels, with almost no data: a decompression bomb."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0"))
+        + chunk(b"IEND", b"")
+    )
+
+
+def dicom_bytes(
+    raw: np.ndarray,
+    photometric: str = "MONOCHROME2",
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    **elements: object,
+) -> bytes:
+    """A DICOM file holding `raw` (uint16, 12 bits stored) plus any extra elements."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DX_SOP_CLASS
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = transfer_syntax
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = DX_SOP_CLASS
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = PATIENT
+    ds.PatientID = "PID-424242"
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = raw.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    if transfer_syntax == ExplicitVRLittleEndian:
+        ds.PixelData = raw.astype("<u2").tobytes()
+    else:
+        ds.PixelData = encapsulate([b"\xff\x4f\xff\x51 not really a JPEG 2000 codestream"])
+        ds["PixelData"].VR = "OB"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def ramp12(rows: int = 64, cols: int = 80) -> np.ndarray:
+    """A left-to-right 0..4095 ramp: column index tells the raw value."""
+    return np.tile(np.linspace(0, 4095, cols), (rows, 1)).astype(np.uint16)
+
+
+# --- failures with a reason -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty"),
+        (b"hello, this is a text file\n" * 20, "not_an_image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "not_an_image"),
+    ],
+)
+def test_unusable_bytes_name_a_reason(data, reason):
+    with pytest.raises(ImageError) as caught:
+        load_xray(data)
+    assert caught.value.reason == reason
+
+
+def test_truncated_jpeg_is_corrupt():
+    data = encode(synthetic_xray(1, 400, 480), "JPEG")
+    with pytest.raises(ImageError, match="damaged or truncated") as caught:
+        load_xray(data[: len(data) // 2])
+    assert caught.value.reason == "corrupt"
+
+
+def test_png_with_a_flipped_byte_is_corrupt():
+    data = bytearray(encode(synthetic_xray(1, 300, 300), "PNG"))
+    data[len(data) // 2] ^= 0xFF
+    with pytest.raises(ImageError) as caught:
+        load_xray(bytes(data))
+    assert caught.value.reason == "corrupt"
+
+
+def test_gif_is_refused_with_the_accepted_formats():
+    data = save(Image.fromarray(synthetic_xray(2, 300, 300)), "GIF")
+    with pytest.raises(ImageError, match="JPEG, PNG or DICOM") as caught:
+        load_xray(data)
+    assert caught.value.reason == "unsupported_format"
+
+
+@pytest.mark.parametrize("side", [8000, 20000])  # 64 MP: Pillow's warning band; 400 MP: its error band
+def test_decompression_bomb_is_refused_before_decoding(side):
+    assert side * side > MAX_PIXELS
+    with pytest.raises(ImageError, match="too many pixels") as caught:
+        load_xray(png_header_only(side, side))
+    assert caught.value.reason == "too_large"
+
+
+def test_bomb_limit_is_restored_afterwards():
+    before = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ImageError):
+        load_xray(png_header_only(20000, 20000))
+    assert before == Image.MAX_IMAGE_PIXELS
+
+
+# --- odd but valid rasters ----------------------------------------------------------------------
+
+
+def test_gray_jpeg_round_trips_at_full_resolution():
+    image = load_xray(encode(synthetic_xray(3, 1000, 1200), "JPEG"))
+    assert (image.height, image.width) == (1200, 1000)
+    assert image.pixels.dtype == np.uint8
+    assert image.source_format == "JPEG"
+    assert image.colourfulness == 0.0
+
+
+def test_16_bit_png_is_stretched_to_8_bits_keeping_order():
+    wide = np.tile(np.linspace(1000, 3000, 256), (32, 1)).astype(np.uint16)
+    image = load_xray(encode(wide, "PNG"))
+    assert image.pixels.min() == 0
+    assert image.pixels.max() == 255
+    assert np.all(np.diff(image.pixels[0].astype(int)) >= 0)
+
+
+def test_rgba_flattens_transparency_onto_black():
+    rgba = np.zeros((240, 240, 4), dtype=np.uint8)
+    rgba[..., :3] = 200
+    rgba[:, :120, 3] = 255  # left half opaque, right half transparent
+    image = load_xray(encode(rgba, "PNG"))
+    assert image.pixels[:, :120].mean() == pytest.approx(200, abs=1)
+    assert image.pixels[:, 120:].max() == 0
+    assert image.colourfulness == 0.0
+
+
+def test_palette_png_keeps_its_gray_levels():
+    gray = synthetic_xray(4, 300, 360)
+    palette = Image.fromarray(gray).convert("P", palette=Image.Palette.ADAPTIVE, colors=256)
+    image = load_xray(save(palette, "PNG"))
+    assert np.abs(image.pixels.astype(int) - gray.astype(int)).mean() < 4
+    assert image.colourfulness < 1.0
+
+
+def test_cmyk_jpeg_decodes_to_gray():
+    rgb = Image.fromarray(np.stack([synthetic_xray(5, 300, 360)] * 3, axis=2))
+    image = load_xray(save(rgb.convert("CMYK"), "JPEG", quality=95))
+    assert image.pixels.shape == (360, 300)
+    assert image.pixels.std() > 10
+
+
+def test_colour_is_measured_before_going_gray():
+    rgb = np.zeros((300, 300, 3), dtype=np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 120, 40
+    assert load_xray(encode(rgb, "PNG")).colourfulness > 50
+
+
+def test_exif_orientation_is_honoured():
+    pixels = np.zeros((200, 300), dtype=np.uint8)  # landscape as stored
+    pixels[:20, :20] = 255  # marker at the stored top-left
+    img = Image.fromarray(pixels)
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    image = load_xray(save(img, "JPEG", exif=exif.tobytes(), quality=95))
+    assert (image.height, image.width) == (300, 200)  # upright is portrait
+    assert image.pixels[:20, -20:].mean() > 200  # the marker is now top-right
+
+
+def test_tiny_image_still_becomes_a_model_input():
+    tensor = load_model_input(encode(np.full((3, 2), 90, dtype=np.uint8), "PNG"), 224)
+    assert tensor.shape == (224, 224, 1)
+    assert tensor.dtype == np.uint8
+
+
+def test_model_input_is_pillow_bicubic_squash():
+    gray = synthetic_xray(6, 500, 700)
+    expected = np.asarray(Image.fromarray(gray).resize((224, 224), Image.Resampling.BICUBIC))
+    tensor = load_model_input(encode(gray, "PNG"), 224)
+    np.testing.assert_array_equal(tensor[..., 0], expected)
+
+
+def test_224_images_pass_through_unchanged():
+    gray = synthetic_xray(7, 224, 224)
+    np.testing.assert_array_equal(load_model_input(encode(gray, "PNG"), 224)[..., 0], gray)
+
+
+# --- DICOM --------------------------------------------------------------------------------------
+
+
+def test_dicom_monochrome2_keeps_bright_bone_bright():
+    image = load_xray(dicom_bytes(ramp12()))
+    assert image.source_format == "DICOM"
+    assert image.pixels[:, 0].max() == 0
+    assert image.pixels[:, -1].min() == 255
+
+
+def test_dicom_monochrome1_is_inverted(caplog):
+    with caplog.at_level(logging.INFO, logger="edge.preprocess"):
+        image = load_xray(dicom_bytes(ramp12(), photometric="MONOCHROME1"))
+    assert image.pixels[:, 0].min() == 255
+    assert image.pixels[:, -1].max() == 0
+    assert "MONOCHROME1" in caplog.text
+
+
+def test_dicom_rescale_then_window_are_applied():
+    # real = 2 * raw - 1000; window 800..1200 on real values <=> raw 900..1100.
+    raw = np.tile(np.arange(0, 2048, 8), (16, 1)).astype(np.uint16)
+    image = load_xray(
+        dicom_bytes(raw, RescaleSlope=2, RescaleIntercept=-1000, WindowCenter=1000, WindowWidth=400)
+    )
+    columns = raw[0]
+    assert image.pixels[:, columns < 880].max() == 0
+    assert image.pixels[:, columns > 1120].min() == 255
+    middle = image.pixels[0, (columns > 920) & (columns < 1080)]
+    assert middle.min() > 0
+    assert middle.max() < 255
+
+
+def test_compressed_dicom_that_cannot_be_decoded_says_how_to_fix_it():
+    data = dicom_bytes(ramp12(), transfer_syntax=JPEG2000Lossless)
+    with pytest.raises(ImageError, match=r"JPEG 2000.*export it uncompressed") as caught:
+        load_xray(data)
+    assert caught.value.reason == "unsupported_dicom"
+
+
+def test_dicom_without_pixels_is_refused():
+    from pydicom import dcmread
+
+    ds = dcmread(io.BytesIO(dicom_bytes(ramp12())))
+    del ds.PixelData
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    with pytest.raises(ImageError) as caught:
+        load_xray(buffer.getvalue())
+    assert caught.value.reason == "no_pixels"
+
+
+def test_truncated_dicom_is_corrupt_without_naming_the_patient():
+    data = dicom_bytes(ramp12())
+    with pytest.raises(ImageError) as caught:
+        load_xray(data[:200])
+    assert PATIENT not in str(caught.value)
+
+
+def test_dicom_patient_name_never_reaches_the_result_or_the_logs(caplog):
+    with caplog.at_level(logging.DEBUG):
+        image = load_xray(dicom_bytes(ramp12(), photometric="MONOCHROME1"))
+        with pytest.raises(ImageError) as caught:
+            load_xray(dicom_bytes(ramp12(), transfer_syntax=JPEG2000Lossless))
+    for text in (repr(image), str(caught.value), caplog.text):
+        assert "Doe" not in text
+        assert "424242" not in text
+
+
+def test_to_model_input_refuses_a_non_gray_array():
+    from edge.preprocess import XrayImage
+
+    with pytest.raises(ValueError, match="2-D uint8"):
+        to_model_input(XrayImage(np.zeros((4, 4, 3), dtype=np.uint8), "PNG", 0.0), 224)
