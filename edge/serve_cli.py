@@ -1,0 +1,163 @@
+"""`python -m edge serve`: run the kiosk web app with waitress.
+
+Start-up refuses, with a message saying how to fix it, rather than run unsafely: a model bundle that
+is missing or altered, an unreadable data folder, or listening beyond this machine (anything but
+loopback) without an operator access code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import signal
+import sqlite3
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from edge.bundle import BundleError
+from edge.screener import default_model_dir
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_DATA_DIR = "kiosk-data"
+DEFAULT_THREADS = 4
+ACCESS_CODE_ENV = "PNEUMOEDGE_ACCESS_CODE"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `serve` subcommand to the `python -m edge` dispatcher."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the kiosk web app",
+        description="Serve the PneumoEdge kiosk (pages and JSON API) with waitress.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", type=Path, default=default_model_dir(), help="model bundle folder")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to listen on; beyond loopback needs an access code"
+    )
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="TCP port")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(DEFAULT_DATA_DIR),
+        help="folder for the case database and images",
+    )
+    parser.add_argument("--threads", type=_positive, default=DEFAULT_THREADS, help="request-handling threads")
+    parser.add_argument(
+        "--access-code",
+        default=None,
+        help=f"set the operator access code (stored hashed in the data dir); prefer the {ACCESS_CODE_ENV} "
+        "environment variable, since a command line is visible to other users",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the set-up, build the app and serve until stopped; non-zero exit with a fix-it message."""
+    try:
+        app = _build_app(args)
+    except StartupError as e:
+        log.error("cannot start: %s", e)
+        return 2
+    return _serve(app, args)
+
+
+class StartupError(RuntimeError):
+    """Start-up refused; the message says how to fix it."""
+
+
+def is_loopback(host: str) -> bool:
+    """True only for addresses no other machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _build_app(args: argparse.Namespace) -> Flask:
+    """Check the data folder and access code, then build the app (which verifies the model)."""
+    from edge.webapp import create_app, security
+
+    data_dir: Path = args.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        code = args.access_code or os.environ.get(ACCESS_CODE_ENV)
+        if code:
+            security.store_access_code(data_dir, code)
+            log.info("operator access code set (stored hashed in %s)", data_dir / security.ACCESS_CODE_FILE)
+        has_code = security.load_access_code_hash(data_dir) is not None
+    except security.AccessCodeError as e:
+        raise StartupError(f"{e}; choose another access code") from e
+    except OSError as e:
+        raise StartupError(
+            f"the data folder {data_dir} cannot be used ({e}); pass a writable --data-dir"
+        ) from e
+    if not is_loopback(args.host) and not has_code:
+        raise StartupError(
+            f"listening on {args.host} lets other machines reach the kiosk, so an operator access code "
+            f"is required: set {ACCESS_CODE_ENV} (at least {security.MIN_ACCESS_CODE_LENGTH} characters) "
+            f"or pass --access-code, or listen on {DEFAULT_HOST}"
+        )
+    try:
+        return create_app({"DATA_DIR": str(data_dir.resolve()), "MODEL_DIR": str(args.model)})
+    except BundleError as e:
+        raise StartupError(f"the model bundle cannot be used: {e}") from e
+    except (OSError, sqlite3.Error, RuntimeError, ValueError) as e:
+        raise StartupError(f"{e}") from e
+
+
+def _serve(app: Flask, args: argparse.Namespace) -> int:
+    from waitress import create_server
+
+    server = create_server(
+        app,
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        # Leave room above Flask's limit so oversized uploads get the app's clear 413 message.
+        max_request_body_size=2 * app.config["MAX_CONTENT_LENGTH"],
+        ident="PneumoEdge",
+        clear_untrusted_proxy_headers=True,
+    )
+    signal.signal(signal.SIGTERM, _stop)
+    info = app.extensions["pneumoedge.kiosk"]
+    port = getattr(server, "effective_port", args.port)  # a multi-address server has no single port
+    # The operator's start-up banner: shown whatever --log-level says.
+    print(
+        f"PneumoEdge kiosk on http://{args.host}:{port} with model {info.model_name} "
+        f"(sha256 {info.model_sha256[:12]}), data in {app.config['DATA_DIR']}, "
+        f"access code {'required' if info.access_enabled else 'not set'}. Ctrl-C stops it.",
+        flush=True,
+    )
+    server.run()
+    return 0
+
+
+def _stop(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM ends waitress's loop the way Ctrl-C does."""
+    raise SystemExit(0)
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {value}")
+    return port
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return number

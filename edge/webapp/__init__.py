@@ -1,0 +1,70 @@
+"""The PneumoEdge kiosk web application: `create_app` builds it, `python -m edge serve` runs it.
+
+Like Flask's tutorial app: defaults first, then the instance folder's `config.py`, then the
+caller's overrides; one blueprint per concern (pages, history, api, auth); each resource offers
+`init_app`. Nothing happens at import time. Building the app verifies and loads the model bundle
+(a missing or altered model raises edge.bundle.BundleError) and opens the data folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+import edge
+from edge.screener import Screener, ScreenerOptions, default_model_dir
+from edge.webapp import api, auth, errors, history, images, pages, scoring, security, store
+
+#: Largest upload accepted; a 16-bit full-resolution DICOM is about 20 MB.
+MAX_UPLOAD_BYTES = 40 * 1024 * 1024
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the kiosk app; `test_config` overrides everything (tests, and the serve command)."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(
+        DATA_DIR=app.instance_path,
+        MODEL_DIR=str(default_model_dir()),
+        MODEL_THREADS=None,
+        MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
+        SESSION_COOKIE_SAMESITE="Strict",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        # A kiosk page may stay open all shift: tokens last as long as the session.
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+    else:
+        app.config.from_mapping(test_config)
+
+    data_dir = Path(app.config["DATA_DIR"])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = security.load_or_create_secret_key(data_dir)
+    if "ACCESS_CODE_HASH" not in app.config:
+        app.config["ACCESS_CODE_HASH"] = security.load_access_code_hash(data_dir)
+
+    screener = Screener.from_path(
+        app.config["MODEL_DIR"], ScreenerOptions(num_threads=app.config["MODEL_THREADS"])
+    )
+    store.init_app(app)
+    images.init_dir(data_dir)
+    scoring.init_app(app, screener, getattr(edge, "__version__", "unknown"))
+    security.init_app(app)
+    errors.init_app(app)
+
+    app.add_template_filter(_utc, "utc")
+    app.context_processor(lambda: {"kiosk": scoring.kiosk_info()})
+    for blueprint in (pages.bp, history.bp, auth.bp, api.bp):
+        app.register_blueprint(blueprint)
+    security.csrf.exempt(api.bp)
+    return app
+
+
+def _utc(stamp: str) -> str:
+    """'2026-01-31T09:15:02.123Z' -> '2026-01-31 09:15 UTC' for people."""
+    return f"{stamp[:10]} {stamp[11:16]} UTC" if stamp else ""

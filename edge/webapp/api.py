@@ -1,0 +1,103 @@
+"""The JSON API for clinic systems (docs/openapi.yaml) and the health check.
+
+Exempt from CSRF because it takes no cookies: when an access code is set, every call but /healthz
+must send it as `Authorization: Bearer <code>` (checked in edge.webapp.security).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Any
+
+from flask import Blueprint, abort, current_app, jsonify, request, url_for
+from werkzeug.wrappers import Response
+
+from edge.webapp import store
+from edge.webapp.errors import error_response
+from edge.webapp.queries import MAX_LIMIT, QueryError, parse_case_query, parse_int
+from edge.webapp.scoring import kiosk_info, score_and_record
+from edge.webapp.uploads import UploadError, read_upload
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("api", __name__)
+DEFAULT_LIMIT = 50
+
+
+@bp.post("/api/v1/predict")
+def predict() -> Response:
+    """Score one X-ray (multipart `file`, optional `case_ref`); 201 with the committed case."""
+    try:
+        case = score_and_record(read_upload(request.files, request.form))
+    except UploadError as e:
+        return error_response(e.status, e.code, e.message)
+    response = jsonify(_case_json(case))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.result", case_id=case.id)
+    return response
+
+
+@bp.get("/api/v1/results")
+def results() -> Response:
+    """Cases newest first; filters as on the history page, but `case_ref` matches exactly."""
+    try:
+        query = parse_case_query(request.args, exact_case_ref=True)
+        limit = parse_int(request.args, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        offset = parse_int(request.args, "offset", 0, 0, 2**31)
+    except QueryError as e:
+        return error_response(400, "bad_query", f"{e}.")
+    cases, total = store.search_cases(store.get_db(), query, limit, offset)
+    next_offset = offset + len(cases) if offset + len(cases) < total else None
+    return jsonify(
+        results=[_case_json(case) for case in cases],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_offset=next_offset,
+    )
+
+
+@bp.get("/api/v1/results/<int:case_id>")
+def result(case_id: int) -> Response:
+    case = store.get_case(store.get_db(), case_id)
+    if case is None:
+        abort(404, description=f"There is no case #{case_id}.")
+    return jsonify(_case_json(case))
+
+
+@bp.get("/api/v1/results/<int:case_id>/heatmap.png")
+def heatmap(case_id: int) -> Response:
+    png = store.get_heatmap(store.get_db(), case_id)
+    if png is None:
+        abort(404, description=f"Case #{case_id} has no heatmap (none exists, or it could not be assessed).")
+    return current_app.response_class(png, mimetype="image/png")
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    """Liveness for monitoring: the model that is loaded and whether the database answers."""
+    info = kiosk_info()
+    try:
+        store.get_db().execute("SELECT 1 FROM cases LIMIT 1").fetchall()
+        database = "ok"
+    except sqlite3.Error as e:
+        log.error("health check: database error %s", e)
+        database = "error"
+    body = {
+        "status": "ok" if database == "ok" else "error",
+        "database": database,
+        "model": {"name": info.model_name, "sha256": info.model_sha256, "threshold": info.threshold},
+        "runtime": info.runtime,
+        "version": info.version,
+        "intended_use": info.intended_use,
+    }
+    return jsonify(body), 200 if database == "ok" else 503
+
+
+def _case_json(case: store.Case) -> dict[str, Any]:
+    body = case.to_dict()
+    body["heatmap_url"] = url_for("api.heatmap", case_id=case.id) if case.status == "ok" else None
+    body["report_url"] = url_for("pages.report", case_id=case.id)
+    body["intended_use"] = kiosk_info().intended_use
+    return body

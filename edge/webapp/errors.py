@@ -1,0 +1,64 @@
+"""Error responses a user can act on: an HTML page for people, JSON for the API."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, current_app, jsonify, render_template
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.wrappers import Response
+
+from edge.webapp.security import is_api_request
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    """JSON `{"error": {"code", "message"}}` for the API, the error page otherwise."""
+    if is_api_request():
+        response = jsonify(error={"code": code, "message": message})
+    else:
+        response = current_app.make_response(render_template("error.html", status=status, message=message))
+    response.status_code = status
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(CSRFError, _csrf_failed)
+    app.register_error_handler(413, _too_large)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(InternalServerError, _internal_error)
+
+
+def _csrf_failed(error: CSRFError) -> Response:
+    log.info("CSRF check failed: %s", error.description)
+    return error_response(
+        400,
+        "csrf",
+        "This form has expired or did not come from this kiosk. Go back, reload the page and try again.",
+    )
+
+
+def _too_large(_error: HTTPException) -> Response:
+    limit_mb = current_app.config["MAX_CONTENT_LENGTH"] / (1024 * 1024)
+    return error_response(
+        413,
+        "too_large",
+        f"The upload is larger than the {limit_mb:.0f} MB limit. "
+        "Export the X-ray as JPEG or at a lower resolution.",
+    )
+
+
+def _http_error(error: HTTPException) -> Response:
+    code = (error.name or "error").lower().replace(" ", "_")
+    return error_response(error.code or 500, code, error.description or error.name)
+
+
+def _internal_error(error: InternalServerError) -> Response:
+    log.error("unhandled error", exc_info=error.original_exception)
+    return error_response(
+        500,
+        "internal_error",
+        "Something went wrong on the kiosk. Check the history; if the case is missing, assess it again.",
+    )

@@ -1,0 +1,89 @@
+"""Past cases: search, record the clinician's confirmed diagnosis, export CSV and the labelled dataset."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime, timezone
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
+from werkzeug.wrappers import Response
+
+from edge.kermany import LABELS
+from edge.webapp import store
+from edge.webapp.export import cases_csv, write_dataset_zip
+from edge.webapp.queries import QueryError, parse_case_query, parse_int
+from edge.webapp.uploads import CASE_REF_MAX
+
+bp = Blueprint("history", __name__)
+
+PAGE_SIZE = 25
+FILTER_FIELDS = ("case_ref", "date_from", "date_to")
+
+
+@bp.get("/history")
+def index() -> str | tuple[str, int]:
+    filters = {name: request.args[name] for name in FILTER_FIELDS if request.args.get(name, "").strip()}
+    try:
+        query = parse_case_query(request.args, exact_case_ref=False)
+        page = parse_int(request.args, "page", 1, 1, 1_000_000)
+    except QueryError as e:
+        return _page([], 0, 1, filters, error=f"Cannot search: {e}."), 400
+    cases, total = store.search_cases(store.get_db(), query, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    return _page(cases, total, page, filters)
+
+
+@bp.post("/cases/<int:case_id>/diagnosis")
+def confirm(case_id: int) -> Response:
+    diagnosis = request.form.get("diagnosis", "")
+    if diagnosis not in LABELS:
+        abort(400, description=f"Choose the confirmed diagnosis: {' or '.join(LABELS)}.")
+    if store.confirm_case(store.get_db(), case_id, diagnosis) is None:
+        abort(404, description=f"There is no case #{case_id}.")
+    return redirect(url_for("pages.result", case_id=case_id), code=303)
+
+
+@bp.get("/history/export.csv")
+def export_csv() -> Response:
+    try:
+        query = parse_case_query(request.args, exact_case_ref=False)
+    except QueryError as e:
+        abort(400, description=f"Cannot export: {e}.")
+    body = cases_csv(store.iter_cases(store.get_db(), query))
+    response = current_app.response_class(body, mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="pneumoedge-cases-{_today()}.csv"'
+    return response
+
+
+@bp.get("/history/confirmed-dataset.zip")
+def export_dataset() -> Response:
+    """Every confirmed, assessable case's de-identified image, in NORMAL/ and PNEUMONIA/ folders."""
+    data_dir = current_app.config["DATA_DIR"]
+    # Unnamed, so nothing is left behind: the response closes (and so deletes) it once sent.
+    spool = tempfile.TemporaryFile(dir=data_dir)  # noqa: SIM115
+    write_dataset_zip(store.iter_cases(store.get_db(), store.CaseQuery(confirmed=True)), data_dir, spool)
+    spool.seek(0)
+    return send_file(
+        spool,
+        mimetype="application/zip",
+        as_attachment=True,
+        download_name=f"pneumoedge-confirmed-{_today()}.zip",
+    )
+
+
+def _page(
+    cases: list[store.Case], total: int, page: int, filters: dict[str, str], error: str | None = None
+) -> str:
+    return render_template(
+        "history.html",
+        cases=cases,
+        total=total,
+        page=page,
+        page_size=PAGE_SIZE,
+        filters=filters,
+        error=error,
+        case_ref_max=CASE_REF_MAX,
+    )
+
+
+def _today() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d")

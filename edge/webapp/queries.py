@@ -1,0 +1,85 @@
+"""Reading case filters and paging from a query string, with messages that say what would be valid."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from werkzeug.datastructures import MultiDict
+
+from edge.kermany import LABELS
+from edge.webapp.store import CaseQuery
+from edge.webapp.uploads import CASE_REF_MAX
+
+STATUSES = ("ok", "rejected")
+MAX_LIMIT = 500
+
+
+class QueryError(ValueError):
+    """A filter or paging value the kiosk cannot use (HTTP 400)."""
+
+
+def parse_case_query(args: MultiDict[str, str], exact_case_ref: bool) -> CaseQuery:
+    """Filters: `case_ref`, `date_from`/`date_to` (YYYY-MM-DD, inclusive), `status`, `label`, `confirmed`."""
+    case_ref = args.get("case_ref", "").strip()
+    if len(case_ref) > CASE_REF_MAX:
+        raise QueryError(
+            f"case_ref is {len(case_ref)} characters long; case references have at most {CASE_REF_MAX}"
+        )
+    date_from, date_to = _date(args, "date_from"), _date(args, "date_to")
+    if date_from and date_to and date_from > date_to:
+        raise QueryError(f"date_from {date_from} is after date_to {date_to}")
+    return CaseQuery(
+        case_ref=case_ref or None,
+        exact_case_ref=exact_case_ref,
+        date_from=date_from,
+        date_to=date_to,
+        status=_choice(args, "status", STATUSES),
+        label=_choice(args, "label", LABELS),
+        confirmed=_boolean(args, "confirmed"),
+    )
+
+
+def parse_int(args: MultiDict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = args.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise QueryError(f"{name} must be a whole number from {low} to {high}, got {_shown(raw)}")
+    return value
+
+
+def _date(args: MultiDict[str, str], name: str) -> date | None:
+    raw = args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as e:
+        raise QueryError(f"{name} must be a date like 2026-01-31, got {_shown(raw)}") from e
+
+
+def _choice(args: MultiDict[str, str], name: str, choices: tuple[str, ...]) -> str | None:
+    raw = args.get(name, "").strip()
+    if not raw:
+        return None
+    if raw not in choices:
+        raise QueryError(f"{name} must be one of {', '.join(choices)}, got {_shown(raw)}")
+    return raw
+
+
+def _boolean(args: MultiDict[str, str], name: str) -> bool | None:
+    raw = args.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw not in ("true", "false"):
+        raise QueryError(f"{name} must be true or false, got {_shown(raw)}")
+    return raw == "true"
+
+
+def _shown(raw: str) -> str:
+    """The bad value, quoted and cut short, for an error message."""
+    return repr(raw[:20] + ("…" if len(raw) > 20 else ""))

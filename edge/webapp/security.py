@@ -1,0 +1,204 @@
+"""Who may use the kiosk, and the browser protections on every response.
+
+- The operator access code is stored only as a werkzeug password hash in the data folder. When one
+  is set, pages need a login (a signed session cookie) and the JSON API needs the code in an
+  `Authorization: Bearer <code>` header; the API never accepts the cookie, so a page from another
+  site cannot make a logged-in browser call it. Repeated wrong codes from one address lock it out.
+- Forms carry CSRF tokens (flask-wtf); the JSON API is exempt because it takes no cookies.
+- Every response gets a strict Content-Security-Policy (everything from this kiosk, nothing inline,
+  no framing) and the usual hardening headers; nothing but static files may be cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+from pathlib import Path
+
+from flask import Flask, Response, current_app, jsonify, redirect, request, session, url_for
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from edge.bundle import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+ACCESS_CODE_FILE = "access-code.hash"
+SECRET_KEY_FILE = "secret-key"
+MIN_ACCESS_CODE_LENGTH = 8
+#: Wrong codes allowed from one address before it is locked out for LOCKOUT_S seconds.
+MAX_FAILURES = 5
+LOCKOUT_S = 60.0
+#: Endpoints anyone may reach: the login itself, static files, and the health check for monitoring.
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "static", "api.healthz"})
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(self), microphone=(), geolocation=()",
+}
+
+csrf = CSRFProtect()
+
+
+class AccessCodeError(ValueError):
+    """An access code that may not be used; the message says what would be valid."""
+
+
+def check_access_code_rule(code: str) -> None:
+    if len(code) < MIN_ACCESS_CODE_LENGTH:
+        raise AccessCodeError(
+            f"the access code is {len(code)} characters long; use at least {MIN_ACCESS_CODE_LENGTH}"
+        )
+    if code != code.strip() or not code.isprintable():
+        raise AccessCodeError("the access code may not start or end with spaces or hold control characters")
+
+
+def store_access_code(data_dir: Path | str, code: str) -> str:
+    """Hash the code (werkzeug's default, scrypt) into the data folder, replacing any earlier one."""
+    check_access_code_rule(code)
+    code_hash = generate_password_hash(code)
+    _write_private(Path(data_dir) / ACCESS_CODE_FILE, code_hash.encode())
+    return code_hash
+
+
+def load_access_code_hash(data_dir: Path | str) -> str | None:
+    path = Path(data_dir) / ACCESS_CODE_FILE
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else None
+
+
+def load_or_create_secret_key(data_dir: Path | str) -> bytes:
+    """The session-signing key, made once per data folder so logins survive a restart."""
+    path = Path(data_dir) / SECRET_KEY_FILE
+    if path.is_file():
+        return path.read_bytes()
+    key = secrets.token_bytes(32)
+    _write_private(path, key)
+    return key
+
+
+class AccessGuard:
+    """Checks access codes against the stored hash, remembering the one that worked.
+
+    scrypt takes tens of milliseconds by design; after the first success the API compares a
+    sha256 of the presented code in constant time instead, so clinic systems are not slowed down.
+    """
+
+    def __init__(self, code_hash: str | None) -> None:
+        self.code_hash = code_hash
+        self._verified: bytes | None = None
+        self._failures: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.code_hash is not None
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the current code in sessions, so changing the code logs every operator out."""
+        return hashlib.sha256((self.code_hash or "").encode()).hexdigest()[:16]
+
+    def locked_out(self, client: str) -> bool:
+        with self._lock:
+            count, since = self._failures.get(client, (0, 0.0))
+            if count >= MAX_FAILURES and time.monotonic() - since < LOCKOUT_S:
+                return True
+            if count >= MAX_FAILURES:
+                del self._failures[client]
+            return False
+
+    def check(self, code: str, client: str) -> bool:
+        """True when `code` is the access code; counts failures per client address."""
+        if self.code_hash is None:
+            return True
+        digest = hashlib.sha256(code.encode("utf-8", "surrogateescape")).digest()
+        if self._verified is not None and hmac.compare_digest(digest, self._verified):
+            return True
+        if check_password_hash(self.code_hash, code):
+            self._verified = digest
+            with self._lock:
+                self._failures.pop(client, None)
+            return True
+        with self._lock:
+            if len(self._failures) > 1000:  # bounded memory under a scan
+                self._failures.clear()
+            count, _ = self._failures.get(client, (0, 0.0))
+            self._failures[client] = (count + 1, time.monotonic())
+        log.warning("wrong access code from %s", client)
+        return False
+
+
+def guard() -> AccessGuard:
+    return current_app.extensions["pneumoedge.access"]
+
+
+def init_app(app: Flask) -> None:
+    """Install CSRF protection, the access check and the response headers."""
+    app.extensions["pneumoedge.access"] = AccessGuard(app.config.get("ACCESS_CODE_HASH"))
+    app.before_request(_require_access)  # before CSRF: a logged-out user is sent to the login page
+    csrf.init_app(app)
+    app.after_request(_harden)
+
+
+def is_api_request() -> bool:
+    return request.path.startswith("/api/") or request.path == "/healthz"
+
+
+def _require_access() -> Response | None:
+    access = guard()
+    if not access.enabled or request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if request.blueprint == "api":
+        return _require_bearer(access)
+    if session.get("operator") == access.fingerprint:
+        return None
+    return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+
+
+def _require_bearer(access: AccessGuard) -> Response | None:
+    client = request.remote_addr or "unknown"
+    if access.locked_out(client):
+        return _api_denied(429, "locked_out", f"Too many wrong access codes; wait {LOCKOUT_S:.0f} seconds.")
+    scheme, _, code = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not code:
+        return _api_denied(
+            401, "unauthorised", "Send the operator access code as 'Authorization: Bearer <code>'."
+        )
+    if not access.check(code.strip(), client):
+        return _api_denied(401, "unauthorised", "The access code is wrong.")
+    return None
+
+
+def _api_denied(status: int, code: str, message: str) -> Response:
+    response = jsonify(error={"code": code, "message": message})
+    response.status_code = status
+    response.headers["WWW-Authenticate"] = 'Bearer realm="PneumoEdge"'
+    return response
+
+
+def _harden(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.endpoint != "static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a secret readable by the kiosk's user only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data)
+    path.chmod(0o600)

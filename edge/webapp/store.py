@@ -1,0 +1,317 @@
+"""The case store: one SQLite file in the data folder, safe under waitress's threads and a power cut.
+
+Each request gets its own connection (kept on `g`, closed on teardown). The database runs in WAL mode
+with `synchronous=FULL`, and every write is one `BEGIN IMMEDIATE ... COMMIT` transaction, so a result
+is on disk before the kiosk acknowledges it and concurrent writers queue instead of failing.
+
+Only what a screening record needs is stored: no patient identifiers, no uploaded file names, no
+DICOM fields. The case reference is the clinic's own code, checked by `edge.webapp.uploads`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app, g
+
+DB_FILE = "pneumoedge.sqlite3"
+SCHEMA_VERSION = 1
+#: Seconds a writer waits for another thread's transaction before giving up.
+BUSY_TIMEOUT_S = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    case_ref TEXT,
+    created_utc TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'rejected')),
+    label TEXT,
+    probability REAL,
+    threshold REAL NOT NULL,
+    reason TEXT,
+    detail TEXT NOT NULL,
+    quality_flags TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    runtime TEXT NOT NULL,
+    input_sha256 TEXT NOT NULL,
+    image_file TEXT,
+    elapsed_ms REAL NOT NULL,
+    confirmed_label TEXT,
+    confirmed_utc TEXT
+);
+CREATE INDEX IF NOT EXISTS cases_case_ref ON cases (case_ref);
+CREATE INDEX IF NOT EXISTS cases_created ON cases (created_utc);
+CREATE TABLE IF NOT EXISTS heatmaps (
+    case_id INTEGER PRIMARY KEY REFERENCES cases (id) ON DELETE CASCADE,
+    png BLOB NOT NULL
+);
+"""
+
+_CASE_COLUMNS = (
+    "id, case_ref, created_utc, status, label, probability, threshold, reason, detail, quality_flags, "
+    "model_name, model_sha256, runtime, input_sha256, image_file, elapsed_ms, confirmed_label, confirmed_utc"
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One screened upload as stored; what the history, the report and the API show."""
+
+    id: int
+    case_ref: str | None
+    created_utc: str
+    status: str
+    label: str | None
+    probability: float | None
+    threshold: float
+    reason: str | None
+    detail: str
+    quality_flags: tuple[str, ...]
+    model_name: str
+    model_sha256: str
+    runtime: str
+    input_sha256: str
+    image_file: str | None
+    elapsed_ms: float
+    confirmed_label: str | None
+    confirmed_utc: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Case:
+        values = dict(row)
+        values["quality_flags"] = tuple(json.loads(values["quality_flags"]))
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of a case (docs/openapi.yaml `Case`); the stored image name stays private."""
+        return {
+            "id": self.id,
+            "case_ref": self.case_ref,
+            "created_utc": self.created_utc,
+            "status": self.status,
+            "label": self.label,
+            "probability": self.probability,
+            "threshold": self.threshold,
+            "reason": self.reason,
+            "detail": self.detail,
+            "quality_flags": list(self.quality_flags),
+            "model_name": self.model_name,
+            "model_sha256": self.model_sha256,
+            "runtime": self.runtime,
+            "input_sha256": self.input_sha256,
+            "elapsed_ms": self.elapsed_ms,
+            "confirmed_label": self.confirmed_label,
+            "confirmed_utc": self.confirmed_utc,
+        }
+
+
+@dataclass(frozen=True)
+class NewCase:
+    """What scoring hands the store; `created_utc` and `id` are assigned when it is committed."""
+
+    case_ref: str | None
+    status: str
+    label: str | None
+    probability: float | None
+    threshold: float
+    reason: str | None
+    detail: str
+    quality_flags: tuple[str, ...]
+    model_name: str
+    model_sha256: str
+    runtime: str
+    input_sha256: str
+    image_file: str | None
+    elapsed_ms: float
+
+
+@dataclass(frozen=True)
+class CaseQuery:
+    """Filters for the history page, the exports and the API; None means 'any'."""
+
+    case_ref: str | None = None
+    exact_case_ref: bool = False
+    date_from: date | None = None
+    date_to: date | None = None  # inclusive
+    status: str | None = None
+    label: str | None = None
+    confirmed: bool | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if self.case_ref:
+            if self.exact_case_ref:
+                clauses.append("case_ref = ?")
+                params.append(self.case_ref)
+            else:
+                clauses.append("instr(lower(case_ref), lower(?)) > 0")
+                params.append(self.case_ref)
+        if self.date_from:
+            clauses.append("created_utc >= ?")
+            params.append(f"{self.date_from.isoformat()}T00:00:00")
+        if self.date_to:
+            clauses.append("created_utc < ?")
+            params.append(f"{(self.date_to + timedelta(days=1)).isoformat()}T00:00:00")
+        if self.status:
+            clauses.append("status = ?")
+            params.append(self.status)
+        if self.label:
+            clauses.append("label = ?")
+            params.append(self.label)
+        if self.confirmed is not None:
+            clauses.append("confirmed_label IS NOT NULL" if self.confirmed else "confirmed_label IS NULL")
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC with milliseconds and a Z: sorts as text, reads unambiguously."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def db_path(data_dir: Path | str) -> Path:
+    return Path(data_dir) / DB_FILE
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, synchronous=FULL."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=True)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def init_db(data_dir: Path | str) -> None:
+    """Create the schema if needed; refuse a database written by a newer kiosk."""
+    conn = connect(db_path(data_dir))
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{db_path(data_dir)} has schema version {version}; this kiosk knows version "
+                f"{SCHEMA_VERSION}. Update the kiosk software or use another --data-dir."
+            )
+        conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+    finally:
+        conn.close()
+
+
+def get_db() -> sqlite3.Connection:
+    """This request's connection, opened on first use."""
+    if "db" not in g:
+        g.db = connect(db_path(current_app.config["DATA_DIR"]))
+    return g.db
+
+
+def close_db(_error: BaseException | None = None) -> None:
+    conn = g.pop("db", None)
+    if conn is not None:
+        conn.close()
+
+
+def init_app(app: Flask) -> None:
+    """Create the data folder and schema, and close each request's connection when it ends."""
+    Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    init_db(app.config["DATA_DIR"])
+    app.teardown_appcontext(close_db)
+
+
+def insert_case(conn: sqlite3.Connection, case: NewCase, heatmap_png: bytes | None) -> Case:
+    """Commit a case (and its heatmap) in one transaction; return it as stored."""
+    created = utc_now()
+    with _write(conn):
+        cursor = conn.execute(
+            "INSERT INTO cases (case_ref, created_utc, status, label, probability, threshold, reason, "
+            "detail, quality_flags, model_name, model_sha256, runtime, input_sha256, image_file, "
+            "elapsed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                case.case_ref,
+                created,
+                case.status,
+                case.label,
+                case.probability,
+                case.threshold,
+                case.reason,
+                case.detail,
+                json.dumps(list(case.quality_flags)),
+                case.model_name,
+                case.model_sha256,
+                case.runtime,
+                case.input_sha256,
+                case.image_file,
+                case.elapsed_ms,
+            ),
+        )
+        case_id = int(cursor.lastrowid)
+        if heatmap_png is not None:
+            conn.execute("INSERT INTO heatmaps (case_id, png) VALUES (?, ?)", (case_id, heatmap_png))
+    stored = get_case(conn, case_id)
+    assert stored is not None  # just committed on this connection
+    return stored
+
+
+def confirm_case(conn: sqlite3.Connection, case_id: int, label: str) -> Case | None:
+    """Record (or correct) the clinician's confirmed diagnosis; None when there is no such case."""
+    with _write(conn):
+        cursor = conn.execute(
+            "UPDATE cases SET confirmed_label = ?, confirmed_utc = ? WHERE id = ?",
+            (label, utc_now(), case_id),
+        )
+    if cursor.rowcount == 0:
+        return None
+    return get_case(conn, case_id)
+
+
+def get_case(conn: sqlite3.Connection, case_id: int) -> Case | None:
+    row = conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?", (case_id,)).fetchone()
+    return Case.from_row(row) if row else None
+
+
+def get_heatmap(conn: sqlite3.Connection, case_id: int) -> bytes | None:
+    row = conn.execute("SELECT png FROM heatmaps WHERE case_id = ?", (case_id,)).fetchone()
+    return bytes(row["png"]) if row else None
+
+
+def has_heatmap(conn: sqlite3.Connection, case_id: int) -> bool:
+    return conn.execute("SELECT 1 FROM heatmaps WHERE case_id = ?", (case_id,)).fetchone() is not None
+
+
+def search_cases(
+    conn: sqlite3.Connection, query: CaseQuery, limit: int, offset: int = 0
+) -> tuple[list[Case], int]:
+    """One page of matching cases, newest first, and how many match in all."""
+    where, params = query.where()
+    total = conn.execute(f"SELECT count(*) FROM cases{where}", params).fetchone()[0]
+    rows = conn.execute(
+        f"SELECT {_CASE_COLUMNS} FROM cases{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    return [Case.from_row(row) for row in rows], int(total)
+
+
+def iter_cases(conn: sqlite3.Connection, query: CaseQuery) -> Iterator[Case]:
+    """Every matching case, oldest first, without loading them all at once (for exports)."""
+    where, params = query.where()
+    for row in conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases{where} ORDER BY id", params):
+        yield Case.from_row(row)
+
+
+@contextmanager
+def _write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One immediate transaction: the write lock is taken before reading, so writers queue, not fail."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
