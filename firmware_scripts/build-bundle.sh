@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Build an offline PneumoEdge bundle on the office laptop: the app, one model bundle and every
+# wheel the target device needs, with SHA256SUMS, a VERSION and a MANIFEST, in one tarball.
+set -Eeuo pipefail
+SCRIPT_NAME=build-bundle
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=lib/targets.sh
+source "${FIRMWARE_DIR}/lib/targets.sh"
+
+REPO_DIR="$(cd "${FIRMWARE_DIR}/.." && pwd)"
+
+usage() {
+	cat <<USAGE
+Usage: $0 [options]
+
+Build dist/pneumoedge-<version>-<target>.tar.gz (+ .sha256) for devices without network.
+Needs internet for the wheels, unless --wheelhouse points at a folder that has them.
+
+Options:
+  --target PRESET      one of: ${TARGET_PRESETS} (default: pi64-bookworm)
+                         pi64-bookworm  Pi 4/5/Zero 2 W, 64-bit Raspberry Pi OS 12, Python 3.11
+                         pi64-trixie    Pi 4/5, 64-bit Raspberry Pi OS 13, Python 3.13
+                         pi32-bookworm  32-bit Raspberry Pi OS 12 (e.g. Pi Zero 2 W), Python 3.11,
+                                        tflite-runtime 2.14 + numpy<2, wheels from piwheels
+                         local          this machine's CPU and BUILD_PYTHON's version (tests)
+  --model DIR          model bundle folder (default: models/mobilenetv2-int8)
+  --output DIR         where the tarball goes (default: dist)
+  --version NAME       release name (default: UTC date and git commit, e.g. 2026.11.28-0512-g6c42540)
+  --requirements FILE  override the target's requirements file (default: requirements-edge.txt,
+                       or requirements-edge-tflite-runtime.txt for pi32-bookworm)
+  --wheelhouse DIR     take the wheels from DIR only (pip --no-index); no internet needed
+  --debs DIR           also ship the .deb files in DIR (e.g. cage, chromium for a Lite image);
+                       provision.sh installs them without network
+  --config FILE        config file (default: firmware_scripts/pneumoedge.conf)
+  --dry-run            check the inputs and print what would be done
+  -h, --help           show this help
+
+Log: <output>/build-bundle.log
+USAGE
+}
+
+TARGET=pi64-bookworm
+MODEL_DIR="${REPO_DIR}/models/mobilenetv2-int8"
+OUTPUT_DIR="${REPO_DIR}/dist"
+VERSION=""
+REQUIREMENTS=""
+WHEELHOUSE=""
+DEBS_DIR=""
+CONFIG_ARG=""
+
+parse_args() {
+	while (($#)); do
+		case "$1" in
+		--target) TARGET="${2:?--target needs a preset}" && shift ;;
+		--model) MODEL_DIR="${2:?--model needs a folder}" && shift ;;
+		--output) OUTPUT_DIR="${2:?--output needs a folder}" && shift ;;
+		--version) VERSION="${2:?--version needs a name}" && shift ;;
+		--requirements) REQUIREMENTS="${2:?--requirements needs a file}" && shift ;;
+		--wheelhouse) WHEELHOUSE="${2:?--wheelhouse needs a folder}" && shift ;;
+		--debs) DEBS_DIR="${2:?--debs needs a folder}" && shift ;;
+		--config) CONFIG_ARG="${2:?--config needs a file}" && shift ;;
+		--dry-run) DRY_RUN=1 ;;
+		-h | --help) usage && exit 0 ;;
+		*) die "unknown argument $1; see $0 --help" ;;
+		esac
+		shift
+	done
+}
+
+MODEL_NAME=""
+MODEL_SHA256=""
+RUNTIME_MODULE=""
+BUNDLE_NAME=""
+
+check_inputs() {
+	need tar gzip sha256sum find sort git date "$BUILD_PYTHON"
+	set_target "$TARGET"
+	REQUIREMENTS="${REQUIREMENTS:-${REPO_DIR}/${TARGET_REQUIREMENTS}}"
+	[[ -f "$REQUIREMENTS" ]] || die "requirements file ${REQUIREMENTS} does not exist"
+	[[ -d "${REPO_DIR}/edge" ]] || die "${REPO_DIR}/edge is missing; run this from a PneumoEdge checkout"
+	[[ -z "$WHEELHOUSE" || -d "$WHEELHOUSE" ]] || die "--wheelhouse ${WHEELHOUSE} is not a folder"
+	if [[ -n "$DEBS_DIR" ]] && ! compgen -G "${DEBS_DIR}/*.deb" >/dev/null; then
+		die "--debs ${DEBS_DIR} holds no .deb files"
+	fi
+	"$BUILD_PYTHON" -m pip --version >/dev/null 2>&1 || die "${BUILD_PYTHON} has no pip; set BUILD_PYTHON to a Python with pip"
+	# The model is checked with the kiosk's own reader, so a bad model never leaves the office.
+	local info
+	info="$(PYTHONPATH="$REPO_DIR" "$BUILD_PYTHON" -c \
+		'import sys; from edge.bundle import load_bundle; b = load_bundle(sys.argv[1]); print(b.name, b.model_sha256)' \
+		"$MODEL_DIR")" || die "model bundle ${MODEL_DIR} failed verification (message above); pick a verified bundle with --model"
+	read -r MODEL_NAME MODEL_SHA256 <<<"$info"
+	is_safe_name "$MODEL_NAME" || die "model name '${MODEL_NAME}' in ${MODEL_DIR}/bundle.json is not a plain name"
+	if grep -qiE '^tflite[-_]runtime' "$REQUIREMENTS"; then
+		RUNTIME_MODULE=tflite_runtime.interpreter
+	else
+		RUNTIME_MODULE=ai_edge_litert.interpreter
+	fi
+	if [[ -z "$VERSION" ]]; then
+		VERSION="$(date -u +%Y.%m.%d-%H%M)-g$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	fi
+	is_safe_name "$VERSION" || die "--version '${VERSION}' must be letters, digits, '.', '_', '+' or '-'"
+	BUNDLE_NAME="pneumoedge-${VERSION}-${TARGET}"
+	log "target ${TARGET}: ${TARGET_ARCH}, Python ${TARGET_PYTHON}, $(basename "$REQUIREMENTS"), runtime ${RUNTIME_MODULE%%.*}"
+	log "model ${MODEL_NAME} (sha256 ${MODEL_SHA256}); release ${VERSION}"
+}
+
+WORK=""
+TOP=""
+
+assemble() {
+	if [[ "$DRY_RUN" == 1 ]]; then
+		log "would assemble ${BUNDLE_NAME}: edge/, $(basename "$REQUIREMENTS"), models/${MODEL_NAME}, firmware_scripts/${DEBS_DIR:+, debs}"
+		return 0
+	fi
+	mkdir -p "$OUTPUT_DIR"
+	WORK="$(mktemp -d "${OUTPUT_DIR}/.build.XXXXXX")"
+	cleanup_on_exit "$WORK"
+	TOP="${WORK}/${BUNDLE_NAME}"
+	mkdir -p "${TOP}/app" "${TOP}/models" "${TOP}/wheels"
+	copy_tree "${REPO_DIR}/edge" "${TOP}/app/edge"
+	install -m 0644 "$REQUIREMENTS" "${TOP}/app/requirements.txt"
+	copy_tree "$MODEL_DIR" "${TOP}/models/${MODEL_NAME}"
+	copy_tree "$FIRMWARE_DIR" "${TOP}/firmware_scripts"
+	if [[ -n "$DEBS_DIR" ]]; then
+		mkdir -p "${TOP}/debs"
+		install -m 0644 "$DEBS_DIR"/*.deb "${TOP}/debs/"
+	fi
+}
+
+# copy_tree SRC DEST: copy a source folder without caches, bytecode or hidden files.
+copy_tree() {
+	local src="$1" dest="$2"
+	mkdir -p "$dest"
+	(cd "$src" && find . -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*/.*' -print0) |
+		while IFS= read -r -d '' file; do
+			install -D -m "$([[ -x "${src}/${file}" ]] && echo 0755 || echo 0644)" "${src}/${file}" "${dest}/${file}"
+		done
+}
+
+download_wheels() {
+	local args=(download --disable-pip-version-check --only-binary=:all: -r "$REQUIREMENTS")
+	if [[ "$TARGET" != local ]]; then
+		local abi="cp${TARGET_PYTHON/./}" platform
+		args+=(--python-version "$TARGET_PYTHON" --implementation cp --abi "$abi" --abi abi3 --abi none)
+		for platform in "${TARGET_PLATFORMS[@]}"; do args+=(--platform "$platform"); done
+	fi
+	if [[ -n "$WHEELHOUSE" ]]; then
+		args+=(--no-index --find-links "$WHEELHOUSE")
+	elif [[ -n "$TARGET_EXTRA_INDEX" ]]; then
+		args+=(--extra-index-url "$TARGET_EXTRA_INDEX")
+	fi
+	if [[ "$DRY_RUN" == 1 ]]; then
+		log "would run: $(_quote "$BUILD_PYTHON" -m pip "${args[@]}" -d "<bundle>/wheels")"
+		return 0
+	fi
+	"$BUILD_PYTHON" -m pip "${args[@]}" -d "${TOP}/wheels" >&2 ||
+		die "pip could not get every wheel for ${TARGET}; check the internet connection or the --wheelhouse (it must hold wheels for ${TARGET_ARCH}, Python ${TARGET_PYTHON})"
+	log "$(find "${TOP}/wheels" -name '*.whl' | wc -l) wheels, $(du -sh "${TOP}/wheels" | cut -f1)"
+}
+
+write_metadata() {
+	if [[ "$DRY_RUN" == 1 ]]; then
+		log "would write VERSION, MANIFEST and SHA256SUMS"
+		return 0
+	fi
+	printf '%s\n' "$VERSION" >"${TOP}/VERSION"
+	{
+		echo "version=${VERSION}"
+		echo "target=${TARGET}"
+		echo "arch=${TARGET_ARCH}"
+		echo "python_version=${TARGET_PYTHON}"
+		echo "model_name=${MODEL_NAME}"
+		echo "model_sha256=${MODEL_SHA256}"
+		echo "runtime_module=${RUNTIME_MODULE}"
+		echo "requirements=$(basename "$REQUIREMENTS")"
+		echo "git_commit=$(git -C "$REPO_DIR" rev-parse HEAD 2>/dev/null || echo unknown)"
+		echo "created_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	} >"${TOP}/MANIFEST"
+	(cd "$TOP" && find . -type f ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum) >"${TOP}/SHA256SUMS"
+	log "SHA256SUMS lists $(wc -l <"${TOP}/SHA256SUMS") files"
+}
+
+pack() {
+	local tarball="${OUTPUT_DIR}/${BUNDLE_NAME}.tar.gz"
+	if [[ "$DRY_RUN" == 1 ]]; then
+		log "would write ${tarball} and ${tarball}.sha256"
+		return 0
+	fi
+	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$(date +%s)" \
+		-C "$WORK" -czf "${WORK}/bundle.tar.gz" "$BUNDLE_NAME"
+	mv -f "${WORK}/bundle.tar.gz" "$tarball"
+	(cd "$OUTPUT_DIR" && sha256sum "$(basename "$tarball")") >"${tarball}.sha256.tmp"
+	mv -f "${tarball}.sha256.tmp" "${tarball}.sha256"
+	log "bundle: ${tarball} ($(du -h "$tarball" | cut -f1)), sha256 $(cut -d' ' -f1 "${tarball}.sha256")"
+	# Machine-readable last line for scripts and tests.
+	printf '%s\n' "$tarball"
+}
+
+main() {
+	init_common
+	parse_args "$@"
+	load_config "$CONFIG_ARG"
+	if [[ "$DRY_RUN" != 1 ]]; then
+		mkdir -p "$OUTPUT_DIR"
+		OUTPUT_DIR="$(cd "$OUTPUT_DIR" && pwd)"
+	fi
+	open_log "${OUTPUT_DIR}/build-bundle.log"
+	step 01 "Check the inputs" check_inputs
+	step 02 "Assemble the app, model and scripts" assemble
+	step 03 "Download the wheels" download_wheels
+	step 04 "Write VERSION, MANIFEST, SHA256SUMS" write_metadata
+	step 05 "Pack the tarball" pack
+}
+
+main "$@"

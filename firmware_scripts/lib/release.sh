@@ -1,0 +1,175 @@
+# shellcheck shell=bash
+# Releases on the device: verify a bundle tarball, install it side by side under
+# INSTALL_PREFIX/releases/<version> with its own venv, and switch `current` atomically.
+# Used by provision.sh and update.sh. Sourced after common.sh; expects the config loaded.
+
+# Filled by stage_bundle.
+STAGED=""
+BUNDLE_VERSION=""
+BUNDLE_MODEL=""
+BUNDLE_MODEL_SHA256=""
+BUNDLE_RUNTIME_MODULE=""
+
+prefix_dir() { printf '%s%s' "$ROOT_DIR" "$INSTALL_PREFIX"; }
+
+# verify_sha256sums DIR: every file in DIR is listed in DIR/SHA256SUMS and matches; no extras.
+verify_sha256sums() {
+	local dir="$1" listed actual
+	[[ -f "${dir}/SHA256SUMS" ]] || die "the bundle has no SHA256SUMS; it was not made by build-bundle.sh. Rebuild it."
+	if ! (cd "$dir" && sha256sum --check --strict --quiet SHA256SUMS) >&2; then
+		die "checksum verification failed: the bundle is damaged or was altered. Copy it again from the laptop (and compare its .sha256 file); nothing was installed."
+	fi
+	listed="$(sed -E 's/^[0-9a-f]{64} [ *]//' "${dir}/SHA256SUMS" | sort)"
+	actual="$(cd "$dir" && find . -type f ! -name SHA256SUMS -printf '%P\n' | sort)"
+	if [[ "$listed" != "$actual" ]]; then
+		die "the bundle holds files that SHA256SUMS does not list: $(comm -13 <(printf '%s\n' "$listed") <(printf '%s\n' "$actual") | head -5 | tr '\n' ' ')- it was altered; nothing was installed."
+	fi
+}
+
+# stage_bundle TARBALL: check the tarball's .sha256 (when present), unpack it to a scratch
+# folder, verify SHA256SUMS and read the MANIFEST. Nothing is installed before this passes.
+stage_bundle() {
+	local tarball="$1" scratch top sidecar="${1}.sha256" expected
+	[[ -f "$tarball" ]] || die "bundle ${tarball} does not exist; pass the .tar.gz made by build-bundle.sh"
+	if [[ -f "$sidecar" ]]; then
+		read -r expected _ <"$sidecar"
+		[[ "$(sha256sum "$tarball" | cut -d' ' -f1)" == "$expected" ]] ||
+			die "${tarball} does not match ${sidecar}: the copy is damaged. Copy it again; nothing was installed."
+		log "tarball matches ${sidecar}"
+	else
+		warn "no ${sidecar} next to the bundle; relying on the SHA256SUMS inside it"
+	fi
+	scratch="$(mktemp -d "${TMPDIR:-/var/tmp}/pneumoedge-stage.XXXXXX")"
+	cleanup_on_exit "$scratch"
+	tar -xzf "$tarball" -C "$scratch" --no-same-owner ||
+		die "${tarball} is not a readable .tar.gz; copy it again"
+	top="$(find "$scratch" -mindepth 1 -maxdepth 1)"
+	[[ -d "$top" && "$(printf '%s\n' "$top" | wc -l)" == 1 ]] ||
+		die "${tarball} must hold exactly one top-level folder; it was not made by build-bundle.sh"
+	verify_sha256sums "$top"
+	log "all files match SHA256SUMS"
+	[[ -f "${top}/MANIFEST" ]] || die "the bundle has no MANIFEST; rebuild it with build-bundle.sh"
+	BUNDLE_VERSION="$(manifest_get "${top}/MANIFEST" version)" || die "MANIFEST lacks version"
+	BUNDLE_MODEL="$(manifest_get "${top}/MANIFEST" model_name)" || die "MANIFEST lacks model_name"
+	BUNDLE_MODEL_SHA256="$(manifest_get "${top}/MANIFEST" model_sha256)" || die "MANIFEST lacks model_sha256"
+	BUNDLE_RUNTIME_MODULE="$(manifest_get "${top}/MANIFEST" runtime_module)" || die "MANIFEST lacks runtime_module"
+	is_safe_name "$BUNDLE_VERSION" || die "MANIFEST version '${BUNDLE_VERSION}' is not a plain name"
+	is_safe_name "$BUNDLE_MODEL" || die "MANIFEST model_name '${BUNDLE_MODEL}' is not a plain name"
+	STAGED="$top"
+	log "bundle version ${BUNDLE_VERSION}, model ${BUNDLE_MODEL} (sha256 ${BUNDLE_MODEL_SHA256})"
+}
+
+# check_compatible: the device's CPU and Python must be the ones the wheels were built for.
+check_compatible() {
+	local arch python_version want_arch want_python
+	want_arch="$(manifest_get "${STAGED}/MANIFEST" arch)"
+	want_python="$(manifest_get "${STAGED}/MANIFEST" python_version)"
+	arch="$(uname -m)"
+	[[ -x "$DEVICE_PYTHON" ]] || die "DEVICE_PYTHON=${DEVICE_PYTHON} is not an executable Python; set it in pneumoedge.conf"
+	python_version="$("$DEVICE_PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+	if [[ "$arch" != "$want_arch" ]]; then
+		die "this bundle is for ${want_arch} but this machine is ${arch}; build one with the right --target (see build-bundle.sh --help)"
+	fi
+	if [[ "$python_version" != "$want_python" ]]; then
+		die "this bundle's wheels are for Python ${want_python} but ${DEVICE_PYTHON} is ${python_version}; build it with the matching --target"
+	fi
+	"$DEVICE_PYTHON" -c 'import ensurepip, venv' 2>/dev/null ||
+		die "${DEVICE_PYTHON} cannot make venvs; install the python3-venv package (it is on Raspberry Pi OS by default)"
+	log "device matches the bundle: ${arch}, Python ${python_version}"
+}
+
+# release_dir VERSION: where a release lives (under --root, inside the root).
+release_dir() { printf '%s/releases/%s' "$(prefix_dir)" "$1"; }
+
+# install_release: put the staged bundle at releases/<version> with its own venv, installed
+# from the bundle's wheels only, and prove the model verifies and the runtime imports. The
+# .installed marker is written last: a release without it is incomplete and is redone.
+install_release() {
+	local dest
+	dest="$(release_dir "$BUNDLE_VERSION")"
+	if [[ -f "${dest}/.installed" ]] && cmp -s "${dest}/SHA256SUMS" "${STAGED}/SHA256SUMS"; then
+		log "release ${BUNDLE_VERSION} is already installed at ${dest}; keeping it"
+		return 0
+	fi
+	if [[ -e "$dest" ]]; then
+		warn "removing the incomplete or different release at ${dest}"
+		run rm -rf -- "$dest"
+	fi
+	run install -d -m 0755 "$(dirname "$dest")"
+	if [[ "$DRY_RUN" == 1 ]]; then
+		log "would install release ${BUNDLE_VERSION} to ${dest} with a venv from its wheels"
+		return 0
+	fi
+	cleanup_on_exit "$dest"
+	cp -R "$STAGED" "$dest"
+	chmod -R u=rwX,go=rX "$dest"
+	log "creating the venv ${dest}/venv with ${DEVICE_PYTHON}"
+	"$DEVICE_PYTHON" -m venv "${dest}/venv"
+	log "installing wheels from the bundle only (--no-index)"
+	"${dest}/venv/bin/python" -m pip install --quiet --no-index --find-links "${dest}/wheels" \
+		--only-binary=:all: --no-cache-dir --disable-pip-version-check -r "${dest}/app/requirements.txt" ||
+		die "pip could not install the bundle's wheels; the bundle lacks a wheel for this device. Rebuild it with the right --target"
+	"${dest}/venv/bin/python" -m compileall -q "${dest}/app" >/dev/null
+	verify_release_model "$dest"
+	PYTHONPATH="${dest}/app" "${dest}/venv/bin/python" -c \
+		'import importlib, sys; importlib.import_module(sys.argv[1]); import edge' "$BUNDLE_RUNTIME_MODULE" ||
+		die "the TFLite runtime ${BUNDLE_RUNTIME_MODULE} does not import in the new venv (numpy<2 with tflite-runtime?); see docs/deployment.md"
+	date -u +%Y-%m-%dT%H:%M:%SZ >"${dest}/.installed"
+	keep_path "$dest"
+	log "release ${BUNDLE_VERSION} installed at ${dest}"
+}
+
+# verify_release_model DIR: the release's model must pass edge.bundle.load_bundle (format and
+# model sha256), with the release's own code.
+verify_release_model() {
+	local dir="$1" sha
+	sha="$(PYTHONPATH="${dir}/app" "${dir}/venv/bin/python" -c \
+		'import sys; from edge.bundle import load_bundle; print(load_bundle(sys.argv[1]).model_sha256)' \
+		"${dir}/models/${BUNDLE_MODEL}")" ||
+		die "the model bundle ${BUNDLE_MODEL} failed verification (edge.bundle.load_bundle, message above); it is not installed"
+	[[ "$sha" == "$BUNDLE_MODEL_SHA256" ]] ||
+		die "the model's sha256 ${sha} differs from the MANIFEST's ${BUNDLE_MODEL_SHA256}; rebuild the bundle"
+	log "model ${BUNDLE_MODEL} verified (sha256 ${sha})"
+}
+
+# current_version: the version `current` points at, or nothing.
+current_version() {
+	local link
+	link="$(readlink "$(prefix_dir)/current" 2>/dev/null)" || return 0
+	basename "$link"
+}
+
+# switch_link NAME VERSION: point INSTALL_PREFIX/NAME at releases/VERSION in one rename.
+switch_link() {
+	local name="$1" version="$2" prefix
+	prefix="$(prefix_dir)"
+	run ln -sfn "releases/${version}" "${prefix}/.${name}.new"
+	run mv -T "${prefix}/.${name}.new" "${prefix}/${name}"
+	log "${name} -> releases/${version}"
+}
+
+# prune_releases: keep the KEEP_RELEASES newest installed releases, never current or previous.
+prune_releases() {
+	local prefix keep current previous dir n=0
+	prefix="$(prefix_dir)"
+	current="$(current_version)"
+	previous="$(basename "$(readlink "${prefix}/previous" 2>/dev/null || true)")"
+	keep="$KEEP_RELEASES"
+	while IFS= read -r dir; do
+		n=$((n + 1))
+		local version
+		version="$(basename "$dir")"
+		if ((n > keep)) && [[ "$version" != "$current" && "$version" != "$previous" ]]; then
+			log "removing old release ${version} (KEEP_RELEASES=${keep})"
+			run rm -rf -- "$dir"
+		fi
+	done < <(find "${prefix}/releases" -mindepth 2 -maxdepth 2 -name .installed -printf '%T@ %h\n' 2>/dev/null | sort -rn | cut -d' ' -f2-)
+}
+
+# check_health SHA256: wait (HEALTH_TIMEOUT_SEC) until the kiosk's /healthz is ok and serves the
+# model with this sha256.
+check_health() {
+	log "waiting up to ${HEALTH_TIMEOUT_SEC} s for http://${APP_HOST}:${APP_PORT}/healthz to serve model sha256 $1"
+	"$DEVICE_PYTHON" "${FIRMWARE_DIR}/kiosk_health.py" check --url "http://${APP_HOST}:${APP_PORT}/healthz" \
+		--expect-sha256 "$1" --timeout "$HEALTH_TIMEOUT_SEC"
+}

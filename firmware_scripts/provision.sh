@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Provision a Raspberry Pi (or any Debian machine) as a PneumoEdge kiosk from an offline bundle
+# made by build-bundle.sh. No network is used at any point.
+set -Eeuo pipefail
+SCRIPT_NAME=provision
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=lib/release.sh
+source "${FIRMWARE_DIR}/lib/release.sh"
+
+usage() {
+	cat <<USAGE
+Usage: sudo $0 [options] BUNDLE.tar.gz
+
+Install a PneumoEdge release on this device from BUNDLE.tar.gz (made by build-bundle.sh),
+without network: verify every checksum (any mismatch stops before anything is installed),
+create the unprivileged users, a venv installed from the bundle's wheels only, the hardened
+systemd service with its health watchdog, and the full-screen kiosk on the touchscreen.
+Safe to run twice: what is already in place is kept.
+
+Steps: 01 check prerequisites, 02 verify the bundle, 03 offline .deb packages (if any),
+04 users, 05 data directory, 06 release + venv, 07 config, 08 systemd units,
+09 read-only root (optional), 10 health check.
+
+Options:
+  --config FILE       config file (default: /etc/pneumoedge/pneumoedge.conf if present,
+                      else firmware_scripts/pneumoedge.conf); env variables override it
+  --root DIR          install into DIR as if it were / (DESTDIR style, for rehearsals and
+                      tests). User creation and systemctl are reported, not run. The venv is
+                      built with this machine's DEVICE_PYTHON, so this is not a way to prepare
+                      another CPU's image.
+  --no-kiosk          do not install the kiosk screen (headless: the web app only)
+  --read-only-root    also make the root file system read-only (overlayfs via raspi-config);
+                      needs DATA_PARTITION_LABEL so that records persist; takes effect at reboot
+  --dry-run           verify the bundle and print what would be done; change nothing
+  -h, --help          show this help
+
+Log: LOG_DIR/provision.log, by default /var/log/pneumoedge/provision.log (under --root: inside DIR).
+USAGE
+}
+
+TARBALL=""
+WITH_KIOSK=1
+READ_ONLY_ROOT=0
+CONFIG_ARG=""
+
+parse_args() {
+	while (($#)); do
+		case "$1" in
+		--config) CONFIG_ARG="${2:?--config needs a file}" && shift ;;
+		--root) ROOT_DIR="$(realpath -m "${2:?--root needs a directory}")" && shift ;;
+		--no-kiosk) WITH_KIOSK=0 ;;
+		--read-only-root) READ_ONLY_ROOT=1 ;;
+		--dry-run) DRY_RUN=1 ;;
+		-h | --help) usage && exit 0 ;;
+		-*) die "unknown option $1; see $0 --help" ;;
+		*)
+			[[ -z "$TARBALL" ]] || die "only one bundle may be given (got ${TARBALL} and $1)"
+			TARBALL="$1"
+			;;
+		esac
+		shift
+	done
+	[[ -n "$TARBALL" ]] || die "no bundle given; usage: $0 [options] BUNDLE.tar.gz (see --help)"
+	if [[ "$ROOT_DIR" == / ]]; then ROOT_DIR=""; fi
+}
+
+check_prerequisites() {
+	need_root
+	need tar sha256sum install find sort comm cmp mktemp realpath uname
+	if [[ -z "$ROOT_DIR" && "$DRY_RUN" != 1 ]]; then
+		need useradd getent systemctl
+		[[ "$WITH_KIOSK" == 0 ]] || check_kiosk_packages
+	fi
+	if [[ "$READ_ONLY_ROOT" == 1 && -z "$DATA_PARTITION_LABEL" ]]; then
+		die "--read-only-root needs DATA_PARTITION_LABEL (a persistent ext4 partition for the records), or every record would be lost at reboot; see docs/deployment.md"
+	fi
+}
+
+# The screen needs Chromium and a Wayland compositor; they come with the OS image or as .debs
+# in the bundle (build-bundle.sh --debs), since the device has no network.
+check_kiosk_packages() {
+	local missing=()
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
+	command -v cage >/dev/null || command -v labwc >/dev/null || missing+=("cage (or labwc)")
+	if ((${#missing[@]})) && [[ ! -d "${STAGED}/debs" ]]; then
+		die "the kiosk screen needs: ${missing[*]}. Use Raspberry Pi OS with desktop (it has chromium and labwc), add the .deb files with build-bundle.sh --debs, or pass --no-kiosk"
+	fi
+}
+
+verify_bundle() {
+	stage_bundle "$TARBALL"
+	check_compatible
+}
+
+install_debs() {
+	if [[ ! -d "${STAGED}/debs" ]]; then
+		log "the bundle has no .deb packages; nothing to do"
+		return 0
+	fi
+	local debs=("${STAGED}"/debs/*.deb)
+	log "installing ${#debs[@]} .deb packages from the bundle (no download)"
+	run_system apt-get install --yes --no-download --no-install-recommends "${debs[@]}"
+}
+
+# ensure_user NAME HOME [GROUP...]: a system user with its own group, no password, no shell.
+ensure_user() {
+	local name="$1" home="$2" groups=() group
+	shift 2
+	for group in "$@"; do
+		getent group "$group" >/dev/null 2>&1 && groups+=("$group")
+	done
+	if [[ -z "$ROOT_DIR" ]] && id "$name" >/dev/null 2>&1; then
+		log "user ${name} exists"
+		return 0
+	fi
+	local args=(--system --user-group --shell /usr/sbin/nologin --home-dir "$home")
+	if [[ "$home" == /nonexistent ]]; then args+=(--no-create-home); else args+=(--create-home); fi
+	if ((${#groups[@]})); then args+=(--groups "$(
+		IFS=,
+		echo "${groups[*]}"
+	)"); fi
+	run_system useradd "${args[@]}" "$name"
+}
+
+create_users() {
+	ensure_user "$SERVICE_USER" /nonexistent
+	[[ "$WITH_KIOSK" == 0 ]] || ensure_user "$KIOSK_USER" "/var/lib/${KIOSK_USER}" video render input
+}
+
+prepare_data_dir() {
+	run install -d -m 0750 "${ROOT_DIR}${DATA_DIR}"
+	run_system chown "${SERVICE_USER}:${SERVICE_USER}" "${DATA_DIR}"
+	if [[ -n "$DATA_PARTITION_LABEL" ]]; then
+		local unit tmp
+		unit="$(systemd-escape --path --suffix=mount "$DATA_DIR")"
+		tmp="$(mktemp)"
+		cleanup_on_exit "$tmp"
+		render_template "${STAGED}/firmware_scripts/systemd/data.mount.in" DATA_DIR DATA_PARTITION_LABEL >"$tmp"
+		place_file "$tmp" 0644 "${ROOT_DIR}/etc/systemd/system/${unit}"
+		run_system systemctl daemon-reload
+		run_system systemctl enable --now "$unit"
+	else
+		log "DATA_DIR ${DATA_DIR} stays on the root file system (no DATA_PARTITION_LABEL)"
+	fi
+}
+
+install_and_switch() {
+	local before
+	before="$(current_version)"
+	install_release
+	if [[ "$before" == "$BUNDLE_VERSION" ]]; then
+		log "current already points at ${BUNDLE_VERSION}"
+		return 0
+	fi
+	[[ -z "$before" ]] || switch_link previous "$before"
+	switch_link current "$BUNDLE_VERSION"
+}
+
+write_config() {
+	local tmp name
+	tmp="$(mktemp)"
+	cleanup_on_exit "$tmp"
+	{
+		echo "# shellcheck shell=bash disable=SC2034"
+		echo "# Written by provision.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ); see firmware_scripts/pneumoedge.conf"
+		for name in INSTALL_PREFIX DATA_DIR DATA_PARTITION_LABEL LOG_DIR SERVICE_USER KIOSK_USER APP_HOST APP_PORT \
+			DEVICE_PYTHON WATCHDOG_SEC HEALTH_TIMEOUT_SEC KEEP_RELEASES KIOSK_COMPOSITOR KIOSK_TTY; do
+			# shellcheck disable=SC2016  # the ${VAR:-default} is meant literally
+			printf '%s="${%s:-%s}"\n' "$name" "$name" "${!name}"
+		done
+	} >"$tmp"
+	place_file "$tmp" 0644 "${ROOT_DIR}/etc/pneumoedge/pneumoedge.conf"
+}
+
+install_units() {
+	local tmp units=(pneumoedge.service) unit
+	tmp="$(mktemp -d)"
+	cleanup_on_exit "$tmp"
+	[[ "$WITH_KIOSK" == 0 ]] || units+=(pneumoedge-kiosk.service)
+	for unit in "${units[@]}"; do
+		render_template "${STAGED}/firmware_scripts/systemd/${unit}.in" INSTALL_PREFIX DATA_DIR \
+			SERVICE_USER KIOSK_USER APP_HOST APP_PORT DEVICE_PYTHON WATCHDOG_SEC KIOSK_TTY >"${tmp}/${unit}"
+		place_file "${tmp}/${unit}" 0644 "${ROOT_DIR}/etc/systemd/system/${unit}"
+	done
+	run_system systemctl daemon-reload
+	run_system systemctl enable pneumoedge.service
+	run_system systemctl restart pneumoedge.service
+	if [[ "$WITH_KIOSK" == 1 ]]; then
+		if command -v raspi-config >/dev/null; then
+			# B1: boot to the console without the desktop's auto-login, so the kiosk owns the screen.
+			run_system raspi-config nonint do_boot_behaviour B1
+		fi
+		run_system systemctl enable pneumoedge-kiosk.service
+		run_system systemctl restart pneumoedge-kiosk.service
+	fi
+}
+
+read_only_root() {
+	if [[ "$READ_ONLY_ROOT" == 0 ]]; then
+		log "read-only root not requested (--read-only-root)"
+		return 0
+	fi
+	[[ -n "$ROOT_DIR" || "$DRY_RUN" == 1 ]] || need raspi-config
+	# raspi-config's non-interactive convention: 0 means enable.
+	run_system raspi-config nonint do_overlayfs 0
+	log "the read-only root takes effect at the next reboot; afterwards check that 'findmnt ${DATA_DIR}' shows the ${DATA_PARTITION_LABEL} partition rw. Updates need it off again (see docs/deployment.md)."
+}
+
+health_check() {
+	if [[ -n "$ROOT_DIR" || "$DRY_RUN" == 1 ]]; then
+		log "health check skipped: nothing was started (--root or --dry-run)"
+		return 0
+	fi
+	check_health "$BUNDLE_MODEL_SHA256" ||
+		die "the kiosk did not become healthy; see 'journalctl -u pneumoedge.service'"
+}
+
+main() {
+	init_common
+	parse_args "$@"
+	load_config "$CONFIG_ARG"
+	open_log "${ROOT_DIR}${LOG_DIR}/provision.log"
+	log "provisioning from ${TARBALL}${ROOT_DIR:+ into root ${ROOT_DIR}}$([[ "$DRY_RUN" == 1 ]] && echo ' (dry run)')"
+	step 01 "Check prerequisites" check_prerequisites
+	step 02 "Verify the bundle" verify_bundle
+	step 03 "Install offline .deb packages" install_debs
+	step 04 "Create users" create_users
+	step 05 "Prepare the data directory" prepare_data_dir
+	step 06 "Install the release and its venv" install_and_switch
+	step 07 "Write the device config" write_config
+	step 08 "Install the systemd units" install_units
+	step 09 "Read-only root" read_only_root
+	step 10 "Health check" health_check
+	log "done: release ${BUNDLE_VERSION} with model ${BUNDLE_MODEL}"
+}
+
+main "$@"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Start the kiosk web app of the release this script belongs to (the unit runs it through
+# `current/`, and the physical path pins the process to that release even if `current` moves).
+# Config: $PNEUMOEDGE_CONFIG (the unit sets /etc/pneumoedge/pneumoedge.conf).
+set -Eeuo pipefail
+SCRIPT_NAME=serve
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+init_common
+load_config
+
+release="$(cd "${FIRMWARE_DIR}/.." && pwd -P)"
+model="$(manifest_get "${release}/MANIFEST" model_name)" ||
+	die "${release}/MANIFEST has no model_name; reinstall the release with update.sh"
+export PYTHONPATH="${release}/app"
+log "serving release $(manifest_get "${release}/MANIFEST" version) with model ${model} on ${APP_HOST}:${APP_PORT}"
+exec "${release}/venv/bin/python" -m edge serve --model "${release}/models/${model}" \
+	--host "$APP_HOST" --port "$APP_PORT" --data-dir "$DATA_DIR"
