@@ -119,7 +119,7 @@ def check_image(image: XrayImage, limits: QualityThresholds) -> GateResult:
         result += GateResult(
             (TOO_SMALL,),
             (
-                f"the image is only {image.width} x {image.height} pixels; at least "
+                f"the image is only {image.width} x {image.height} pixels, at least "
                 f"{limits.min_side} pixels on each side are needed",
             ),
         )
@@ -127,7 +127,7 @@ def check_image(image: XrayImage, limits: QualityThresholds) -> GateResult:
         result += GateResult(
             (EXTREME_ASPECT,),
             (
-                f"the image is {long / short:.1f} times longer than wide; a chest X-ray is "
+                f"the image is {long / short:.1f} times longer than wide, a chest X-ray is "
                 f"close to square (at most {limits.max_aspect_ratio:g}:1)",
             ),
         )
@@ -137,7 +137,7 @@ def check_image(image: XrayImage, limits: QualityThresholds) -> GateResult:
             (BLANK,),
             (
                 f"the image is blank or nearly uniform (gray-level std {std:.1f}, needs "
-                f"{limits.min_std:g}; 1-99% range {spread:.0f}, needs {limits.min_dynamic_range:g})",
+                f"{limits.min_std:g}, 1-99% range {spread:.0f}, needs {limits.min_dynamic_range:g})",
             ),
         )
     return result

@@ -6,10 +6,11 @@ verified bundle with `edge.bundle.write_bundle`. Tests then exercise the real ru
 
 `export_serving_signature` is the export recipe the real exporter in `quantize/` must follow too:
 wrap the model in a `tf.function` that returns a dict, so the TFLite signature's outputs are named
-`probability`, `cam` and `embedding` instead of the converter's `output_0`, `output_1` ...
+`probability`, `cam` and `embedding` (a plain `from_keras_model` names them after Keras layers).
 
 `synthetic_xray` paints a plausible gray chest radiograph (dark air, soft-tissue trunk, dark lung
-fields crossed by bright ribs, bright spine and heart shadow, grain) so nothing here needs real data.
+fields crossed by bright ribs, bright spine and heart shadow, grain) so nothing here needs real
+data; `dicom_bytes` wraps pixels in a DICOM file that carries a patient name.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from edge import bundle as bundle_format
 from edge.preprocess import load_model_input
@@ -32,6 +36,8 @@ CAM_SIZE = 7
 OOD_PERCENTILE = 99.0
 OOD_MARGIN = 1.25
 LABELS = ["NORMAL", "PNEUMONIA"]
+PATIENT = "Doe^Janet"  # must never appear in a result or a log
+DX_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
 
 
 def synthetic_xray(
@@ -80,6 +86,41 @@ def xray_bytes(
 ) -> bytes:
     """A synthetic X-ray as JPEG or PNG file bytes."""
     return encode(synthetic_xray(seed, width, height, **kwargs), fmt)
+
+
+def dicom_bytes(
+    raw: np.ndarray,
+    photometric: str = "MONOCHROME2",
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    **elements: object,
+) -> bytes:
+    """A DICOM file holding `raw` (uint16, 12 bits stored) plus any extra elements; a compressed
+    `transfer_syntax` gets an undecodable encapsulated frame."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DX_SOP_CLASS
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = transfer_syntax
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = DX_SOP_CLASS
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = PATIENT
+    ds.PatientID = "PID-424242"
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = raw.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    if transfer_syntax == ExplicitVRLittleEndian:
+        ds.PixelData = raw.astype("<u2").tobytes()
+    else:
+        ds.PixelData = encapsulate([b"\xff\x4f\xff\x51 not really a JPEG 2000 codestream"])
+        ds["PixelData"].VR = "OB"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
 
 
 def _tf():

@@ -10,15 +10,10 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+from pydicom.uid import JPEG2000Lossless
 
 from edge.preprocess import MAX_PIXELS, ImageError, load_model_input, load_xray, to_model_input
-from tests.tiny_bundle import encode, synthetic_xray
-
-PATIENT = "Doe^Janet"
-DX_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
+from tests.tiny_bundle import PATIENT, dicom_bytes, encode, synthetic_xray
 
 
 def save(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
@@ -40,40 +35,6 @@ def png_header_only(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\0"))
         + chunk(b"IEND", b"")
     )
-
-
-def dicom_bytes(
-    raw: np.ndarray,
-    photometric: str = "MONOCHROME2",
-    transfer_syntax: str = ExplicitVRLittleEndian,
-    **elements: object,
-) -> bytes:
-    """A DICOM file holding `raw` (uint16, 12 bits stored) plus any extra elements."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DX_SOP_CLASS
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = transfer_syntax
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = DX_SOP_CLASS
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.PatientName = PATIENT
-    ds.PatientID = "PID-424242"
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = raw.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    for keyword, value in elements.items():
-        setattr(ds, keyword, value)
-    if transfer_syntax == ExplicitVRLittleEndian:
-        ds.PixelData = raw.astype("<u2").tobytes()
-    else:
-        ds.PixelData = encapsulate([b"\xff\x4f\xff\x51 not really a JPEG 2000 codestream"])
-        ds["PixelData"].VR = "OB"
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def ramp12(rows: int = 64, cols: int = 80) -> np.ndarray:

@@ -1,0 +1,151 @@
+"""The screener end to end on real tiny TFLite bundles."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge.bundle import MODEL_FILE, Bundle, BundleError, sha256_of
+from edge.preprocess import ImageError
+from edge.quality import BLANK, COLOUR_PHOTO, OUT_OF_DISTRIBUTION
+from edge.screener import INTENDED_USE, Screener, ScreenerOptions, default_model_dir
+from tests.tiny_bundle import PATIENT, dicom_bytes, encode, synthetic_xray, xray_bytes
+
+
+@pytest.fixture(scope="module")
+def screener(tiny_bundle_int8) -> Screener:
+    return Screener(tiny_bundle_int8)
+
+
+def with_threshold(bundle: Bundle, threshold: float) -> Bundle:
+    return Bundle(bundle.root, {**bundle.metadata, "threshold": threshold})
+
+
+def test_xray_is_scored_with_heatmap_and_provenance(screener, tiny_bundle_int8):
+    data = xray_bytes(11)
+    result = screener.assess(data)
+    assert result.status == "ok"
+    assert result.label in ("NORMAL", "PNEUMONIA")
+    assert 0.0 <= result.probability <= 1.0
+    assert result.reason is None
+    assert result.quality_flags == ()
+    assert result.model_name == "tiny-int8"
+    assert result.model_sha256 == sha256_of(tiny_bundle_int8.model_path)
+    assert result.runtime.startswith("ai-edge-litert")
+    assert result.elapsed_ms > 0
+    assert result.input_sha256 == hashlib.sha256(data).hexdigest()
+    assert "not a diagnosis" in result.detail
+    with Image.open(io.BytesIO(result.heatmap_png)) as overlay:
+        assert overlay.format == "PNG"
+        assert overlay.size == (640, 768)  # 1000 x 1200 shown at long side 768
+
+
+def test_label_follows_the_bundle_threshold(tiny_bundle_int8):
+    data = xray_bytes(12)
+    probability = Screener(tiny_bundle_int8).assess(data).probability
+    below = Screener(with_threshold(tiny_bundle_int8, probability + 0.01)).assess(data)
+    at = Screener(with_threshold(tiny_bundle_int8, probability)).assess(data)
+    assert below.label == "NORMAL"
+    assert at.label == "PNEUMONIA"
+    assert below.threshold == pytest.approx(probability + 0.01)
+
+
+def test_same_answer_as_the_float_model(screener, tiny_bundle_float):
+    data = xray_bytes(13)
+    assert screener.assess(data).probability == pytest.approx(
+        Screener(tiny_bundle_float).assess(data).probability, abs=0.02
+    )
+
+
+def test_to_dict_is_json_ready_without_the_png(screener):
+    fields = screener.assess(xray_bytes(14)).to_dict()
+    assert "heatmap_png" not in fields
+    assert fields["intended_use"] == INTENDED_USE
+    json.dumps(fields)
+
+
+def test_undecodable_input_raises_image_error(screener):
+    with pytest.raises(ImageError) as caught:
+        screener.assess(b"GIF89a not really")
+    assert caught.value.reason == "not_an_image"
+
+
+@pytest.mark.parametrize(
+    ("pixels", "flag"),
+    [
+        (np.dstack([np.full((500, 500), v, dtype=np.uint8) for v in (200, 60, 30)]), COLOUR_PHOTO),
+        (np.full((500, 500), 90, dtype=np.uint8), BLANK),
+        (np.random.default_rng(2).integers(0, 256, size=(500, 500), dtype=np.uint8), OUT_OF_DISTRIBUTION),
+    ],
+)
+def test_gate_failures_are_rejected_without_a_label(screener, pixels, flag):
+    result = screener.assess(encode(pixels, "PNG"))
+    assert result.status == "rejected"
+    assert result.reason == flag
+    assert flag in result.quality_flags
+    assert (result.label, result.probability, result.heatmap_png) == (None, None, None)
+    assert result.detail.startswith("cannot assess:")
+
+
+def test_heatmap_can_be_switched_off(tiny_bundle_int8):
+    result = Screener(tiny_bundle_int8, ScreenerOptions(heatmap=False)).assess(xray_bytes(15))
+    assert result.status == "ok"
+    assert result.heatmap_png is None
+
+
+def test_heatmap_size_is_an_option(tiny_bundle_int8):
+    result = Screener(tiny_bundle_int8, ScreenerOptions(heatmap_long_side=300)).assess(xray_bytes(15))
+    with Image.open(io.BytesIO(result.heatmap_png)) as overlay:
+        assert max(overlay.size) == 300
+
+
+def test_dicom_is_scored_without_patient_data_anywhere(screener, caplog):
+    raw = synthetic_xray(16, 400, 480).astype(np.uint16) * 16
+    raw[0, 0], raw[0, 1] = 0, 255 * 16  # full range: the 8-bit stretch gives back the gray pixels
+    with caplog.at_level(logging.DEBUG):
+        result = screener.assess(dicom_bytes(raw))
+    assert result.status == "ok"
+    text = json.dumps(result.to_dict()) + caplog.text
+    assert "Doe" not in text
+    assert PATIENT not in text
+    assert "424242" not in text
+
+
+def test_from_path_refuses_a_tampered_bundle(tiny_bundle_int8, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle_int8.root, copy)
+    model = copy / MODEL_FILE
+    model.write_bytes(model.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(BundleError, match="altered or replaced"):
+        Screener.from_path(copy)
+
+
+def test_from_path_loads_a_good_bundle(tiny_bundle_float):
+    assert Screener.from_path(tiny_bundle_float.root).assess(xray_bytes(17)).model_name == "tiny-float32"
+
+
+def test_bundle_without_ood_section_still_scores(tiny_bundle_int8, caplog):
+    metadata = {k: v for k, v in tiny_bundle_int8.metadata.items() if k != "ood"}
+    with caplog.at_level(logging.WARNING):
+        screener = Screener(Bundle(tiny_bundle_int8.root, metadata))
+    assert "out-of-distribution check is off" in caplog.text
+    noise = np.random.default_rng(3).integers(0, 256, size=(500, 500), dtype=np.uint8)
+    assert screener.assess(encode(noise, "PNG")).status == "ok"
+
+
+def test_assessment_is_immutable(screener):
+    result = screener.assess(xray_bytes(18))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.status = "rejected"
+
+
+def test_default_model_dir_is_the_shipped_bundle():
+    assert default_model_dir().parts[-2:] == ("models", "mobilenetv2-int8")
