@@ -5,69 +5,134 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
-from trainer.config import ARCHITECTURES, OPTIMIZERS, TrainConfig
+from trainer.config import ARCHITECTURES, FINE_TUNE_FROM, OPTIMIZERS, TrainConfig
 
 DEFAULT_DATA = Path("../shared/data/chest_xray")
+#: The sweep's small backbone: MobileNet v1 alpha 0.25 with ImageNet weights (see ../shared/weights).
+SWEEP_WEIGHTS = "../shared/weights/mobilenet_2_5_224_tf_no_top.h5"
+#: TrainConfig fields the sweep varies itself, so it takes no single-value option for them.
+GRID_FIELDS = frozenset({"optimizer", "batch_size", "seed", "head_learning_rate", "fine_tune_learning_rate"})
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every default in --help, except None: the option's help says what happens then."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.required:
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train(commands)
+    _add_evaluate(commands)
+    _add_sweep(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     return int(args.func(args) or 0)
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """Every TrainConfig field as a kebab-case option with its default shown."""
+def add_config_options(parser: argparse.ArgumentParser, skip: Collection[str] = ()) -> None:
+    """Every TrainConfig field (except those in `skip`) as a kebab-case option with its default shown."""
     defaults = TrainConfig()
-    parser.add_argument("--architecture", choices=list(ARCHITECTURES), default=defaults.architecture)
-    parser.add_argument("--alpha", type=float, default=defaults.alpha, help="width multiplier")
-    parser.add_argument(
-        "--weights", type=str, default=None, help="ImageNet backbone .h5; omit to train from scratch"
-    )
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
-    parser.add_argument("--head-learning-rate", type=float, default=defaults.head_learning_rate)
-    parser.add_argument("--head-epochs", type=int, default=defaults.head_epochs)
-    parser.add_argument("--fine-tune-learning-rate", type=float, default=defaults.fine_tune_learning_rate)
-    parser.add_argument(
-        "--epochs",
-        dest="fine_tune_epochs",
-        type=int,
-        default=defaults.fine_tune_epochs,
-        help="fine-tuning epochs after the head-only phase",
-    )
-    parser.add_argument("--fine-tune-from", default=defaults.fine_tune_from)
-    parser.add_argument("--dropout", type=float, default=defaults.dropout)
-    parser.add_argument(
-        "--patience", dest="early_stopping_patience", type=int, default=defaults.early_stopping_patience
-    )
-    parser.add_argument(
-        "--min-recall",
-        type=float,
-        default=defaults.min_recall,
-        help="threshold rule: highest threshold keeping validation recall >= this",
-    )
-    parser.add_argument("--input-size", type=int, default=defaults.input_size)
-    parser.add_argument("--limit", type=int, default=None, help="use only N training files (quick runs)")
+    options: list[tuple[str, dict]] = [
+        (
+            "--architecture",
+            {"choices": list(ARCHITECTURES), "default": defaults.architecture, "help": "backbone"},
+        ),
+        ("--alpha", {"type": float, "default": defaults.alpha, "help": "width multiplier"}),
+        (
+            "--weights",
+            {
+                "type": str,
+                "default": None,
+                "help": "ImageNet backbone .h5; without it the model trains from scratch",
+            },
+        ),
+        (
+            "--seed",
+            {"type": int, "default": defaults.seed, "help": "sets the split, initialisation, augmentation"},
+        ),
+        (
+            "--val-fraction",
+            {"type": float, "default": defaults.val_fraction, "help": "share of patients held out"},
+        ),
+        ("--batch-size", {"type": int, "default": defaults.batch_size, "help": "training batch size"}),
+        ("--optimizer", {"choices": OPTIMIZERS, "default": defaults.optimizer, "help": "sgd: momentum 0.9"}),
+        (
+            "--head-learning-rate",
+            {"type": float, "default": defaults.head_learning_rate, "help": "phase 1 rate"},
+        ),
+        ("--head-epochs", {"type": int, "default": defaults.head_epochs, "help": "phase 1: head only"}),
+        (
+            "--fine-tune-learning-rate",
+            {"type": float, "default": defaults.fine_tune_learning_rate, "help": "phase 2 rate"},
+        ),
+        (
+            "--epochs",
+            {
+                "dest": "fine_tune_epochs",
+                "type": int,
+                "default": defaults.fine_tune_epochs,
+                "help": "fine-tuning epochs after the head-only phase",
+            },
+        ),
+        (
+            "--fine-tune-from",
+            {"default": None, "help": f"first layer fine-tuned; default per architecture {FINE_TUNE_FROM}"},
+        ),
+        ("--dropout", {"type": float, "default": defaults.dropout, "help": "before the sigmoid unit"}),
+        (
+            "--patience",
+            {
+                "dest": "early_stopping_patience",
+                "type": int,
+                "default": defaults.early_stopping_patience,
+                "help": "stop fine-tuning after this many epochs without a better validation AUC",
+            },
+        ),
+        (
+            "--min-recall",
+            {
+                "type": float,
+                "default": defaults.min_recall,
+                "help": "threshold rule: highest threshold keeping validation recall >= this",
+            },
+        ),
+        (
+            "--input-size",
+            {"type": int, "default": defaults.input_size, "help": "model input, pixels per side"},
+        ),
+        (
+            "--limit",
+            {"type": int, "default": None, "help": "use only N training files, stratified; default all"},
+        ),
+    ]
+    for flag, kwargs in options:
+        dest = kwargs.get("dest", flag[2:].replace("-", "_"))
+        if dest not in skip:
+            parser.add_argument(flag, **kwargs)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     fields = TrainConfig.__dataclass_fields__
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    try:
+        return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    except ValueError as e:
+        sys.exit(f"invalid training option: {e}")
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "train",
         help="train a model into a run directory",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train into a run directory: model.keras, config.json, run.json, split.csv, plots.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Kermany-layout folder")
     parser.add_argument("--out", type=Path, required=True, help="run directory, e.g. runs/NAME")
@@ -78,10 +143,101 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     from trainer.train import train  # TensorFlow loads only when a command needs it
 
-    if args.weights and not Path(args.weights).is_file():
-        sys.exit(f"--weights {args.weights} does not exist; see ../shared/weights/README.md")
+    _check_weights(args.weights)
     train(config_from_args(args), args.data, args.out)
     return 0
+
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "evaluate",
+        help="evaluate a run's model at its stored threshold",
+        description=(
+            "Evaluate a run's model at its stored threshold: by default on the run's own held-out "
+            "validation patients (split.csv), or with --split on every image of DATA/SPLIT in the "
+            "Kermany layout. Writes metrics.json, summary.md, predictions.csv and PNG plots."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--run", type=Path, required=True, help="finished run directory, e.g. runs/NAME")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="Kermany-layout folder (default: the run's data_root)"
+    )
+    parser.add_argument(
+        "--split",
+        default=None,
+        help="folder under --data to evaluate in full, e.g. test (default: the run's validation patients)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default: RUN/eval-NAME)")
+    parser.set_defaults(func=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from trainer.evaluate import evaluate
+
+    try:
+        evaluate(args.run, args.data, args.split, args.out)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"evaluate: {e}")
+    return 0
+
+
+def _add_sweep(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "sweep",
+        help="compare optimizers, learning rates and batch sizes on a small budget",
+        description=(
+            "Train every optimizer x learning rate x batch size x seed on a small budget and write "
+            "OUT/sweep.csv, OUT/sweep_runs.csv and OUT/sweep.md (validation metrics, spread over seeds, "
+            "wall time). Finished runs in --runs-dir with the same settings are reused."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Kermany-layout folder")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the tables, e.g. reports/sweep")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/sweep"), help="one run directory per run")
+    parser.add_argument(
+        "--optimizers", nargs="+", choices=OPTIMIZERS, default=list(OPTIMIZERS), help="optimizers to compare"
+    )
+    parser.add_argument(
+        "--learning-rates", nargs="+", type=float, default=[1e-3, 1e-4], help="head-phase learning rates"
+    )
+    parser.add_argument(
+        "--fine-tune-ratio",
+        type=float,
+        default=0.1,
+        help="fine-tuning learning rate = this x the head learning rate (the shipped model: 1e-4 / 1e-3)",
+    )
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16, 32], help="batch sizes to compare")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2], help="at least two, for the spread")
+    add_config_options(parser, skip=GRID_FIELDS)
+    parser.set_defaults(
+        func=_sweep,
+        architecture="mobilenet",
+        alpha=0.25,
+        weights=SWEEP_WEIGHTS,
+        head_epochs=1,
+        fine_tune_epochs=2,
+        limit=1500,
+    )
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from trainer.sweep import grid, sweep
+
+    _check_weights(args.weights)
+    if len(args.seeds) < 2:
+        sys.exit("--seeds needs at least two seeds: the spread over seeds is the stability measure")
+    points = grid(args.optimizers, args.learning_rates, args.batch_sizes)
+    sweep(
+        config_from_args(args), args.data, args.out, args.runs_dir, points, args.seeds, args.fine_tune_ratio
+    )
+    return 0
+
+
+def _check_weights(weights: str | None) -> None:
+    if weights and not Path(weights).is_file():
+        sys.exit(f"--weights {weights} does not exist; see ../shared/weights/README.md")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "mobilenetv2": ("MobileNetV2", "out_relu"),
     "mobilenet": ("MobileNet", "conv_pw_13_relu"),
 }
+#: First backbone layer unfrozen for fine-tuning when the config names none: the top blocks of each.
+FINE_TUNE_FROM: dict[str, str] = {"mobilenetv2": "block_12_expand", "mobilenet": "conv_dw_12"}
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
@@ -32,7 +34,7 @@ class TrainConfig:
     head_epochs: int = 2
     fine_tune_learning_rate: float = 1e-4
     fine_tune_epochs: int = 6
-    fine_tune_from: str = "block_12_expand"  # first backbone layer unfrozen; BatchNorm stays frozen
+    fine_tune_from: str | None = None  # first backbone layer unfrozen (None: FINE_TUNE_FROM); BN stays frozen
     dropout: float = 0.2
     early_stopping_patience: int = 2
     min_recall: float = 0.97  # threshold rule: highest threshold keeping validation recall >= this
@@ -53,6 +55,8 @@ class TrainConfig:
             raise ValueError(f"optimizer {self.optimizer!r} unknown; choose one of {OPTIMIZERS}")
         if not 0.0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
+        if self.fine_tune_from is None:
+            self.fine_tune_from = FINE_TUNE_FROM[self.architecture]
 
     @property
     def feature_layer(self) -> str:

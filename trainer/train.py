@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.kermany import LABELS, manifest_sha256
 from edge.metrics import binary_metrics, choose_threshold
-from trainer import data, model
+from trainer import data, model, plots
 from trainer.config import TrainConfig
 from trainer.split import class_weights, patient_split, write_split
 from trainer.tf_env import keras, tf
@@ -34,7 +34,16 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path) -> dict[str, Any]
     """Train, pick the threshold on validation patients, and write the run; returns run.json."""
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
-    _log_to_file(out_dir / "train.log")
+    (out_dir / "history.csv").unlink(missing_ok=True)  # CSVLogger appends: a rerun must not mix in old rows
+    file_log = _log_to_file(out_dir / "train.log")
+    try:
+        return _train(config, data_root, out_dir, started)
+    finally:
+        logging.getLogger().removeHandler(file_log)  # a sweep trains many runs in one process
+        file_log.close()
+
+
+def _train(config: TrainConfig, data_root: Path, out_dir: Path, started: float) -> dict[str, Any]:
     keras.utils.set_random_seed(config.seed)
     config.save(out_dir / "config.json")
 
@@ -83,6 +92,7 @@ def train(config: TrainConfig, data_root: Path, out_dir: Path) -> dict[str, Any]
         "model_file": MODEL_FILE,
     }
     (out_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    plots.plot_all(out_dir, val_set.labels, probabilities, metrics, config.head_epochs, "validation")
     log.info("validation: %s", _summary(metrics))
     log.info("run written to %s in %.0f s", out_dir, run["wall_seconds"])
     return run
@@ -194,7 +204,8 @@ def _cores() -> int:
     return os.cpu_count() or 0
 
 
-def _log_to_file(path: Path) -> None:
+def _log_to_file(path: Path) -> logging.Handler:
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
+    return handler
