@@ -8,6 +8,9 @@ import io
 import json
 import logging
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +152,17 @@ def test_assessment_is_immutable(screener):
 
 def test_default_model_dir_is_the_shipped_bundle():
     assert default_model_dir().parts[-2:] == ("models", "mobilenetv2-int8")
+
+
+def test_scoring_never_imports_tensorflow(tiny_bundle_int8, xray_file):
+    code = (
+        "import sys; from pathlib import Path; from edge.screener import Screener; "
+        f"s = Screener.from_path({str(tiny_bundle_int8.root)!r}); "
+        f"s.assess(Path({str(xray_file())!r}).read_bytes()); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')))"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"
