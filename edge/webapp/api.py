@@ -29,7 +29,7 @@ DEFAULT_LIMIT = 50
 def predict() -> Response:
     """Score one X-ray (multipart `file`, optional `case_ref`); 201 with the committed case."""
     try:
-        case = score_and_record(read_upload(request.files, request.form))
+        case = score_and_record(read_upload(request))
     except UploadError as e:
         return error_response(e.status, e.code, e.message)
     response = jsonify(_case_json(case))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, jsonify, render_template
+from flask import Flask, current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.wrappers import Response
 
 from edge.webapp.security import is_api_request
+from edge.webapp.uploads import CASE_REF_MAX
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,16 @@ def _csrf_failed(error: CSRFError) -> Response:
 
 
 def _too_large(_error: HTTPException) -> Response:
-    limit_mb = current_app.config["MAX_CONTENT_LENGTH"] / (1024 * 1024)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and request.content_length <= limit:
+        # Within the upload limit, so Werkzeug's limit on the form's text fields was hit.
+        return error_response(
+            413,
+            "form_too_large",
+            f"The form's text fields are too long; the case reference may have at most {CASE_REF_MAX} "
+            "characters.",
+        )
+    limit_mb = limit / (1024 * 1024)
     return error_response(
         413,
         "too_large",

@@ -22,7 +22,7 @@ def index() -> str:
 def assess() -> Response | tuple[str, int]:
     """Score the upload; on success show its result (303: a reload does not resubmit)."""
     try:
-        case = score_and_record(read_upload(request.files, request.form))
+        case = score_and_record(read_upload(request))
     except UploadError as e:
         return _upload_page(
             error=e.message, case_ref=request.form.get(CASE_REF_FIELD, "")[:CASE_REF_MAX]

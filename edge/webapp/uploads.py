@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from werkzeug.datastructures import FileStorage, MultiDict
+from flask import Request
 
 from edge.preprocess import ImageError
 
@@ -58,10 +58,18 @@ class Upload:
     case_ref: str | None
 
 
-def read_upload(files: MultiDict[str, FileStorage], form: MultiDict[str, str]) -> Upload:
+def read_upload(request: Request) -> Upload:
     """Check the request's file and case reference; raise UploadError naming what to fix."""
-    case_ref = check_case_ref(form.get(CASE_REF_FIELD, ""))
-    storage = files.get(FILE_FIELD)
+    if _form_unreadable(request):
+        raise UploadError(
+            400,
+            "unreadable_form",
+            "The upload could not be read: send multipart/form-data with UTF-8 field and file names.",
+        )
+    case_ref = check_case_ref(request.form.get(CASE_REF_FIELD, ""))
+    # The page has two pickers (file, camera) under one name: take the one that was used.
+    chosen = [storage for storage in request.files.getlist(FILE_FIELD) if storage.filename]
+    storage = chosen[0] if chosen else request.files.get(FILE_FIELD)
     if storage is None:
         raise UploadError(
             400, "missing_file", f"No file was sent: attach the X-ray in the form field '{FILE_FIELD}'."
@@ -100,6 +108,16 @@ def check_case_ref(raw: str) -> str | None:
             "Never enter a patient's name.",
         )
     return value
+
+
+def _form_unreadable(request: Request) -> bool:
+    """Werkzeug drops a whole multipart body it cannot parse (e.g. a non-UTF-8 file name) silently."""
+    return (
+        request.mimetype == "multipart/form-data"
+        and bool(request.content_length)
+        and not request.form
+        and not request.files
+    )
 
 
 def sniff_format(data: bytes) -> str | None:

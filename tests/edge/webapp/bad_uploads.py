@@ -1,0 +1,241 @@
+"""The catalogue of bad uploads: each must get its 4xx and message, and change nothing on the kiosk.
+
+Every case is a raw HTTP body and content type, so the same catalogue drives the Flask test client
+and a real waitress server. `multipart` builds bodies by hand because some cases (non-UTF-8 names)
+cannot be made with a well-behaved client.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import pydicom
+from PIL import Image
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+from edge.webapp import MAX_UPLOAD_BYTES
+from tests.tiny_bundle import xray_bytes
+
+BOUNDARY = "pneumoedge-test-boundary"
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def multipart(parts: list[tuple[bytes, bytes | None, bytes]]) -> bytes:
+    """A multipart/form-data body from (field name, file name or None, content) parts."""
+    out = io.BytesIO()
+    for name, filename, content in parts:
+        out.write(f"--{BOUNDARY}\r\n".encode())
+        disposition = b'Content-Disposition: form-data; name="' + name + b'"'
+        if filename is not None:
+            disposition += b'; filename="' + filename + b'"'
+        out.write(disposition + b"\r\n")
+        if filename is not None:
+            out.write(b"Content-Type: application/octet-stream\r\n")
+        out.write(b"\r\n" + content + b"\r\n")
+    out.write(f"--{BOUNDARY}--\r\n".encode())
+    return out.getvalue()
+
+
+def file_body(content: bytes, filename: bytes = b"xray.jpg", case_ref: bytes | None = None) -> bytes:
+    parts: list[tuple[bytes, bytes | None, bytes]] = []
+    if case_ref is not None:
+        parts.append((b"case_ref", None, case_ref))
+    parts.append((b"file", filename, content))
+    return multipart(parts)
+
+
+@cache
+def good_jpeg() -> bytes:
+    return xray_bytes(seed=11, width=300, height=360)
+
+
+@cache
+def good_png() -> bytes:
+    return xray_bytes(seed=12, fmt="PNG", width=300, height=360)
+
+
+@cache
+def bomb_png() -> bytes:
+    """56 megapixels of black: 54 kB on disk, 56 MB decoded, over the 50 MP limit."""
+    buffer = io.BytesIO()
+    Image.new("L", (8000, 7000)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def gif() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (300, 300), 128).save(buffer, "GIF")
+    return buffer.getvalue()
+
+
+def dicom(pixels: np.ndarray | None, patient_name: str = "Doe^Jane") -> bytes:
+    """A small DICOM file carrying patient fields; without `pixels` it has no image."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = patient_name
+    ds.PatientID = "PID-123456"
+    ds.PatientBirthDate = "20200101"
+    ds.Modality = "CR"
+    if pixels is not None:
+        ds.Rows, ds.Columns = pixels.shape
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 0
+        ds.PixelData = (pixels.astype(np.uint16) * 16).tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class BadUpload:
+    """One refused upload: the body to send and what the user must be told."""
+
+    id: str
+    status: int
+    code: str
+    message: str  # a part of the message the user sees
+    make_body: Callable[[], bytes]  # built when sent: some bodies are big
+    content_type: str = MULTIPART
+
+    @property
+    def body(self) -> bytes:
+        return self.make_body()
+
+
+def _jpeg_as(filename: bytes = b"xray.jpg", case_ref: bytes | None = None) -> Callable[[], bytes]:
+    return lambda: file_body(good_jpeg(), filename, case_ref)
+
+
+CATALOGUE: list[BadUpload] = [
+    BadUpload(
+        "missing-field",
+        400,
+        "missing_file",
+        "No file was sent: attach the X-ray in the form field 'file'.",
+        lambda: multipart([(b"case_ref", None, b"A-1")]),
+    ),
+    BadUpload(
+        "no-file-chosen",
+        400,
+        "empty",
+        "Choose an X-ray image first.",
+        lambda: multipart([(b"file", b"", b"")]),
+    ),
+    BadUpload("empty-file", 400, "empty", "The file is empty.", lambda: file_body(b"")),
+    BadUpload(
+        "text-file",
+        415,
+        "not_an_image",
+        "The file is not a JPEG, PNG or DICOM image.",
+        lambda: file_body(b"Patient notes: not an image at all\n" * 20),
+    ),
+    BadUpload(
+        "gif", 415, "unsupported_format", "GIF files are not accepted", lambda: file_body(gif(), b"xray")
+    ),
+    BadUpload(
+        "truncated-jpeg",
+        422,
+        "corrupt",
+        "The image file is damaged or truncated",
+        lambda: file_body(good_jpeg()[: len(good_jpeg()) // 2]),
+    ),
+    BadUpload(
+        "decompression-bomb",
+        422,
+        "too_large",
+        "The image has too many pixels (limit 50,000,000).",
+        lambda: file_body(bomb_png(), b"bomb.png"),
+    ),
+    BadUpload(
+        "over-size-limit",
+        413,
+        "too_large",
+        "The upload is larger than the 40 MB limit.",
+        lambda: file_body(b"\xff\xd8\xff" + bytes(MAX_UPLOAD_BYTES), b"huge.jpg"),
+    ),
+    BadUpload(
+        "wrong-extension",
+        415,
+        "bad_extension",
+        "Files ending in .exe are not accepted; use .jpg, .jpeg, .png, .dcm, .dicom.",
+        _jpeg_as(b"xray.exe"),
+    ),
+    BadUpload(
+        "content-mismatch",
+        415,
+        "extension_mismatch",
+        "The file's name says JPEG but its content is PNG",
+        lambda: file_body(good_png(), b"xray.jpg"),
+    ),
+    BadUpload(
+        "path-trick-bad-extension",
+        415,
+        "bad_extension",
+        "Files ending in .sh are not accepted",
+        _jpeg_as(b"../../../../etc/cron.daily/evil.sh"),
+    ),
+    BadUpload(
+        "long-case-ref",
+        400,
+        "bad_case_ref",
+        "The case reference is 65 characters long",
+        _jpeg_as(case_ref=b"A" * 65),
+    ),
+    BadUpload(
+        "huge-case-ref",
+        413,
+        "form_too_large",
+        "The form's text fields are too long; the case reference may have at most 64 characters.",
+        _jpeg_as(case_ref=b"A" * 200_000),
+    ),
+    BadUpload(
+        "markup-case-ref",
+        400,
+        "bad_case_ref",
+        "The case reference has characters that are not allowed",
+        _jpeg_as(case_ref=b"<script>alert(1)</script>"),
+    ),
+    BadUpload(
+        "non-utf8-case-ref",
+        400,
+        "bad_case_ref",
+        "The case reference has characters that are not allowed",
+        _jpeg_as(case_ref=b"\xff\xfe\xfa\x00junk"),
+    ),
+    BadUpload(
+        "non-utf8-file-name",
+        400,
+        "unreadable_form",
+        "The upload could not be read",
+        _jpeg_as(filename=b"\xff\xfe\xfa.jpg"),
+    ),
+    BadUpload(
+        "not-multipart",
+        400,
+        "missing_file",
+        "No file was sent",
+        good_jpeg,
+        "image/jpeg",
+    ),
+    BadUpload(
+        "dicom-without-image",
+        422,
+        "no_pixels",
+        "The DICOM file holds no image.",
+        lambda: file_body(dicom(None), b"study.dcm"),
+    ),
+]

@@ -1,0 +1,168 @@
+"""History: search, confirmed diagnoses, CSV export, and the de-identified Kermany-layout dataset."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sqlite3
+import zipfile
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+from PIL import Image
+
+from edge.kermany import scan_split
+from edge.preprocess import load_xray
+from edge.webapp import store
+from edge.webapp.export import CSV_COLUMNS
+
+from .bad_uploads import dicom
+from .conftest import post_file
+from .test_pages import alert_text
+
+XrayFactory = Callable[..., bytes]
+
+
+def assess(client: FlaskClient, data: bytes, case_ref: str | None = None, filename: str = "xray.jpg") -> int:
+    response = post_file(client, "/api/v1/predict", data, filename=filename, case_ref=case_ref)
+    assert response.status_code == 201, response.get_json()
+    return int(response.get_json()["id"])
+
+
+def confirm(client: FlaskClient, case_id: int, diagnosis: str) -> None:
+    assert client.post(f"/cases/{case_id}/diagnosis", data={"diagnosis": diagnosis}).status_code == 303
+
+
+def history_case_refs(client: FlaskClient, query: str) -> list[str]:
+    page = client.get(f"/history?{query}").data.decode()
+    return re.findall(r"<td class=\"case-ref\">(.*?)</td>", page)
+
+
+def xray(factory: XrayFactory, seed: int) -> bytes:
+    return factory(seed=seed, width=300, height=360)
+
+
+def test_history_searches_case_reference_and_date_range(client: FlaskClient, xray_bytes: XrayFactory) -> None:
+    for seed, ref in enumerate(["WARD1-001", "WARD1-002", "ER-7"]):
+        assess(client, xray(xray_bytes, seed), ref)
+    today = datetime.now(timezone.utc).date()
+    assert history_case_refs(client, "") == ["ER-7", "WARD1-002", "WARD1-001"]
+    assert history_case_refs(client, "case_ref=ward1") == ["WARD1-002", "WARD1-001"]
+    assert history_case_refs(client, f"date_from={today}&date_to={today}") == [
+        "ER-7",
+        "WARD1-002",
+        "WARD1-001",
+    ]
+    assert history_case_refs(client, f"date_to={today - timedelta(days=1)}") == []
+
+
+def test_history_explains_a_bad_date(client: FlaskClient) -> None:
+    response = client.get("/history?date_from=yesterday")
+    assert response.status_code == 400
+    assert (
+        alert_text(response.data)
+        == "Cannot search: date_from must be a date like 2026-01-31, got 'yesterday'."
+    )
+
+
+def test_confirmed_diagnosis_is_recorded_with_its_time_and_can_be_corrected(
+    client: FlaskClient, data_dir: Path, small_xray: bytes
+) -> None:
+    case_id = assess(client, small_xray)
+    confirm(client, case_id, "PNEUMONIA")
+    confirm(client, case_id, "NORMAL")
+    case = store.get_case(store.connect(store.db_path(data_dir)), case_id)
+    assert case is not None and case.confirmed_label == "NORMAL"
+    assert case.confirmed_utc is not None and case.confirmed_utc >= case.created_utc
+    assert "NORMAL (" in client.get(f"/cases/{case_id}").data.decode()
+
+
+@pytest.mark.parametrize(
+    ("case_id", "diagnosis", "status", "message"),
+    [
+        (1, "MAYBE", 400, "Choose the confirmed diagnosis: NORMAL or PNEUMONIA."),
+        (1, "", 400, "Choose the confirmed diagnosis: NORMAL or PNEUMONIA."),
+        (99, "NORMAL", 404, "There is no case #99."),
+    ],
+)
+def test_bad_confirmation_is_refused(
+    client: FlaskClient, small_xray: bytes, case_id: int, diagnosis: str, status: int, message: str
+) -> None:
+    assess(client, small_xray)
+    response = client.post(f"/cases/{case_id}/diagnosis", data={"diagnosis": diagnosis})
+    assert response.status_code == status
+    assert alert_text(response.data) == message
+
+
+def test_csv_export_lists_the_filtered_cases(client: FlaskClient, xray_bytes: XrayFactory) -> None:
+    first = assess(client, xray(xray_bytes, 1), "CSV-1")
+    assess(client, xray(xray_bytes, 2), "OTHER-2")
+    confirm(client, first, "PNEUMONIA")
+    response = client.get("/history/export.csv?case_ref=csv")
+    assert response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.data.decode())))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert [(row["id"], row["case_ref"], row["confirmed_label"]) for row in rows] == [
+        (str(first), "CSV-1", "PNEUMONIA")
+    ]
+
+
+def test_dataset_export_is_the_kermany_layout_of_confirmed_deidentified_images(
+    client: FlaskClient, xray_bytes: XrayFactory, colour_photo: bytes, tmp_path: Path
+) -> None:
+    uploads = {seed: xray(xray_bytes, seed) for seed in range(4)}
+    ids = {seed: assess(client, data) for seed, data in uploads.items()}
+    confirm(client, ids[0], "NORMAL")
+    confirm(client, ids[1], "PNEUMONIA")
+    confirm(client, ids[2], "PNEUMONIA")  # the same image again, with another diagnosis: a conflict
+    confirm(client, assess(client, uploads[2]), "NORMAL")
+    confirm(client, assess(client, colour_photo), "NORMAL")  # refused by the gate: not exported
+    # seed 3 is never confirmed: not exported
+
+    response = client.get("/history/confirmed-dataset.zip")
+    assert response.mimetype == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.data))
+    archive.extractall(tmp_path / "export" / "train")
+    samples = scan_split(tmp_path / "export", "train")
+    assert sorted((s.label, s.path.parent.name) for s in samples) == [(0, "NORMAL"), (1, "PNEUMONIA")]
+    for sample in samples:
+        seed = 0 if sample.label == 0 else 1
+        stored = np.asarray(Image.open(sample.path))
+        np.testing.assert_array_equal(
+            stored, load_xray(uploads[seed]).pixels
+        )  # lossless copy of what was scored
+    manifest = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
+    assert sorted(row["status"] for row in manifest) == [
+        "conflicting diagnoses: NORMAL / PNEUMONIA",
+        "exported",
+        "exported",
+    ]
+
+
+def test_dicom_patient_fields_and_file_names_are_never_stored(
+    client: FlaskClient, data_dir: Path, xray_bytes: XrayFactory, tmp_path: Path
+) -> None:
+    pixels = np.array(Image.open(io.BytesIO(xray(xray_bytes, 5))).convert("L"))
+    pixels[0, :2] = (0, 255)  # full range: the DICOM's 16-bit stretch then keeps the image as it was
+    upload = dicom(pixels, patient_name="Doe^Jane")
+    case_id = assess(client, upload, filename="Doe_Jane_chest.dcm")
+    assert client.get(f"/api/v1/results/{case_id}").get_json()["status"] == "ok"
+    confirm(client, case_id, "NORMAL")
+    export = client.get("/history/confirmed-dataset.zip").data
+    (stored,) = (data_dir / "images").iterdir()
+    image = Image.open(stored)
+    assert image.format == "PNG" and image.mode == "L"
+    assert not {key for key in image.info if key not in ("dpi", "gamma")}  # no text, EXIF or ICC chunks
+    conn = sqlite3.connect(store.db_path(data_dir))
+    dump = "\n".join(conn.iterdump()).encode()
+    conn.close()
+    files = [path.read_bytes() for path in data_dir.rglob("*") if path.is_file()]  # database, WAL, images
+    for secret in (b"Doe", b"Jane", b"PID-123456", b"20200101"):
+        for blob in (dump, export, *files):
+            assert secret not in blob
