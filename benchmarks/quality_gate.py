@@ -1,0 +1,297 @@
+"""Measure the quality gate: how many genuine X-rays it refuses, and how many non-X-rays it catches.
+
+    python benchmarks/quality_gate.py --data ../shared/data/chest_xray --model models/mobilenetv2-int8 \
+        [--photos DIR ...] [--screenshots DIR ...] [--limit N]
+
+Genuine X-rays: every image of the split (the gate's false-reject rate, with a 95% Wilson interval,
+must stay below 1%). Non-X-rays: natural photographs found in folders you name (by default the
+sample images shipped with matplotlib, when it is installed), the same photographs turned gray (the
+hard case: no colour to give them away), real screenshots from folders you name, and screenshots,
+documents and noise rendered here with Pillow. Nothing is downloaded and nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import math
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edge.kermany import scan_split
+from edge.preprocess import ImageError, load_xray, to_model_input
+from edge.quality import OodStats, check_image
+from edge.screener import STATUS_REJECTED, Screener, ScreenerOptions, default_model_dir
+
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+MAX_FALSE_REJECT_RATE = 0.01
+
+
+@dataclass
+class Tally:
+    """Verdicts for one category of images."""
+
+    name: str
+    total: int = 0
+    rejected: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    passed_names: list[str] = field(default_factory=list)
+
+    def add(self, name: str, reason: str | None) -> None:
+        self.total += 1
+        if reason is None:
+            self.passed_names.append(name)
+        else:
+            self.rejected += 1
+            self.reasons[reason] += 1
+
+
+def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion."""
+    if total == 0:
+        return 0.0, 1.0
+    p = successes / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def verdict(screener: Screener, data: bytes) -> str | None:
+    """The gate's refusal code for one file, None when the screener would score it."""
+    try:
+        result = screener.assess(data)
+    except ImageError as e:
+        return f"undecodable:{e.reason}"
+    return result.reason if result.status == STATUS_REJECTED else None
+
+
+def encode(image: Image.Image | np.ndarray, fmt: str = "PNG") -> bytes:
+    pil = Image.fromarray(image) if isinstance(image, np.ndarray) else image
+    buffer = io.BytesIO()
+    pil.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+# --- the images ---------------------------------------------------------------------------------
+
+
+def default_photo_dirs() -> list[Path]:
+    """matplotlib's shipped sample images, when matplotlib is installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return []
+    return [Path(matplotlib.get_data_path()) / "sample_data"]
+
+
+def files_in(folders: Iterable[Path]) -> list[Path]:
+    found = []
+    for folder in folders:
+        found += [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES]
+    return found
+
+
+def gray_version(data: bytes) -> bytes | None:
+    """The photograph as an 8-bit gray PNG (None when Pillow cannot read it)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return encode(img.convert("RGB").convert("L"))
+    except (OSError, ValueError):
+        return None
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def screenshot(seed: int, gray: bool) -> bytes:
+    """A rendered desktop window: title bar, sidebar, text lines, buttons."""
+    rng = np.random.default_rng(seed)
+    width, height = int(rng.integers(800, 1920)), int(rng.integers(600, 1200))
+    accent = tuple(int(v) for v in rng.integers(30, 220, size=3))
+    img = Image.new("RGB", (width, height), (240, 240, 240))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([0, 0, width, 40], fill=accent)
+    draw.text((12, 8), f"Patient viewer - window {seed}", fill=(255, 255, 255), font=_font(20))
+    draw.rectangle([0, 40, width // 5, height], fill=(220, 222, 228))
+    for row in range(int(rng.integers(10, 30))):
+        y = 60 + row * 28
+        draw.text((width // 5 + 20, y), "Lorem ipsum dolor sit amet " * 3, fill=(20, 20, 20), font=_font(16))
+        if row % 7 == 3:
+            draw.rectangle([width - 180, y, width - 40, y + 24], fill=accent, outline=(0, 0, 0))
+    if rng.random() < 0.5:  # an embedded picture
+        x0, y0 = int(width * 0.55), int(height * 0.35)
+        draw.ellipse([x0, y0, x0 + width // 4, y0 + height // 3], fill=(90, 90, 90))
+    return encode(img.convert("L") if gray else img)
+
+
+def colour_screenshot(seed: int) -> bytes:
+    return screenshot(seed, gray=False)
+
+
+def gray_screenshot(seed: int) -> bytes:
+    return screenshot(seed, gray=True)
+
+
+def document(seed: int) -> bytes:
+    """A scanned-looking letter page: dark text and a table on white, slight gray and noise."""
+    rng = np.random.default_rng(seed)
+    width, height = 850, 1100
+    img = Image.new("L", (width, height), int(rng.integers(225, 250)))
+    draw = ImageDraw.Draw(img)
+    draw.text((80, 60), "DISCHARGE SUMMARY", fill=10, font=_font(32))
+    y = 130
+    words = ["patient", "chest", "history", "fever", "cough", "treatment", "review", "days", "normal"]
+    while y < height - 120:
+        line = " ".join(rng.choice(words, size=int(rng.integers(6, 11))))
+        draw.text((80, y), line, fill=int(rng.integers(0, 60)), font=_font(18))
+        y += 28
+        if rng.random() < 0.05:
+            for k in range(5):
+                draw.rectangle([80, y + 24 * k, width - 80, y + 24 * (k + 1)], outline=30)
+            y += 140
+    pixels = np.asarray(img, dtype=np.float64) + rng.normal(0, 4, size=(height, width))
+    return encode(np.clip(pixels, 0, 255).astype(np.uint8), "JPEG")
+
+
+def noise(seed: int) -> bytes:
+    """Uniform, Gaussian, smooth-blob and gradient noise, in turn."""
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(300, 1200)), int(rng.integers(300, 1200)))
+    kind = seed % 4
+    if kind == 0:
+        pixels = rng.integers(0, 256, size=shape)
+    elif kind == 1:
+        pixels = rng.normal(128, 50, size=shape)
+    elif kind == 2:
+        blobs = Image.fromarray(rng.integers(0, 256, size=shape, dtype=np.uint8))
+        blurred = np.asarray(blobs.filter(ImageFilter.GaussianBlur(radius=12)), dtype=np.float64)
+        pixels = (blurred - blurred.mean()) * 6 + 128
+    else:
+        pixels = np.linspace(0, 255, shape[1])[np.newaxis, :] + rng.normal(0, 10, size=shape)
+    return encode(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+def measure(screener: Screener, name: str, items: Iterable[tuple[str, bytes]]) -> Tally:
+    tally = Tally(name)
+    for item_name, data in items:
+        tally.add(item_name, verdict(screener, data))
+    return tally
+
+
+def measure_xrays(screener: Screener, paths: list[Path]) -> tuple[Tally, np.ndarray, float]:
+    """Verdicts for the genuine X-rays, their ood scores (where the model ran), and ms per image."""
+    ood = OodStats.from_metadata(screener.bundle.metadata.get("ood"))
+    tally, scores = Tally("genuine X-rays"), []
+    started = time.perf_counter()
+    for path in paths:
+        data = path.read_bytes()
+        tally.add(path.name, verdict(screener, data))
+        image = load_xray(data)
+        if ood is not None and check_image(image, screener.options.quality).passed:
+            embedding = screener.model.run(to_model_input(image, screener.bundle.input_size))["embedding"]
+            scores.append(ood.score(embedding))
+    elapsed_ms = (time.perf_counter() - started) * 1000 / max(1, len(paths))
+    return tally, np.asarray(scores), elapsed_ms
+
+
+def report_xrays(tally: Tally, scores: np.ndarray, ms: float, threshold: float | None) -> bool:
+    rate = tally.rejected / max(1, tally.total)
+    low, high = wilson(tally.rejected, tally.total)
+    print(f"\nGenuine X-rays: {tally.total} images, {ms:.1f} ms each (gate + model, twice the model here)")
+    print(
+        f"  false-reject rate {rate:.2%} (95% CI {low:.2%} to {high:.2%}), "
+        f"target < {MAX_FALSE_REJECT_RATE:.0%}"
+    )
+    for reason, count in tally.reasons.most_common():
+        print(f"    {reason}: {count}")
+    if scores.size and threshold is not None:
+        p50, p99, top = np.percentile(scores, [50, 99, 100])
+        print(f"  ood rms_z: median {p50:.2f}, p99 {p99:.2f}, max {top:.2f}; threshold {threshold:.2f}")
+    return rate < MAX_FALSE_REJECT_RATE
+
+
+def report_catches(tallies: list[Tally]) -> None:
+    print("\nNon-X-ray images caught by the gate:")
+    print(f"  {'category':<28} {'caught':>10} {'rate':>7}  reasons")
+    for tally in tallies:
+        if tally.total == 0:
+            print(f"  {tally.name:<28} {'(none found)':>10}")
+            continue
+        reasons = ", ".join(f"{reason} {count}" for reason, count in tally.reasons.most_common())
+        rate = tally.rejected / tally.total
+        print(f"  {tally.name:<28} {tally.rejected:>4}/{tally.total:<5} {rate:>7.1%}  {reasons}")
+        if tally.passed_names:
+            print(f"  {'':<28} passed: {', '.join(tally.passed_names[:12])}")
+
+
+def read_all(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
+    for path in paths:
+        yield path.name, path.read_bytes()
+
+
+def rendered(count: int, make: Callable[[int], bytes], prefix: str) -> Iterator[tuple[str, bytes]]:
+    for seed in range(count):
+        yield f"{prefix}{seed}", make(seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/chest_xray"), help="Kermany root")
+    parser.add_argument("--split", default="train", help="split folder of genuine X-rays (default: train)")
+    parser.add_argument("--model", type=Path, default=default_model_dir(), help="model bundle folder")
+    parser.add_argument("--photos", type=Path, action="append", help="folder of natural photos (repeatable)")
+    parser.add_argument("--screenshots", type=Path, action="append", help="folder of real screenshots")
+    parser.add_argument("--limit", type=int, default=0, help="score about N X-rays, evenly spaced (0: all)")
+    parser.add_argument("--rendered", type=int, default=40, help="rendered images per synthetic category")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    screener = Screener.from_path(args.model, ScreenerOptions(heatmap=False))
+    ood = screener.bundle.metadata.get("ood") or {}
+    bundle = screener.bundle
+    print(f"model {bundle.name} (sha256 {bundle.model_sha256[:12]}), {screener.model.runtime_name}")
+    print(f"limits {screener.options.quality}")
+
+    paths = [sample.path for sample in scan_split(args.data, args.split)]
+    if args.limit and args.limit < len(paths):
+        paths = paths[:: math.ceil(len(paths) / args.limit)]
+    tally, scores, ms = measure_xrays(screener, paths)
+    ok = report_xrays(tally, scores, ms, ood.get("threshold"))
+
+    photos = files_in(args.photos or default_photo_dirs())
+    photo_items = list(read_all(photos))
+    gray_items = [(name, gray) for name, data in photo_items if (gray := gray_version(data)) is not None]
+    screenshots = files_in(args.screenshots or [])
+    tallies = [
+        measure(screener, "natural photos", photo_items),
+        measure(screener, "natural photos, gray", gray_items),
+        measure(screener, "real screenshots", read_all(screenshots)),
+        measure(screener, "screenshots, colour", rendered(args.rendered, colour_screenshot, "colour")),
+        measure(screener, "screenshots, gray", rendered(args.rendered, gray_screenshot, "gray")),
+        measure(screener, "documents", rendered(args.rendered, document, "doc")),
+        measure(screener, "noise", rendered(args.rendered, noise, "noise")),
+    ]
+    report_catches(tallies)
+    if not ok:
+        print(f"\nFAIL: the gate refuses {tally.rejected}/{tally.total} genuine X-rays", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
