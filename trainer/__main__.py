@@ -223,11 +223,11 @@ def _add_sweep(commands: argparse._SubParsersAction) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from trainer.sweep import grid, sweep
-
     _check_weights(args.weights)
     if len(args.seeds) < 2:
         sys.exit("--seeds needs at least two seeds: the spread over seeds is the stability measure")
+    from trainer.sweep import grid, sweep
+
     points = grid(args.optimizers, args.learning_rates, args.batch_sizes)
     sweep(
         config_from_args(args), args.data, args.out, args.runs_dir, points, args.seeds, args.fine_tune_ratio
