@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import operator
 import os
 import threading
 from dataclasses import dataclass
@@ -25,11 +26,11 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-#: (module holding `Interpreter`, distribution name for the version) in order of preference.
+#: (module, attribute path of its Interpreter class, distribution name for the version), best first.
 _RUNTIMES = (
-    ("ai_edge_litert.interpreter", "ai-edge-litert"),
-    ("tflite_runtime.interpreter", "tflite-runtime"),
-    ("tensorflow.lite", "tensorflow"),
+    ("ai_edge_litert.interpreter", "Interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "Interpreter", "tflite-runtime"),
+    ("tensorflow", "lite.Interpreter", "tensorflow"),
 )
 
 
@@ -67,22 +68,22 @@ class _Quantisation:
         return ((q.astype(np.float32) - self.zero_point) * self.scale).astype(np.float32)
 
 
-def load_interpreter_class(preferred: tuple[tuple[str, str], ...] = _RUNTIMES) -> tuple[type, str]:
+def load_interpreter_class(preferred: tuple[tuple[str, str, str], ...] = _RUNTIMES) -> tuple[type, str]:
     """The first importable Interpreter class and a name like 'ai-edge-litert 2.3.0'."""
     tried = []
-    for module_name, distribution in preferred:
-        if module_name == "tensorflow.lite":
+    for module_name, attribute, distribution in preferred:
+        if module_name == "tensorflow":
             os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
         try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            tried.append(module_name)
+            interpreter_class = operator.attrgetter(attribute)(importlib.import_module(module_name))
+        except (ImportError, AttributeError):
+            tried.append(f"{module_name}.{attribute}")
             continue
         try:
             version = metadata.version(distribution)
         except metadata.PackageNotFoundError:
             version = "unknown"
-        return module.Interpreter, f"{distribution} {version}"
+        return interpreter_class, f"{distribution} {version}"
     raise RuntimeUnavailableError(
         f"no TFLite runtime found (tried {', '.join(tried)}); install one: pip install ai-edge-litert"
     )

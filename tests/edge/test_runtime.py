@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,4 +108,22 @@ def test_missing_runtimes_give_an_install_hint():
     from edge.runtime import RuntimeUnavailableError
 
     with pytest.raises(RuntimeUnavailableError, match="pip install ai-edge-litert"):
-        load_interpreter_class((("no_such_runtime.interpreter", "no-such-runtime"),))
+        load_interpreter_class((("no_such_runtime.interpreter", "Interpreter", "no-such-runtime"),))
+
+
+@pytest.mark.slow
+def test_tensorflow_is_the_last_fallback(tiny_bundle_int8):
+    """Hide both light runtimes in a fresh interpreter: the model must still run, through tf.lite."""
+    code = (
+        "import sys; sys.modules['ai_edge_litert'] = None; sys.modules['tflite_runtime'] = None\n"
+        "import numpy as np; from edge.runtime import TfliteModel\n"
+        f"model = TfliteModel({str(tiny_bundle_int8.model_path)!r})\n"
+        "out = model.run(np.zeros((224, 224, 1), np.uint8))\n"
+        "print(model.runtime_name, sorted(out))"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=300, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1].startswith("tensorflow 2.")
+    assert "['cam', 'embedding', 'probability']" in done.stdout
