@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,31 +84,31 @@ def _is_dicom(data: bytes) -> bool:
 
 
 def _load_raster(data: bytes) -> XrayImage:
-    previous_limit = Image.MAX_IMAGE_PIXELS
+    # The size is checked from the header before any pixel is decoded. Pillow's global
+    # MAX_IMAGE_PIXELS and the warning filters are left alone: the kiosk decodes in several threads.
     try:
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-        with warnings.catch_warnings():
-            # Pillow only warns between 1x and 2x the limit; a bomb is a bomb either way.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                if img.format not in ACCEPTED_FORMATS:
-                    raise ImageError(
-                        "unsupported_format",
-                        f"{img.format} files are not accepted; use JPEG, PNG or DICOM.",
-                    )
-                img.load()
-                upright = ImageOps.exif_transpose(img)
-                return _from_pil(upright, img.format)
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format not in ACCEPTED_FORMATS:
+                raise ImageError(
+                    "unsupported_format",
+                    f"{img.format} files are not accepted; use JPEG, PNG or DICOM.",
+                )
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageError(
+                    "too_large",
+                    f"The image has {img.width} x {img.height} pixels; the limit is {MAX_PIXELS:,}.",
+                )
+            img.load()
+            upright = ImageOps.exif_transpose(img)
+            return _from_pil(upright, img.format)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except Image.DecompressionBombError as e:
         raise ImageError("too_large", f"The image has too many pixels (limit {MAX_PIXELS:,}).") from e
     except UnidentifiedImageError as e:
         raise ImageError("not_an_image", "The file is not a JPEG, PNG or DICOM image.") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError("corrupt", f"The image file is damaged or truncated ({e}).") from e
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous_limit
 
 
 def _from_pil(img: Image.Image, source_format: str) -> XrayImage:
