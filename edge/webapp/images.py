@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 IMAGES_DIR = "images"
 #: zlib level 1: a full-resolution X-ray encodes in tens of milliseconds instead of hundreds.
 PNG_COMPRESS_LEVEL = 1
-_NAME = re.compile(r"^[0-9a-f]{64}\.png$")
+_NAME = re.compile(r"[0-9a-f]{64}\.png")
 
 
 def images_dir(data_dir: Path | str) -> Path:
@@ -43,7 +43,7 @@ def deidentified_png(pixels: np.ndarray) -> bytes:
 def save(data_dir: Path | str, input_sha256: str, pixels: np.ndarray) -> str:
     """Store the de-identified image once per distinct upload; return its file name."""
     name = f"{input_sha256}.png"
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"input_sha256 must be 64 lowercase hex digits, got {input_sha256!r}")
     folder = images_dir(data_dir)
     path = folder / name
@@ -55,7 +55,7 @@ def save(data_dir: Path | str, input_sha256: str, pixels: np.ndarray) -> str:
 
 def path_of(data_dir: Path | str, name: str) -> Path:
     """The stored image's path; refuses anything but a name this module made."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"not a stored image name: {name!r}")
     return images_dir(data_dir) / name
 

@@ -1,0 +1,158 @@
+"""Access code, CSRF and response headers."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.security import generate_password_hash
+
+from edge.webapp import security
+
+from .conftest import AppFactory, post_file, stored_state
+from .test_pages import alert_text
+
+CODE = "correct-horse-battery"
+
+
+@pytest.fixture
+def locked_app(make_app: AppFactory) -> Flask:
+    return make_app(ACCESS_CODE_HASH=generate_password_hash(CODE))
+
+
+def csrf_token(page: bytes) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.decode())
+    assert match, "the form carries no CSRF token"
+    return match.group(1)
+
+
+def login(client: FlaskClient, code: str = CODE, target: str = "/") -> object:
+    token = csrf_token(client.get("/login").data)
+    return client.post("/login", data={"access_code": code, "csrf_token": token, "next": target})
+
+
+def test_every_page_and_api_response_is_hardened(client: FlaskClient) -> None:
+    for url in ("/", "/history", "/healthz", "/api/v1/results", "/cases/1"):
+        headers = client.get(url).headers
+        assert headers["Content-Security-Policy"].startswith("default-src 'self'")
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert "script-src" not in headers["Content-Security-Policy"]  # 'self' only: nothing inline
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["Cache-Control"] == "no-store"
+    assert client.get("/static/kiosk.css").headers.get("Cache-Control") != "no-store"
+
+
+def test_templates_hold_no_inline_script_or_style() -> None:
+    """The CSP forbids inline code, so any would silently not run."""
+    for template in (Path(security.__file__).parent / "templates").iterdir():
+        text = template.read_text(encoding="utf-8")
+        assert not re.search(r"<script(?![^>]*\bsrc=)", text), template.name
+        assert "<style" not in text and " style=" not in text and " onclick=" not in text, template.name
+
+
+def test_forms_need_a_csrf_token_but_the_api_does_not(
+    make_app: AppFactory, data_dir: Path, small_xray: bytes
+) -> None:
+    client = make_app(WTF_CSRF_ENABLED=True).test_client()
+    refused = post_file(client, "/assess", small_xray)
+    assert refused.status_code == 400
+    assert alert_text(refused.data).startswith("This form has expired or did not come from this kiosk.")
+    assert stored_state(data_dir) == (0, [])
+    token = csrf_token(client.get("/").data)
+    accepted = client.post(
+        "/assess",
+        data={"file": (io.BytesIO(small_xray), "x.jpg"), "csrf_token": token},
+        content_type="multipart/form-data",
+    )
+    assert accepted.status_code == 303
+    assert post_file(client, "/api/v1/predict", small_xray).status_code == 201
+
+
+def test_pages_need_a_login_when_an_access_code_is_set(locked_app: Flask) -> None:
+    client = locked_app.test_client()
+    response = client.get("/history?case_ref=A")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=/history?case_ref%3DA"
+    wrong = login(client, "wrong-code-123")
+    assert wrong.status_code == 401 and alert_text(wrong.data) == "That access code is wrong."
+    assert client.get("/").status_code == 302
+    right = login(client, target="/history")
+    assert right.status_code == 302 and right.headers["Location"] == "/history"
+    assert client.get("/").status_code == 200
+    assert client.get("/healthz").status_code == 200
+
+
+def test_login_never_redirects_off_the_kiosk(locked_app: Flask) -> None:
+    client = locked_app.test_client()
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        assert login(client, target=target).headers["Location"] == "/"
+
+
+def test_changing_the_access_code_logs_everyone_out(make_app: AppFactory, locked_app: Flask) -> None:
+    client = locked_app.test_client()
+    login(client)
+    assert client.get("/").status_code == 200
+    relocked = make_app(ACCESS_CODE_HASH=generate_password_hash("another-code-456"))
+    with client.session_transaction() as session:
+        cookie_session = dict(session)
+    other = relocked.test_client()
+    with other.session_transaction() as session:
+        session.update(cookie_session)
+    assert other.get("/").status_code == 302
+
+
+def test_api_needs_the_code_as_a_bearer_token_not_the_cookie(locked_app: Flask, small_xray: bytes) -> None:
+    client = locked_app.test_client()
+    login(client)  # a logged-in browser session must not authorise the CSRF-exempt API
+    missing = post_file(client, "/api/v1/predict", small_xray)
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    assert missing.get_json()["error"]["message"] == (
+        "Send the operator access code as 'Authorization: Bearer <code>'."
+    )
+    wrong = client.get("/api/v1/results", headers={"Authorization": "Bearer nope-nope-nope"})
+    assert wrong.status_code == 401 and wrong.get_json()["error"]["message"] == "The access code is wrong."
+    for _ in range(2):  # the second call is served from the remembered digest
+        ok = post_file(client, "/api/v1/predict", small_xray, headers={"Authorization": f"Bearer {CODE}"})
+        assert ok.status_code == 201
+
+
+def test_repeated_wrong_codes_lock_the_address_out(locked_app: Flask) -> None:
+    client = locked_app.test_client()
+    for _ in range(security.MAX_FAILURES):
+        assert (
+            client.get("/api/v1/results", headers={"Authorization": "Bearer wrong-code"}).status_code == 401
+        )
+    locked = client.get("/api/v1/results", headers={"Authorization": f"Bearer {CODE}"})
+    assert locked.status_code == 429
+    assert "Too many wrong access codes" in locked.get_json()["error"]["message"]
+    assert login(client).status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("short", "the access code is 5 characters long; use at least 8"),
+        (" padded-code ", "may not start or end with spaces"),
+        ("tab\there-code", "control characters"),
+    ],
+)
+def test_weak_access_codes_are_refused(data_dir: Path, code: str, message: str) -> None:
+    with pytest.raises(security.AccessCodeError, match=message):
+        security.store_access_code(data_dir, code)
+    assert security.load_access_code_hash(data_dir) is None
+
+
+def test_access_code_is_stored_only_as_a_private_hash(data_dir: Path) -> None:
+    security.store_access_code(data_dir, CODE)
+    path = data_dir / security.ACCESS_CODE_FILE
+    assert CODE not in path.read_text()
+    assert path.stat().st_mode & 0o777 == 0o600
+    guard = security.AccessGuard(security.load_access_code_hash(data_dir))
+    assert guard.check(CODE, "127.0.0.1") and not guard.check(CODE + "x", "127.0.0.1")

@@ -1,0 +1,95 @@
+"""The SQLite store and the de-identified image folder."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.webapp import images, store
+
+
+def new_case(n: int) -> store.NewCase:
+    return store.NewCase(
+        case_ref=f"T-{n}",
+        status="ok",
+        label="NORMAL",
+        probability=0.1,
+        threshold=0.5,
+        reason=None,
+        detail="NORMAL",
+        quality_flags=(),
+        model_name="m",
+        model_sha256="0" * 64,
+        runtime="r",
+        input_sha256=f"{n:064x}",
+        image_file=None,
+        elapsed_ms=1.0,
+    )
+
+
+def test_connections_use_wal_and_full_sync(tmp_path: Path) -> None:
+    store.init_db(tmp_path)
+    conn = store.connect(store.db_path(tmp_path))
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    store.init_db(tmp_path)
+    with sqlite3.connect(store.db_path(tmp_path)) as conn:
+        conn.execute(f"PRAGMA user_version={store.SCHEMA_VERSION + 1}")
+    with pytest.raises(RuntimeError, match="schema version 2; this kiosk knows version 1"):
+        store.init_db(tmp_path)
+
+
+def test_concurrent_writers_queue_and_every_write_lands(tmp_path: Path) -> None:
+    store.init_db(tmp_path)
+    committed: list[int] = []
+    lock = threading.Lock()
+
+    def writer(offset: int) -> None:
+        conn = store.connect(store.db_path(tmp_path))
+        for n in range(offset, offset + 25):
+            case = store.insert_case(conn, new_case(n), heatmap_png=b"png")
+            with lock:
+                committed.append(case.id)
+        conn.close()
+
+    threads = [threading.Thread(target=writer, args=(k * 100,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    conn = store.connect(store.db_path(tmp_path))
+    ids = sorted(row[0] for row in conn.execute("SELECT id FROM cases"))
+    assert ids == sorted(committed) and len(ids) == 100
+    assert conn.execute("SELECT count(*) FROM heatmaps").fetchone()[0] == 100
+
+
+def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
+    store.init_db(tmp_path)
+    conn = store.connect(store.db_path(tmp_path))
+    broken = store.NewCase(**{**new_case(1).__dict__, "status": "maybe"})  # violates the CHECK
+    with pytest.raises(sqlite3.IntegrityError):
+        store.insert_case(conn, broken, heatmap_png=None)
+    assert conn.execute("SELECT count(*) FROM cases").fetchone()[0] == 0
+    assert store.insert_case(conn, new_case(2), heatmap_png=None).id >= 1  # and the connection still works
+
+
+def test_images_are_named_by_hash_and_stray_temporary_files_are_swept(tmp_path: Path) -> None:
+    images.init_dir(tmp_path)
+    leftover = images.images_dir(tmp_path) / ".abc.png.x1y2"
+    leftover.write_bytes(b"half")
+    images.init_dir(tmp_path)
+    assert not leftover.exists()
+    name = images.save(tmp_path, "a" * 64, np.zeros((4, 5), dtype=np.uint8))
+    assert name == "a" * 64 + ".png" and images.path_of(tmp_path, name).is_file()
+    for bad in ("../secret.png", "x.png", "a" * 64 + ".png/../../etc"):
+        with pytest.raises(ValueError, match="not a stored image name"):
+            images.path_of(tmp_path, bad)
+    with pytest.raises(ValueError, match="64 lowercase hex digits"):
+        images.save(tmp_path, "../../evil", np.zeros((4, 5), dtype=np.uint8))
