@@ -94,10 +94,7 @@ def _load_raster(data: bytes) -> XrayImage:
                     f"{img.format} files are not accepted; use JPEG, PNG or DICOM.",
                 )
             if img.width * img.height > MAX_PIXELS:
-                raise ImageError(
-                    "too_large",
-                    f"The image has {img.width} x {img.height} pixels; the limit is {MAX_PIXELS:,}.",
-                )
+                raise ImageError("too_large", f"The image has too many pixels (limit {MAX_PIXELS:,}).")
             img.load()
             upright = ImageOps.exif_transpose(img)
             return _from_pil(upright, img.format)

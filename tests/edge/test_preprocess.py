@@ -84,7 +84,7 @@ def test_gif_is_refused_with_the_accepted_formats():
 @pytest.mark.parametrize("side", [8000, 20000])  # 64 MP: our limit; 400 MP: also Pillow's own
 def test_decompression_bomb_is_refused_before_decoding(side):
     assert side * side > MAX_PIXELS
-    with pytest.raises(ImageError, match=r"limit (is )?50,000,000") as caught:
+    with pytest.raises(ImageError, match=r"too many pixels \(limit 50,000,000\)") as caught:
         load_xray(png_header_only(side, side))
     assert caught.value.reason == "too_large"
 
