@@ -93,8 +93,11 @@ check_inputs() {
 	is_safe_name "$MODEL_NAME" || die "model name '${MODEL_NAME}' in ${MODEL_DIR}/bundle.json is not a plain name"
 	if grep -qiE '^tflite[-_]runtime' "$REQUIREMENTS"; then
 		RUNTIME_MODULE=tflite_runtime.interpreter
-	else
+	elif grep -qiE '^ai[-_]edge[-_]litert' "$REQUIREMENTS"; then
 		RUNTIME_MODULE=ai_edge_litert.interpreter
+	else
+		RUNTIME_MODULE=none
+		warn "${REQUIREMENTS} names no TFLite runtime (ai-edge-litert or tflite-runtime): the kiosk will not score"
 	fi
 	if [[ -z "$VERSION" ]]; then
 		VERSION="$(date -u +%Y.%m.%d-%H%M)-g$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -154,7 +157,7 @@ download_wheels() {
 		log "would run: $(_quote "$BUILD_PYTHON" -m pip "${args[@]}" -d "<bundle>/wheels")"
 		return 0
 	fi
-	"$BUILD_PYTHON" -m pip "${args[@]}" -d "${TOP}/wheels" >&2 ||
+	"$BUILD_PYTHON" -m pip "${args[@]}" --quiet -d "${TOP}/wheels" >&2 ||
 		die "pip could not get every wheel for ${TARGET}; check the internet connection or the --wheelhouse (it must hold wheels for ${TARGET_ARCH}, Python ${TARGET_PYTHON})"
 	log "$(find "${TOP}/wheels" -name '*.whl' | wc -l) wheels, $(du -sh "${TOP}/wheels" | cut -f1)"
 }

@@ -1,0 +1,99 @@
+"""build-bundle.sh: one verified tarball with the app, the model, the wheels and checksums."""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+from pathlib import Path
+
+from edge.bundle import Bundle, write_bundle
+from tests.firmware.conftest import REPO, build_bundle, run_script, script_env
+
+
+def _members(tarball: Path) -> list[str]:
+    with tarfile.open(tarball) as tar:
+        return tar.getnames()
+
+
+def test_bundle_holds_app_model_wheels_and_checksums(tiny_dep_bundle: Path, tmp_path: Path) -> None:
+    names = _members(tiny_dep_bundle)
+    top = "pneumoedge-1.0.0-local"
+    for expected in ("VERSION", "MANIFEST", "SHA256SUMS", "app/requirements.txt", "app/edge/bundle.py",
+                     "models/tiny-int8/model.tflite", "models/tiny-int8/bundle.json",
+                     "firmware_scripts/provision.sh", "firmware_scripts/update.sh"):  # fmt: skip
+        assert f"{top}/{expected}" in names, expected
+    assert any(n.startswith(f"{top}/wheels/pneumoedge_fixture_dep-1.0-") for n in names)
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+    with tarfile.open(tiny_dep_bundle) as tar:
+        tar.extractall(tmp_path, filter="data")
+    root = tmp_path / top
+    check = subprocess.run(["sha256sum", "--check", "--strict", "SHA256SUMS"], cwd=root, capture_output=True)
+    assert check.returncode == 0, check.stdout
+    listed = {
+        line.split(maxsplit=1)[1].lstrip("*") for line in (root / "SHA256SUMS").read_text().splitlines()
+    }
+    on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != "SHA256SUMS"}
+    assert listed == on_disk
+    manifest = dict(line.split("=", 1) for line in (root / "MANIFEST").read_text().splitlines())
+    assert manifest["version"] == "1.0.0" and (root / "VERSION").read_text().strip() == "1.0.0"
+    assert manifest["model_name"] == "tiny-int8"
+    assert manifest["runtime_module"] == "none"  # the tiny requirements name no TFLite runtime
+
+    sidecar = Path(f"{tiny_dep_bundle}.sha256").read_text().split()
+    digest = subprocess.run(["sha256sum", str(tiny_dep_bundle)], capture_output=True, text=True, check=True)
+    assert sidecar == [digest.stdout.split()[0], tiny_dep_bundle.name]
+
+
+def test_refuses_a_model_that_fails_verification(
+    tmp_path: Path, tiny_bundle_int8: Bundle, tiny_wheelhouse: tuple[Path, Path]
+) -> None:
+    bad = tmp_path / "bad-model"
+    write_bundle(bad, tiny_bundle_int8.model_path.read_bytes(), dict(tiny_bundle_int8.metadata))
+    (bad / "model.tflite").write_bytes(b"tampered")
+    wheels, requirements = tiny_wheelhouse
+    result = run_script(
+        "build-bundle.sh", "--target", "local", "--model", bad, "--output", tmp_path / "dist",
+        "--wheelhouse", wheels, "--requirements", requirements, env=script_env(tmp_path),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "failed verification" in result.stderr
+    assert not list((tmp_path / "dist").glob("*.tar.gz"))
+
+
+def test_unknown_target_lists_the_valid_ones(tmp_path: Path, tiny_bundle_int8: Bundle) -> None:
+    result = run_script("build-bundle.sh", "--target", "pi3-jessie", "--model", tiny_bundle_int8.root,
+                        env=script_env(tmp_path))  # fmt: skip
+    assert result.returncode != 0
+    assert "pi64-bookworm pi64-trixie pi32-bookworm local" in result.stderr
+
+
+def test_dry_run_writes_nothing(tmp_path: Path, tiny_bundle_int8: Bundle) -> None:
+    result = run_script(
+        "build-bundle.sh", "--target", "pi64-bookworm", "--model", tiny_bundle_int8.root,
+        "--output", tmp_path / "dist", "--version", "2.0.0", "--dry-run", env=script_env(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "--platform manylinux_2_36_aarch64" in result.stderr
+    assert "--python-version 3.11" in result.stderr
+    assert not (tmp_path / "dist").exists()
+
+
+def test_pi32_target_uses_tflite_runtime_requirements(tmp_path: Path, tiny_bundle_int8: Bundle) -> None:
+    result = run_script("build-bundle.sh", "--target", "pi32-bookworm", "--model", tiny_bundle_int8.root,
+                        "--dry-run", env=script_env(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "requirements-edge-tflite-runtime.txt" in result.stderr
+    assert "linux_armv7l" in result.stderr and "piwheels" in result.stderr
+    text = (REPO / "requirements-edge-tflite-runtime.txt").read_text()
+    assert "tflite-runtime==2.14.0" in text and "numpy==1." in text
+
+
+def test_building_twice_gives_the_same_contents(
+    tmp_path: Path, tiny_bundle_int8: Bundle, tiny_wheelhouse: tuple[Path, Path], tiny_dep_bundle: Path
+) -> None:
+    wheels, requirements = tiny_wheelhouse
+    env = script_env(tmp_path)
+    again = build_bundle(env, tiny_bundle_int8.root, tmp_path / "dist", "1.0.0", wheels,
+                         "--requirements", requirements)  # fmt: skip
+    assert _members(again) == _members(tiny_dep_bundle)

@@ -1,0 +1,152 @@
+"""provision.sh into temporary roots: verified install, nothing installed on a bad bundle, idempotent."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.firmware.conftest import repack, run_script, script_env
+
+HARDENING = ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "Restart=on-failure",
+             "Type=notify", "WatchdogSec=60", "IPAddressDeny=any", "CapabilityBoundingSet=")  # fmt: skip
+
+
+def _provision(root: Path, tarball: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_script("provision.sh", "--root", root, *args, tarball, env=script_env(tmp_path))
+
+
+def _installed_anything(root: Path) -> list[str]:
+    return [str(p.relative_to(root)) for p in root.rglob("*")
+            if "var/log" not in str(p.relative_to(root)) and p.is_file()]  # fmt: skip
+
+
+def test_provision_installs_a_release_with_its_own_venv(tiny_dep_bundle: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    result = _provision(root, tiny_dep_bundle, tmp_path)
+    assert result.returncode == 0, result.stderr
+    prefix = root / "opt/pneumoedge"
+    assert (prefix / "current").readlink() == Path("releases/1.0.0")
+    release = prefix / "releases/1.0.0"
+    assert (release / ".installed").is_file()
+    value = subprocess.run(
+        [str(release / "venv/bin/python"), "-c", "import pneumoedge_fixture_dep as d; print(d.VALUE)"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert value.stdout.strip() == "installed from the bundle"
+    assert "would run (skipped under --root" in result.stderr and "useradd" in result.stderr
+
+    unit = (root / "etc/systemd/system/pneumoedge.service").read_text()
+    for line in HARDENING:
+        assert line in unit
+    assert "ReadWritePaths=/var/lib/pneumoedge" in unit
+    assert "/opt/pneumoedge/current/firmware_scripts/kiosk_health.py supervise" in unit
+    kiosk = (root / "etc/systemd/system/pneumoedge-kiosk.service").read_text()
+    assert "User=pneumoedge-kiosk" in kiosk and "TTYPath=/dev/tty1" in kiosk
+    config = (root / "etc/pneumoedge/pneumoedge.conf").read_text()
+    assert 'APP_PORT="${APP_PORT:-8080}"' in config
+    assert (root / "var/lib/pneumoedge").is_dir()
+    log = (root / "var/log/pneumoedge/provision.log").read_text()
+    assert "Begin 02 Verify the bundle" in log and "End 10 Health check" in log
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_units_pass_systemd_analyze_verify(tiny_dep_bundle: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    assert _provision(root, tiny_dep_bundle, tmp_path).returncode == 0
+    for unit in ("pneumoedge.service", "pneumoedge-kiosk.service"):
+        result = subprocess.run(["systemd-analyze", "verify", str(root / "etc/systemd/system" / unit)],
+                                capture_output=True, text=True, check=False)  # fmt: skip
+        problems = [
+            line
+            for line in (result.stdout + result.stderr).splitlines()
+            if line.strip() and "is not executable" not in line
+        ]  # paths exist on the device only
+        assert not problems, problems
+
+
+def test_second_run_keeps_what_is_installed(tiny_dep_bundle: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    assert _provision(root, tiny_dep_bundle, tmp_path).returncode == 0
+    marker = root / "opt/pneumoedge/releases/1.0.0/.installed"
+    first = marker.read_text()
+    again = _provision(root, tiny_dep_bundle, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "already installed" in again.stderr
+    assert marker.read_text() == first
+    assert not (root / "opt/pneumoedge/previous").exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "mutate"),
+    [
+        ("altered file", lambda top: (top / "app/edge/bundle.py").write_text("# altered\n")),
+        ("altered wheel", lambda top: next((top / "wheels").glob("*.whl")).write_bytes(b"not a wheel")),
+        ("unlisted file", lambda top: (top / "app/edge/extra.py").write_text("import os\n")),
+        ("missing SHA256SUMS", lambda top: (top / "SHA256SUMS").unlink()),
+    ],
+)
+def test_checksum_failure_stops_before_anything_is_installed(
+    case: str, mutate, tiny_dep_bundle: Path, tmp_path: Path
+) -> None:
+    bad = repack(tiny_dep_bundle, tmp_path / "bad.tar.gz", mutate)
+    root = tmp_path / "root"
+    result = _provision(root, bad, tmp_path)
+    assert result.returncode != 0, case
+    assert "nothing was installed" in result.stderr or "SHA256SUMS" in result.stderr
+    assert _installed_anything(root) == []
+    assert not list((tmp_path / "scratch").iterdir()), "the staging folder must be cleaned up"
+
+
+def test_damaged_copy_is_caught_by_the_sidecar(tiny_dep_bundle: Path, tmp_path: Path) -> None:
+    copy = tmp_path / tiny_dep_bundle.name
+    data = bytearray(tiny_dep_bundle.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    shutil.copy(f"{tiny_dep_bundle}.sha256", f"{copy}.sha256")
+    root = tmp_path / "root"
+    result = _provision(root, copy, tmp_path)
+    assert result.returncode != 0
+    assert "does not match" in result.stderr
+    assert _installed_anything(root) == []
+
+
+def test_wrong_python_is_refused(tiny_dep_bundle: Path, tmp_path: Path) -> None:
+    def claim_other_python(top: Path) -> None:
+        manifest = top / "MANIFEST"
+        manifest.write_text(manifest.read_text().replace("python_version=", "python_version=2.7\nold="))
+
+    bad = repack(tiny_dep_bundle, tmp_path / "py27.tar.gz", claim_other_python, resum=True)
+    root = tmp_path / "root"
+    result = _provision(root, bad, tmp_path)
+    assert result.returncode != 0
+    assert "wheels are for Python 2.7" in result.stderr
+    assert _installed_anything(root) == []
+
+
+def test_dry_run_changes_nothing(tiny_dep_bundle: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    result = _provision(root, tiny_dep_bundle, tmp_path, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "would run" in result.stderr
+    assert not root.exists()
+
+
+def test_read_only_root_needs_a_data_partition(tiny_dep_bundle: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    result = _provision(root, tiny_dep_bundle, tmp_path, "--read-only-root")
+    assert result.returncode != 0
+    assert "DATA_PARTITION_LABEL" in result.stderr
+    assert _installed_anything(root) == []
+
+
+def test_read_only_root_with_data_partition(tiny_dep_bundle: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    env = script_env(tmp_path, DATA_PARTITION_LABEL="PNEUMODATA")
+    result = run_script("provision.sh", "--root", root, "--read-only-root", tiny_dep_bundle, env=env)
+    assert result.returncode == 0, result.stderr
+    mount = (root / "etc/systemd/system/var-lib-pneumoedge.mount").read_text()
+    assert "What=/dev/disk/by-label/PNEUMODATA" in mount and "Where=/var/lib/pneumoedge" in mount
+    assert "raspi-config nonint do_overlayfs 0" in result.stderr

