@@ -1,0 +1,106 @@
+"""`python -m quantize {export,benchmark}`: bundles from a training run, and their benchmark report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+DEFAULT_DATA = Path("../shared/data/chest_xray")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m quantize", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_export(commands)
+    _add_benchmark(commands)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError) as e:
+        logging.getLogger("quantize").error("%s", e)
+        return 2
+
+
+def _variants(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    from quantize.prune import PruneSettings
+
+    defaults = PruneSettings()
+    parser = commands.add_parser(
+        "export",
+        help="convert a training run into model bundles",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--run", type=Path, required=True, help="training run directory, e.g. runs/NAME")
+    parser.add_argument("--out", type=Path, required=True, help="bundle prefix, e.g. models/mobilenetv2")
+    parser.add_argument("--variants", type=_variants, default="float32,int8,pruned-int8")
+    parser.add_argument("--data", type=Path, default=None, help="data root; default: the run's data_root")
+    parser.add_argument("--calibration-images", type=int, default=200, help="training images for int8")
+    parser.add_argument("--ood-images", type=int, default=1000, help="training images for the ood gate")
+    parser.add_argument(
+        "--sparsity", type=float, default=defaults.sparsity, help="pruned kernels' zero share"
+    )
+    parser.add_argument("--prune-epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--prune-learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--threads", type=int, default=2, help="TFLite threads while scoring")
+    parser.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from quantize.export import ExportSettings, export  # TensorFlow loads only when needed
+    from quantize.prune import PruneSettings
+
+    settings = ExportSettings(
+        variants=args.variants,
+        calibration_images=args.calibration_images,
+        ood_images=args.ood_images,
+        threads=args.threads,
+        data_root=args.data,
+        prune=PruneSettings(
+            sparsity=args.sparsity, epochs=args.prune_epochs, learning_rate=args.prune_learning_rate
+        ),
+    )
+    for bundle in export(args.run, args.out, settings):
+        logging.getLogger("quantize").info("wrote %s", bundle.root)
+    return 0
+
+
+def _add_benchmark(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "benchmark",
+        help="score and time bundles on the same images; write a report",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data root (or a split folder)")
+    parser.add_argument("--models", type=Path, nargs="+", required=True, help="bundle folders")
+    parser.add_argument("--out", type=Path, required=True, help="report folder, e.g. reports/NAME")
+    parser.add_argument(
+        "--split",
+        type=Path,
+        default=None,
+        help="sha256,label,path list relative to --data; default: every image of --data's "
+        "NORMAL/ and PNEUMONIA/ folders",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=100, help="timed runs per model, runtime and thread count"
+    )
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.set_defaults(func=_benchmark)
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from quantize.benchmark import BenchmarkSettings, run_benchmark
+
+    settings = BenchmarkSettings(runs=args.runs, threads=tuple(args.threads))
+    run_benchmark(args.data, args.models, args.out, args.split, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""`python -m quantize benchmark`: every bundle scored on the same images, timed, and reported.
+
+Images are decoded once with `edge.preprocess.load_model_input` and the same tensors go to every
+model, so differences between models are the models'. Each model's label uses its own bundle
+threshold. Latency and memory come from fresh subprocesses (quantize.latency).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import platform
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.bundle import Bundle, load_bundle
+from edge.metrics import binary_metrics, roc_curve
+from edge.runtime import TfliteModel
+from quantize import calibrate
+from quantize.images import DecodedImages, LabelledFile, decode, read_file_list, scan_folder
+from quantize.latency import RUNTIMES, installed_runtimes, measure
+from quantize.report import write_report
+
+log = logging.getLogger(__name__)
+
+REFERENCE_VARIANT = "float32"
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    runs: int = 100  # timed invocations per model, runtime and thread count
+    threads: tuple[int, ...] = (1, 2)
+    scoring_threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.runs < 1:
+            raise ValueError(f"--runs must be >= 1, got {self.runs}")
+        if not self.threads or min(self.threads) < 1:
+            raise ValueError(f"--threads must be positive integers, got {self.threads}")
+
+
+def select_images(data: Path, split: Path | None) -> tuple[Path, list[LabelledFile], str]:
+    """The listed files under the data root, or every image of a Kermany split folder."""
+    if split is not None:
+        files = read_file_list(split)
+        if not files:
+            raise ValueError(f"{split} lists no images")
+        return Path(data), files, f"{split} ({len(files)} images under {data})"
+    root, files = scan_folder(data)
+    if not files:
+        raise ValueError(f"{data} holds no images in NORMAL/ or PNEUMONIA/")
+    return root, files, f"every image of {data} ({len(files)})"
+
+
+def run_benchmark(
+    data: Path, model_dirs: list[Path], out: Path, split: Path | None, settings: BenchmarkSettings
+) -> dict[str, Any]:
+    """Score, size and time every bundle; write report.md, report.json and the plots into `out`."""
+    bundles = [load_bundle(path) for path in model_dirs]  # refuses altered or unknown bundles
+    names = [b.name for b in bundles]
+    if len(set(names)) != len(names):
+        raise ValueError(f"bundle names must differ to be compared, got {names}")
+    data_root, files, description = select_images(data, split)
+    decoded: dict[int, DecodedImages] = {}
+    for size in sorted({b.input_size for b in bundles}):
+        decoded[size] = decode(data_root, files, size)
+    runtimes = installed_runtimes()
+    models = []
+    for bundle in bundles:
+        images = decoded[bundle.input_size]
+        models.append(_model_entry(bundle, images, runtimes, settings))
+    _add_agreement(models)
+    result = {
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "images": {
+            "description": description,
+            "n": len(files),
+            "n_positive": int(sum(f.label for f in files)),
+        },
+        "machine": machine_info(runtimes),
+        "settings": asdict(settings),
+        "models": models,
+    }
+    result["targets"] = check_targets(models)
+    write_report(Path(out), result)
+    return result
+
+
+def _model_entry(
+    bundle: Bundle, images: DecodedImages, runtimes: list[str], settings: BenchmarkSettings
+) -> dict[str, Any]:
+    log.info("scoring %s on %d images", bundle.name, len(images.labels))
+    model = TfliteModel(bundle.model_path, num_threads=settings.scoring_threads)
+    probabilities = calibrate.score_model(model, images.images).probabilities
+    fpr, tpr, _ = roc_curve(images.labels, probabilities)
+    model_bytes = bundle.model_path.read_bytes()
+    latency = []
+    with tempfile.TemporaryDirectory() as tmp:
+        input_path = Path(tmp) / "input.npy"
+        np.save(input_path, images.images[0])
+        for runtime in runtimes:
+            for threads in settings.threads:
+                log.info("timing %s on %s, %d thread(s)", bundle.name, runtime, threads)
+                timing = measure(bundle.model_path, runtime, threads, settings.runs, input_path)
+                latency.append(asdict(timing))
+    return {
+        "name": bundle.name,
+        "variant": bundle.metadata.get("variant"),
+        "path": str(bundle.root),
+        "threshold": bundle.threshold,
+        "metrics": binary_metrics(images.labels, probabilities, bundle.threshold),
+        "size_bytes": len(model_bytes),
+        "gzip_bytes": len(gzip.compress(model_bytes, compresslevel=9)),
+        "latency": latency,
+        "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
+        "probabilities": probabilities.tolist(),
+    }
+
+
+def _add_agreement(models: list[dict[str, Any]]) -> None:
+    """Share of identical labels and largest probability difference against the float32 model."""
+    reference = next((m for m in models if m["variant"] == REFERENCE_VARIANT), models[0])
+    ref_p = np.asarray(reference["probabilities"])
+    ref_labels = ref_p >= reference["threshold"]
+    for entry in models:
+        p = np.asarray(entry["probabilities"])
+        entry["agreement"] = {
+            "reference": reference["name"],
+            "same_label": float(np.mean((p >= entry["threshold"]) == ref_labels)),
+            "max_probability_difference": float(np.abs(p - ref_p).max()),
+            "mean_probability_difference": float(np.abs(p - ref_p).mean()),
+        }
+
+
+def _latency(entry: dict[str, Any], runtime: str, threads: int) -> float | None:
+    return next(
+        (t["p50_ms"] for t in entry["latency"] if t["runtime"] == runtime and t["threads"] == threads), None
+    )
+
+
+def check_targets(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The release targets that the models present allow checking, each with measured values."""
+    by_variant = {m["variant"]: m for m in models}
+    float_m, int8, pruned = (by_variant.get(v) for v in ("float32", "int8", "pruned-int8"))
+    targets = []
+    if float_m and int8:
+        loss = 100 * (float_m["metrics"]["f1"]["value"] - int8["metrics"]["f1"]["value"])
+        targets.append(
+            _target("int8 F1 within 0.5 points of float32", f"{loss:.2f} points lost", loss <= 0.5)
+        )
+        for threads in sorted({t["threads"] for t in int8["latency"]}):
+            a, b = _latency(int8, "ai-edge-litert", threads), _latency(float_m, "ai-edge-litert", threads)
+            if a is not None and b is not None:
+                name = f"int8 no slower than float32 (ai-edge-litert, {threads} thread(s), p50)"
+                targets.append(_target(name, f"{a:.1f} ms vs {b:.1f} ms", a <= b))
+    if int8:
+        mb = int8["size_bytes"] / 1e6
+        targets.append(_target("int8 model <= 3 MB", f"{mb:.2f} MB", mb <= 3.0))
+    if int8 and pruned:
+        share = pruned["gzip_bytes"] / int8["gzip_bytes"]
+        targets.append(_target("pruned gzipped <= 60% of int8 gzipped", f"{100 * share:.1f}%", share <= 0.6))
+    return targets
+
+
+def _target(name: str, value: str, met: bool) -> dict[str, Any]:
+    return {"target": name, "value": value, "met": bool(met)}
+
+
+def machine_info(runtimes: list[str]) -> dict[str, Any]:
+    versions = {}
+    for name in runtimes:
+        try:
+            versions[name] = metadata.version(RUNTIMES[name][2])
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "runtimes": versions,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

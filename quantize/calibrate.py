@@ -1,0 +1,89 @@
+"""Per-variant figures measured through the converted TFLite model itself, on the kiosk's input path.
+
+Quantisation and pruning move the probabilities, so each variant gets its own operating threshold
+(the run's rule, on the validation patients), its own validation metrics and its own out-of-distribution
+statistics (the embedding of that variant, on training images).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.bundle import OUTPUT_EMBEDDING, OUTPUT_PROBABILITY
+from edge.metrics import binary_metrics, choose_threshold
+from edge.runtime import TfliteModel
+
+log = logging.getLogger(__name__)
+
+#: Percentile of the training images' rms_z used as the ood threshold: ~0.5% of real X-rays refused.
+OOD_PERCENTILE = 99.5
+#: Smallest std per embedding dimension, relative to the median std: a channel that never fires in
+#: training would otherwise make any activation an infinite z and refuse every image.
+STD_FLOOR_FRACTION = 0.01
+
+
+@dataclass
+class Scores:
+    """A model's outputs over a set of images: probabilities (n,) and embeddings (n, d)."""
+
+    probabilities: np.ndarray
+    embeddings: np.ndarray
+
+
+def score_model(model: TfliteModel, images: np.ndarray) -> Scores:
+    """Run every uint8 image (n, s, s, c) through the model; outputs dequantised like on the kiosk."""
+    probabilities, embeddings = [], []
+    for image in images:
+        outputs = model.run(image)
+        probabilities.append(float(outputs[OUTPUT_PROBABILITY][0, 0]))
+        embeddings.append(outputs[OUTPUT_EMBEDDING][0])
+    return Scores(np.asarray(probabilities, dtype=np.float64), np.asarray(embeddings, dtype=np.float64))
+
+
+def score_bytes(model_bytes: bytes, images: np.ndarray, num_threads: int = 2) -> Scores:
+    """Score images with TFLite model bytes that are not yet written into a bundle."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(model_bytes)
+        return score_model(TfliteModel(path, num_threads=num_threads), images)
+
+
+def threshold_and_metrics(
+    labels: np.ndarray, probabilities: np.ndarray, min_recall: float, seed: int
+) -> tuple[float, dict[str, Any]]:
+    """The run's rule (highest threshold keeping recall >= min_recall) and every metric at it."""
+    threshold = choose_threshold(labels, probabilities, min_recall)
+    return threshold, binary_metrics(labels, probabilities, threshold, seed=seed)
+
+
+def rms_z(embeddings: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The edge's ood statistic (edge.quality.OodStats.score) for each row."""
+    return np.sqrt((((embeddings - mean) / std) ** 2).mean(axis=1))
+
+
+def ood_section(embeddings: np.ndarray) -> dict[str, Any]:
+    """Per-dimension mean/std of training embeddings and the rms_z threshold at OOD_PERCENTILE."""
+    if len(embeddings) < 20:
+        raise ValueError(f"the ood statistics need at least 20 training images, got {len(embeddings)}")
+    mean = embeddings.mean(axis=0)
+    std = embeddings.std(axis=0)
+    floor = STD_FLOOR_FRACTION * max(float(np.median(std)), 1e-6)
+    std = np.maximum(std, floor)
+    values = rms_z(embeddings, mean, std)
+    threshold = float(np.percentile(values, OOD_PERCENTILE))
+    return {
+        "statistic": "rms_z",
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "threshold": threshold,
+        "percentile": OOD_PERCENTILE,
+        "std_floor": floor,
+        "images": len(embeddings),
+        "false_reject_rate": float(np.mean(values > threshold)),
+    }

@@ -1,0 +1,203 @@
+"""`python -m quantize export`: a training run -> verified bundles, one per variant.
+
+For each variant the model is converted, then measured through the converted TFLite model on the
+kiosk's own input path: its threshold (the run's rule on the validation patients), its validation
+metrics, and its out-of-distribution statistics (embeddings of training images). Nothing measured on
+the Keras model is copied into a bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.bundle import Bundle, write_bundle
+from quantize import calibrate
+from quantize.convert import INTEGER_VARIANTS, VARIANT_FLOAT, to_tflite
+from quantize.images import DecodedImages, LabelledFile, decode, write_file_list
+from quantize.prune import PruneSettings, measured_sparsity, prune
+from quantize.run_dir import RunDir, read_run_dir
+from quantize.signature import INPUT_NAME, shapes_of
+from quantize.tf_env import keras
+
+log = logging.getLogger(__name__)
+
+VARIANTS = (VARIANT_FLOAT, "int8", "pruned-int8")
+HELDOUT_FILE = "heldout-validation.csv"
+#: Largest acceptable F1 loss of an integer variant against float32 (0.5 points).
+MAX_F1_LOSS = 0.005
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    variants: tuple[str, ...] = VARIANTS
+    calibration_images: int = 200  # training-subset images for int8 calibration (never validation)
+    ood_images: int = 1000  # training-subset images for the ood statistics
+    threads: int = 2  # TFLite threads while scoring
+    data_root: Path | None = None  # default: the run's data_root
+    prune: PruneSettings = field(default_factory=PruneSettings)
+
+    def __post_init__(self) -> None:
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown or not self.variants:
+            raise ValueError(f"variants {unknown or '(none)'} unknown; choose from {', '.join(VARIANTS)}")
+        if self.calibration_images < 1:
+            raise ValueError(f"calibration images must be >= 1, got {self.calibration_images}")
+
+
+@dataclass
+class _Inputs:
+    """Everything decoded once for all variants."""
+
+    val: DecodedImages
+    calibration: DecodedImages
+    ood: DecodedImages
+    train: DecodedImages | None  # all training images, only when a pruned variant is asked for
+
+
+def export(run_path: Path, out_prefix: Path, settings: ExportSettings) -> list[Bundle]:
+    """Write `<prefix>-<variant>` bundles and the held-out validation list next to them."""
+    run = read_run_dir(run_path)
+    data_root = settings.data_root or run.data_root
+    inputs = _decode_inputs(run, data_root, settings)
+    model = keras.models.load_model(run.model_path, compile=False)
+    write_file_list(out_prefix.parent / HELDOUT_FILE, run.split["val"])
+    bundles = []
+    for variant in settings.variants:
+        bundles.append(_export_variant(run, model, variant, inputs, out_prefix, settings))
+    _check_integer_f1(bundles)
+    return bundles
+
+
+def _sample(files: list[LabelledFile], count: int, seed: int) -> list[LabelledFile]:
+    """A seeded random subset, in the split's order, so the same run gives the same images."""
+    if count >= len(files):
+        return list(files)
+    picked = np.random.default_rng(seed).choice(len(files), size=count, replace=False)
+    return [files[i] for i in sorted(picked)]
+
+
+def _decode_inputs(run: RunDir, data_root: Path, settings: ExportSettings) -> _Inputs:
+    size, train_files = run.input_size, run.split["train"]
+    needs_train = any(v.startswith("pruned") for v in settings.variants)
+    train = decode(data_root, train_files, size) if needs_train else None
+
+    def subset(count: int, seed: int) -> DecodedImages:
+        files = _sample(train_files, count, seed)
+        if train is None:
+            return decode(data_root, files, size)
+        index = {entry.sha256: i for i, entry in enumerate(train.files)}
+        rows = [index[entry.sha256] for entry in files]
+        return DecodedImages(train.images[rows], train.labels[rows], files)
+
+    return _Inputs(
+        val=decode(data_root, run.split["val"], size),
+        calibration=subset(settings.calibration_images, run.seed),
+        ood=subset(settings.ood_images, run.seed + 1),
+        train=train,
+    )
+
+
+def _export_variant(
+    run: RunDir, model: keras.Model, variant: str, inputs: _Inputs, out_prefix: Path, settings: ExportSettings
+) -> Bundle:
+    log.info("exporting %s", variant)
+    provenance: dict[str, Any] = {}
+    if variant.startswith("pruned"):
+        assert inputs.train is not None
+        model = prune(model, inputs.train.images, inputs.train.labels, settings.prune)
+        provenance["pruning"] = {**asdict(settings.prune), "measured_sparsity": measured_sparsity(model)}
+        provenance["sparsity"] = provenance["pruning"]["measured_sparsity"]["pruned_kernels"]
+    integer = variant in INTEGER_VARIANTS
+    model_bytes = to_tflite(model, run.feature_layer, integer, inputs.calibration.images if integer else None)
+    val = calibrate.score_bytes(model_bytes, inputs.val.images, settings.threads)
+    threshold, metrics = calibrate.threshold_and_metrics(
+        inputs.val.labels, val.probabilities, run.min_recall, run.seed
+    )
+    ood = calibrate.ood_section(
+        calibrate.score_bytes(model_bytes, inputs.ood.images, settings.threads).embeddings
+    )
+    provenance.update(_provenance(run, len(inputs.calibration.files) if integer else 0, settings.data_root))
+    shapes = shapes_of(model, run.feature_layer)
+    name = f"{out_prefix.name}-{variant}"
+    metadata = {
+        "name": name,
+        "variant": variant,
+        "labels": run.labels,
+        "threshold": threshold,
+        "threshold_rule": run.threshold_rule + " (recalibrated on this variant's TFLite outputs)",
+        "input": {
+            "name": INPUT_NAME,
+            "height": shapes.input_size,
+            "width": shapes.input_size,
+            "channels": shapes.channels,
+            "colour": "grayscale",
+            "resize": "pillow-bicubic-squash",
+            "dtype": "uint8" if integer else "float32",
+            "value_range": [0, 255],
+            "preprocess": "edge.preprocess.load_model_input",
+        },
+        "outputs": shapes.outputs(run.labels),
+        "validation_metrics": metrics,
+        "ood": ood,
+        "provenance": provenance,
+    }
+    bundle = write_bundle(out_prefix.parent / name, model_bytes, metadata)
+    log.info(
+        "%s: %.0f kB, threshold %.4f, validation F1 %.4f AUC %.4f, ood threshold %.3f",
+        name,
+        len(model_bytes) / 1000,
+        threshold,
+        metrics["f1"]["value"],
+        metrics["auc"]["value"],
+        ood["threshold"],
+    )
+    return bundle
+
+
+def _provenance(run: RunDir, calibration_count: int, data_override: Path | None) -> dict[str, Any]:
+    return {
+        "run": str(run.root),
+        "git_commit": run.run.get("git_commit"),
+        "export_git_commit": _git_commit(),
+        "training_command": run.run.get("command"),
+        "data_root": str(data_override or run.data_root),
+        "data_manifest_sha256": run.run.get("data_manifest_sha256"),
+        "weights_sha256": run.run.get("weights_sha256"),
+        "keras_model_sha256": hashlib.sha256(run.model_path.read_bytes()).hexdigest(),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "calibration_images": calibration_count,
+        "calibration_subset": "train" if calibration_count else None,
+    }
+
+
+def _check_integer_f1(bundles: list[Bundle]) -> None:
+    """Warn when an integer variant loses more than MAX_F1_LOSS F1 against float32 on validation."""
+    f1 = {b.metadata["variant"]: b.metadata["validation_metrics"]["f1"]["value"] for b in bundles}
+    if VARIANT_FLOAT not in f1:
+        return
+    for variant, value in f1.items():
+        loss = f1[VARIANT_FLOAT] - value
+        if variant != VARIANT_FLOAT and loss > MAX_F1_LOSS:
+            log.warning(
+                "%s loses %.2f F1 points against float32 on validation (limit %.1f): "
+                "consider quantization-aware training",
+                variant,
+                100 * loss,
+                100 * MAX_F1_LOSS,
+            )
+
+
+def _git_commit() -> str:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return result.stdout.strip()

@@ -1,0 +1,134 @@
+"""Magnitude pruning with tensorflow-model-optimization, a short fine-tune, then the plain model back.
+
+Pruned: every Conv2D (the 1x1 expand/project convolutions hold almost all MobileNet weights) and the
+Dense head. Not pruned: depthwise convolutions (few weights, and each one is a whole channel's only
+filter), BatchNorm, and layers tfmot cannot prune (Rescaling, Concatenate). Sparsity ramps from 0 to
+the target over the first 60% of the fine-tune steps (PolynomialDecay), so the remaining steps let
+the surviving weights recover. BatchNorm stays in inference mode, as in the trainer's fine-tuning.
+The fine-tune uses the training subset with class weights and no augmentation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow_model_optimization as tfmot
+
+from quantize.tf_env import keras, tf
+
+log = logging.getLogger(__name__)
+
+RAMP_SHARE = 0.6  # share of fine-tune steps over which sparsity ramps up to the target
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    sparsity: float = 0.5  # share of each pruned kernel's weights set to zero
+    epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.sparsity < 1.0:
+            raise ValueError(f"sparsity must be in (0, 1), e.g. 0.5; got {self.sparsity}")
+        if self.epochs < 1:
+            raise ValueError(f"prune epochs must be >= 1, got {self.epochs}")
+
+
+def is_prunable(layer: keras.layers.Layer) -> bool:
+    """Conv2D and Dense are pruned; DepthwiseConv2D (a Conv2D subclass) is not."""
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return False
+    return isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Inverse-frequency weights, the trainer's rule, so both classes count equally in the loss."""
+    counts = np.bincount(labels.astype(np.int64), minlength=2)
+    if counts.min() == 0:
+        raise ValueError(f"pruning fine-tune needs both classes; counts are {counts.tolist()}")
+    return {label: float(len(labels) / (2 * count)) for label, count in enumerate(counts)}
+
+
+def prune(model: keras.Model, images: np.ndarray, labels: np.ndarray, settings: PruneSettings) -> keras.Model:
+    """Prune and fine-tune on uint8 images (n, s, s, c) with 0/1 labels; returns the stripped model."""
+    keras.utils.set_random_seed(settings.seed)
+    steps = int(np.ceil(len(images) / settings.batch_size)) * settings.epochs
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0,
+        final_sparsity=settings.sparsity,
+        begin_step=0,
+        end_step=max(1, int(steps * RAMP_SHARE)),
+        frequency=max(1, steps // 20),
+    )
+
+    def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if is_prunable(layer):
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer.__class__.from_config(layer.get_config())  # a copy: sharing would tangle the graphs
+
+    wrapped = keras.models.clone_model(model, clone_function=wrap)
+    _copy_weights(model, wrapped)
+    for layer in wrapped.layers:
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+    wrapped.compile(
+        optimizer=keras.optimizers.Adam(settings.learning_rate),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.AUC(name="auc")],
+    )
+    data = (
+        tf.data.Dataset.from_tensor_slices((images, labels.astype(np.float32)))
+        .shuffle(len(images), seed=settings.seed)
+        .batch(settings.batch_size)
+        .map(lambda x, y: (tf.cast(x, tf.float32), y))
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    log.info(
+        "pruning to %.0f%% sparsity over %d steps (%d epochs, lr %g)",
+        100 * settings.sparsity,
+        steps,
+        settings.epochs,
+        settings.learning_rate,
+    )
+    wrapped.fit(
+        data,
+        epochs=settings.epochs,
+        class_weight=class_weights(labels),
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        verbose=2,
+    )
+    stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
+    # strip_pruning reuses the unwrapped layer objects, so their `.output` still points into the
+    # wrapped graph; a fresh clone gives a model whose layers belong to it alone.
+    fresh = keras.models.clone_model(stripped)
+    fresh.set_weights(stripped.get_weights())
+    return fresh
+
+
+def _copy_weights(original: keras.Model, wrapped: keras.Model) -> None:
+    """clone_model gives fresh weights; copy the trained ones layer by layer into the wrapped layers."""
+    for source, target in zip(original.layers, wrapped.layers, strict=True):
+        inner = target.layer if isinstance(target, keras.layers.Wrapper) else target
+        inner.set_weights(source.get_weights())
+
+
+def measured_sparsity(model: keras.Model) -> dict[str, float | int]:
+    """Zero share of the pruned layers' kernels, and of every weight in the model, from the weights."""
+    pruned_zeros = pruned_total = 0
+    for layer in model.layers:
+        if is_prunable(layer):
+            kernel = layer.kernel.numpy()
+            pruned_zeros += int((kernel == 0).sum())
+            pruned_total += kernel.size
+    all_weights = [w for w in model.get_weights() if w.size]
+    zeros = sum(int((w == 0).sum()) for w in all_weights)
+    total = sum(w.size for w in all_weights)
+    return {
+        "pruned_kernels": pruned_zeros / pruned_total if pruned_total else 0.0,
+        "all_weights": zeros / total if total else 0.0,
+        "pruned_parameters": pruned_total,
+        "total_parameters": total,
+    }
