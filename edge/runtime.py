@@ -113,9 +113,11 @@ class TfliteModel:
         self.input_name, input_details = next(iter(inputs.items()))
         self.input_shape = tuple(int(d) for d in input_details["shape"])
         self._input_quant = _Quantisation.of(input_details)
-        self._output_quant = {
-            name: _Quantisation.of(details) for name, details in self._runner.get_output_details().items()
+        output_details = self._runner.get_output_details()
+        self.output_shapes = {
+            name: tuple(int(d) for d in details["shape"]) for name, details in output_details.items()
         }
+        self._output_quant = {name: _Quantisation.of(details) for name, details in output_details.items()}
         self._lock = threading.Lock()
         log.info(
             "loaded %s with %s: input %s %s, outputs %s",

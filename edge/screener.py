@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -85,14 +86,19 @@ class Screener:
         self.bundle = bundle
         self.options = options or ScreenerOptions()
         self.model = TfliteModel(bundle.model_path, num_threads=self.options.num_threads)
-        self._ood = OodStats.from_metadata(bundle.metadata.get("ood"))
-        if self._ood is None:
-            log.warning("bundle %s has no ood section: the out-of-distribution check is off", bundle.name)
         missing = {OUTPUT_PROBABILITY, OUTPUT_CAM, OUTPUT_EMBEDDING} - set(self.model.output_names)
         if missing:
             raise ValueError(
                 f"{bundle.model_path} lacks signature outputs {sorted(missing)}; "
                 "re-export it as described in docs/bundle-format.md"
+            )
+        self._ood = OodStats.from_metadata(bundle.metadata.get("ood"))
+        if self._ood is None:
+            log.warning("bundle %s has no ood section: the out-of-distribution check is off", bundle.name)
+        elif self._ood.mean.size != math.prod(self.model.output_shapes[OUTPUT_EMBEDDING][1:]):
+            raise ValueError(
+                f"the ood section of {bundle.root} has {self._ood.mean.size} dimensions but the model's "
+                f"embedding has shape {self.model.output_shapes[OUTPUT_EMBEDDING]}; re-export the bundle"
             )
 
     @classmethod
@@ -127,8 +133,8 @@ class Screener:
         positive = probability >= threshold
         label = labels[1] if positive else labels[0]
         detail = (
-            f"{label}: probability of {labels[1]} {probability:.2f} {'>=' if positive else '<'} "
-            f"threshold {threshold:.2f}. Screening aid, not a diagnosis."
+            f"{label}: probability of {labels[1]} {probability:.3f} {'>=' if positive else '<'} "
+            f"threshold {threshold:.3f}. Screening aid, not a diagnosis."
         )
         return self._assessment(sha, started, STATUS_OK, label, probability, detail, GateResult(), overlay)
 

@@ -144,6 +144,12 @@ def test_bundle_without_ood_section_still_scores(tiny_bundle_int8, caplog):
     assert screener.assess(encode(noise, "PNG")).status == "ok"
 
 
+def test_ood_section_of_the_wrong_size_is_refused(tiny_bundle_int8):
+    ood = {**tiny_bundle_int8.metadata["ood"], "mean": [0.0] * 3, "std": [1.0] * 3}
+    with pytest.raises(ValueError, match=r"ood section .* has 3 dimensions"):
+        Screener(Bundle(tiny_bundle_int8.root, {**tiny_bundle_int8.metadata, "ood": ood}))
+
+
 def test_assessment_is_immutable(screener):
     result = screener.assess(xray_bytes(18))
     with pytest.raises(dataclasses.FrozenInstanceError):
