@@ -1,0 +1,189 @@
+"""A real browser on the real kiosk: log in, upload, result, confirm, history, exports, report.
+
+Headless Chromium through selenium, in an 800 x 480 window (the 7-inch touchscreen). Set
+PNEUMOEDGE_SCREENSHOTS=DIR to keep the screenshots for a look.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import os
+import re
+import shutil
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.bundle import Bundle
+from tests.tiny_bundle import xray_bytes
+
+from .kiosk_server import KioskServer
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+if not (CHROMIUM and CHROMEDRIVER):
+    pytest.skip(
+        "headless Chromium is not installed: apt-get install chromium chromium-driver",
+        allow_module_level=True,
+    )
+
+from selenium import webdriver  # noqa: E402  (only once we know a browser exists)
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+ACCESS_CODE = "browser-test-code"
+WIDTH, HEIGHT = 800, 480
+
+
+@pytest.fixture(scope="module")
+def kiosk(tiny_bundle_int8: Bundle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KioskServer]:
+    server = KioskServer(tiny_bundle_int8.root, tmp_path_factory.mktemp("browser") / "data", ACCESS_CODE)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def downloads(tmp_path: Path) -> Path:
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def browser(tmp_path: Path, downloads: Path) -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        f"--window-size={WIDTH},{HEIGHT}",
+    ):
+        options.add_argument(argument)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads)})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    # The viewport itself is the touchscreen's 800 x 480, whatever the window decorations take.
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False},
+    )
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(driver: WebDriver, css: str, timeout: float = 30.0):
+    return WebDriverWait(driver, timeout).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
+    )
+
+
+def wait_for_download(folder: Path, suffix: str, timeout: float = 30.0) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = [p for p in folder.iterdir() if p.name.endswith(suffix)]
+        if done:
+            return done[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no {suffix} download appeared in {timeout:.0f} s: {sorted(folder.iterdir())}")
+
+
+def fully_visible(driver: WebDriver, element_id: str) -> bool:
+    """On screen without scrolling: inside the page's scrolling main area, inside the 800 x 480 viewport."""
+    return bool(
+        driver.execute_script(
+            "const r = document.getElementById(arguments[0]).getBoundingClientRect();"
+            "const m = document.querySelector('main').getBoundingClientRect();"
+            "return r.top >= Math.max(m.top, 0) && r.left >= 0 && r.right <= innerWidth"
+            " && r.bottom <= Math.min(m.bottom, innerHeight);",
+            element_id,
+        )
+    )
+
+
+def screenshot(driver: WebDriver, tmp_path: Path, name: str) -> None:
+    driver.save_screenshot(str(tmp_path / f"{name}.png"))
+    keep = os.environ.get("PNEUMOEDGE_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / f"{name}.png", Path(keep) / f"{name}.png")
+
+
+def test_upload_result_confirm_history_and_exports(
+    kiosk: KioskServer, browser: WebDriver, tmp_path: Path, downloads: Path
+) -> None:
+    xray = tmp_path / "chest.jpeg"
+    xray.write_bytes(xray_bytes(seed=21, width=1000, height=1200))
+    base = f"http://127.0.0.1:{kiosk.port}"
+
+    browser.get(base + "/")
+    wait_for(browser, "#access_code").send_keys(ACCESS_CODE)
+    browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    wait_for(browser, "#file").send_keys(str(xray))
+    browser.find_element(By.ID, "case_ref").send_keys("BROWSER-1")
+    assert fully_visible(browser, "assess") and fully_visible(browser, "dropzone")
+    assert "Ready: chest.jpeg" in browser.find_element(By.ID, "dz-text").text  # the script saw the file
+    screenshot(browser, tmp_path, "upload")
+    browser.find_element(By.ID, "assess").click()
+
+    label = wait_for(browser, "#label").text
+    assert label in ("NORMAL", "PNEUMONIA")
+    case_id = int(browser.current_url.rsplit("/", 1)[1])
+    case = kiosk.request("GET", f"/api/v1/results/{case_id}").json()
+    assert case["label"] == label and case["case_ref"] == "BROWSER-1"
+    assert browser.find_element(By.ID, "probability").text == f"{case['probability'] * 100:.1f}%"
+    heatmap = browser.find_element(By.CSS_SELECTOR, ".xray img")
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", heatmap) > 0
+    for element_id in ("label", "probability"):
+        assert fully_visible(browser, element_id)
+    assert "clinician must confirm" in browser.find_element(By.CSS_SELECTOR, ".aid").text
+    screenshot(browser, tmp_path, "result")
+
+    browser.find_element(By.ID, "confirm-pneumonia").click()
+    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: d.find_element(By.ID, "confirmed").text.startswith("PNEUMONIA")
+    )
+
+    browser.find_element(By.LINK_TEXT, "History").click()
+    row = wait_for(browser, "table.cases tbody tr")
+    assert "BROWSER-1" in row.text and "PNEUMONIA" in row.text
+    screenshot(browser, tmp_path, "history")
+
+    browser.find_element(By.ID, "export-csv").click()
+    rows = list(csv.DictReader(io.StringIO(wait_for_download(downloads, ".csv").read_text())))
+    assert [(r["case_ref"], r["confirmed_label"]) for r in rows] == [("BROWSER-1", "PNEUMONIA")]
+    browser.find_element(By.ID, "export-dataset").click()
+    names = zipfile.ZipFile(wait_for_download(downloads, ".zip")).namelist()
+    assert names == [f"PNEUMONIA/{case['input_sha256']}.png", "manifest.csv"]
+
+    browser.get(f"{base}/cases/{case_id}/report")
+    assert "screening report" in wait_for(browser, "h1").text
+    assert browser.find_element(By.CSS_SELECTOR, "[data-print]").is_displayed()
+    screenshot(browser, tmp_path, "report")
+    pdf = base64.b64decode(
+        browser.execute_cdp_cmd("Page.printToPDF", {"paperWidth": 8.27, "paperHeight": 11.69})["data"]
+    )
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == 1  # the report prints on one A4 page
+
+    problems = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert problems == []  # no CSP violations, no missing assets, no script errors
