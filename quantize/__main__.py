@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from edge.bundle import BundleError
+
 DEFAULT_DATA = Path("../shared/data/chest_xray")
 
 
@@ -19,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, BundleError) as e:
         logging.getLogger("quantize").error("%s", e)
         return 2
 
@@ -91,13 +93,17 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
         "--runs", type=int, default=100, help="timed runs per model, runtime and thread count"
     )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--runtimes", nargs="+", default=None, help="runtimes to time (default: every installed one)"
+    )
     parser.set_defaults(func=_benchmark)
 
 
 def _benchmark(args: argparse.Namespace) -> int:
     from quantize.benchmark import BenchmarkSettings, run_benchmark
 
-    settings = BenchmarkSettings(runs=args.runs, threads=tuple(args.threads))
+    runtimes = tuple(args.runtimes) if args.runtimes else None
+    settings = BenchmarkSettings(runs=args.runs, threads=tuple(args.threads), runtimes=runtimes)
     run_benchmark(args.data, args.models, args.out, args.split, settings)
     return 0
 

@@ -37,6 +37,7 @@ REFERENCE_VARIANT = "float32"
 class BenchmarkSettings:
     runs: int = 100  # timed invocations per model, runtime and thread count
     threads: tuple[int, ...] = (1, 2)
+    runtimes: tuple[str, ...] | None = None  # None: every installed runtime
     scoring_threads: int = 2
 
     def __post_init__(self) -> None:
@@ -44,6 +45,9 @@ class BenchmarkSettings:
             raise ValueError(f"--runs must be >= 1, got {self.runs}")
         if not self.threads or min(self.threads) < 1:
             raise ValueError(f"--threads must be positive integers, got {self.threads}")
+        unknown = [r for r in self.runtimes or () if r not in RUNTIMES]
+        if unknown:
+            raise ValueError(f"--runtimes {unknown} unknown; choose from {', '.join(RUNTIMES)}")
 
 
 def select_images(data: Path, split: Path | None) -> tuple[Path, list[LabelledFile], str]:
@@ -71,7 +75,9 @@ def run_benchmark(
     decoded: dict[int, DecodedImages] = {}
     for size in sorted({b.input_size for b in bundles}):
         decoded[size] = decode(data_root, files, size)
-    runtimes = installed_runtimes()
+    runtimes = [r for r in installed_runtimes() if settings.runtimes is None or r in settings.runtimes]
+    if not runtimes:
+        raise ValueError(f"none of the runtimes {settings.runtimes} is installed; try ai-edge-litert")
     models = []
     for bundle in bundles:
         images = decoded[bundle.input_size]
