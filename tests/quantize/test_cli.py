@@ -1,0 +1,26 @@
+"""The export command line: option checking and messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from quantize.__main__ import main
+from quantize.export import ExportSettings
+from quantize.prune import PruneSettings
+
+
+def test_unknown_variant_is_refused_with_the_valid_ones():
+    with pytest.raises(ValueError, match="choose from float32, int8, pruned-int8"):
+        ExportSettings(variants=("int4",))
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 1.0, 1.5])
+def test_sparsity_outside_zero_one_is_refused(sparsity):
+    with pytest.raises(ValueError, match="sparsity must be in"):
+        PruneSettings(sparsity=sparsity)
+
+
+def test_export_of_a_missing_run_exits_2_with_the_fix(tmp_path, caplog):
+    assert main(["export", "--run", str(tmp_path / "nope"), "--out", str(tmp_path / "m" / "x")]) == 2
+    assert "is not a finished training run" in caplog.text
+    assert not (tmp_path / "m").exists()
