@@ -96,13 +96,14 @@ install_side_by_side() {
 # restart_and_check SHA256: restart the app and wait for /healthz to serve SHA256. Called in an
 # `if`, so every failure is returned explicitly.
 restart_and_check() {
-	run_system systemctl restart pneumoedge.service || return 1
+	# 9>&-: whatever the restart spawns must not inherit (and so hold) the update lock.
+	run_system systemctl restart pneumoedge.service 9>&- || return 1
 	if [[ -n "$ROOT_DIR" || "$DRY_RUN" == 1 ]]; then
 		log "health check skipped: nothing was restarted (--root or --dry-run)"
 		return 0
 	fi
 	check_health "$1" || return 1
-	run_system systemctl try-restart pneumoedge-kiosk.service || warn "the kiosk screen did not restart; it reloads at the next boot"
+	run_system systemctl try-restart pneumoedge-kiosk.service 9>&- || warn "the kiosk screen did not restart; it reloads at the next boot"
 }
 
 # roll_back_to VERSION: point current at VERSION again and prove it serves.

@@ -7,12 +7,16 @@ behind a fake /sys/block tree.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
-from collections.abc import Callable
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -148,3 +152,120 @@ def edge_wheelhouse() -> Path:
             "(make wheelhouse) or set PNEUMOEDGE_WHEELHOUSE"
         )
     return path
+
+
+STUB_SYSTEMCTL = """#!/usr/bin/env bash
+# Test stand-in for systemctl (no systemd in the test sandbox). 'restart pneumoedge.service' stops
+# the kiosk it started before and starts the real one from INSTALL_PREFIX/current through the
+# release's own serve.sh, as the unit does. Every call is recorded.
+set -euo pipefail
+echo "$*" >>"$STUB_STATE/calls"
+if [[ "$1" == restart && "$2" == pneumoedge.service ]]; then
+    if [[ -f "$STUB_STATE/pid" ]]; then
+        pid="$(cat "$STUB_STATE/pid")"
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+    "$INSTALL_PREFIX/current/firmware_scripts/serve.sh" >>"$STUB_STATE/serve.log" 2>&1 </dev/null &
+    echo $! >"$STUB_STATE/pid"
+fi
+"""
+
+
+class Device:
+    """A provisioned device under tmp_path: its root, the env update.sh runs with, its kiosk URL."""
+
+    def __init__(self, tmp_path: Path, port: int) -> None:
+        self.root = tmp_path / "root"
+        self.prefix = self.root / "opt/pneumoedge"
+        self.state = tmp_path / "systemctl-state"
+        self.state.mkdir()
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "systemctl").write_text(STUB_SYSTEMCTL)
+        (bin_dir / "systemctl").chmod(0o755)
+        self.url = f"http://127.0.0.1:{port}/healthz"
+        self.provision_env = script_env(tmp_path)
+        # update.sh and the kiosk run without --root: the device's paths point into the root.
+        self.env = script_env(
+            tmp_path,
+            INSTALL_PREFIX=str(self.prefix),
+            DATA_DIR=str(self.root / "var/lib/pneumoedge"),
+            LOG_DIR=str(self.root / "var/log/pneumoedge"),
+            APP_PORT=str(port),
+            HEALTH_TIMEOUT_SEC="60",
+            STUB_STATE=str(self.state),
+            PATH=f"{bin_dir}:{os.environ['PATH']}",
+        )
+
+    def provision(self, tarball: Path) -> None:
+        result = run_script("provision.sh", "--root", self.root, "--no-kiosk", tarball, env=self.provision_env)
+        assert result.returncode == 0, result.stderr
+        self.env["PNEUMOEDGE_CONFIG"] = str(self.root / "etc/pneumoedge/pneumoedge.conf")
+
+    def start(self) -> None:
+        subprocess.run(["systemctl", "restart", "pneumoedge.service"], env=self.env, check=True)
+
+    def update(self, *args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
+        return run_script("update.sh", *args, env={**self.env, **env})
+
+    def current(self) -> str:
+        return (self.prefix / "current").readlink().name
+
+    def restarts(self) -> int:
+        calls = (self.state / "calls").read_text().splitlines()
+        return calls.count("restart pneumoedge.service")
+
+    def stop(self) -> None:
+        pid_file = self.state / "pid"
+        if pid_file.exists():
+            subprocess.run(["kill", pid_file.read_text().strip()], check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serving_sha256(url: str, timeout: float = 60.0) -> str:
+    """Wait for the kiosk at `url` to be healthy; return the model sha256 it serves."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                body = json.loads(response.read())
+            if body["status"] == "ok":
+                return str(body["model"]["sha256"])
+        except (OSError, ValueError):
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def edge_bundles(
+    tmp_path_factory: pytest.TempPathFactory,
+    edge_wheelhouse: Path,
+    tiny_bundle_int8: Bundle,
+    tiny_bundle_float: Bundle,
+) -> dict[str, Path]:
+    """Real kiosk bundles for this machine: 1.0.0 (int8 model) and 2.0.0 (float model)."""
+    tmp = tmp_path_factory.mktemp("edge-bundles")
+    env = script_env(tmp)
+    return {
+        "1.0.0": build_bundle(env, tiny_bundle_int8.root, tmp / "dist", "1.0.0", edge_wheelhouse),
+        "2.0.0": build_bundle(env, tiny_bundle_float.root, tmp / "dist", "2.0.0", edge_wheelhouse),
+    }
+
+
+@pytest.fixture
+def device(tmp_path: Path, edge_bundles: dict[str, Path]) -> Iterator[Device]:
+    """A device provisioned with release 1.0.0 whose real kiosk is serving."""
+    device = Device(tmp_path, free_port())
+    device.provision(edge_bundles["1.0.0"])
+    device.start()
+    try:
+        yield device
+    finally:
+        device.stop()

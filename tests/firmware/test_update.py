@@ -1,0 +1,77 @@
+"""update.sh on a provisioned device with its real kiosk: switch, health check, automatic rollback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge.bundle import Bundle, sha256_of, write_bundle
+from tests.firmware.conftest import Device, build_bundle, repack, script_env, serving_sha256
+
+
+def _model_sha(tarball_version: str, device: Device) -> str:
+    return (device.prefix / "releases" / tarball_version / "MANIFEST").read_text().split("model_sha256=")[1][:64]
+
+
+def test_update_switches_keeps_the_previous_release_and_rolls_back_on_request(
+    device: Device, edge_bundles: dict[str, Path]
+) -> None:
+    old_sha = serving_sha256(device.url)
+    result = device.update(edge_bundles["2.0.0"])
+    assert result.returncode == 0, result.stderr
+    assert device.current() == "2.0.0"
+    assert (device.prefix / "previous").readlink() == Path("releases/1.0.0")
+    assert (device.prefix / "releases/1.0.0/.installed").is_file()
+    new_sha = serving_sha256(device.url)
+    assert new_sha == _model_sha("2.0.0", device) != old_sha
+    log = (device.root / "var/log/pneumoedge/update.log").read_text()
+    assert "Begin 04 Switch, restart and health-check" in log and "is healthy" in log
+
+    again = device.update(edge_bundles["2.0.0"])
+    assert again.returncode == 0, again.stderr
+    assert "already the current one" in again.stderr
+
+    back = device.update("--rollback")
+    assert back.returncode == 0, back.stderr
+    assert device.current() == "1.0.0"
+    assert serving_sha256(device.url) == old_sha
+
+
+def test_a_model_that_fails_verification_is_never_switched_to(
+    device: Device, edge_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    old_sha = serving_sha256(device.url)
+
+    def swap_model(top: Path) -> None:
+        (top / "MANIFEST").write_text((top / "MANIFEST").read_text().replace("version=2.0.0", "version=3.0.0"))
+        model = next((top / "models").iterdir()) / "model.tflite"
+        model.write_bytes(model.read_bytes()[:-16] + b"\0" * 16)  # no longer the measured model
+
+    bad = repack(edge_bundles["2.0.0"], tmp_path / "bad-model.tar.gz", swap_model, resum=True)
+    restarts = device.restarts()
+    result = device.update(bad)
+    assert result.returncode != 0
+    assert "failed verification" in result.stderr
+    assert device.current() == "1.0.0"
+    assert not (device.prefix / "releases/3.0.0").exists()
+    assert device.restarts() == restarts  # the running kiosk was never touched
+    assert serving_sha256(device.url) == old_sha
+
+
+def test_a_release_that_fails_its_health_check_is_rolled_back(
+    device: Device, edge_wheelhouse: Path, tiny_bundle_int8: Bundle, tmp_path: Path
+) -> None:
+    old_sha = serving_sha256(device.url)
+    broken = tmp_path / "broken-model"
+    # A bundle that verifies (the sha256 matches) but whose model the runtime cannot load: the
+    # new kiosk never becomes healthy.
+    write_bundle(broken, b"this is not a TFLite flatbuffer" * 64, dict(tiny_bundle_int8.metadata))
+    assert sha256_of(broken / "model.tflite") != old_sha
+    tarball = build_bundle(script_env(tmp_path), broken, tmp_path / "dist", "3.0.0", edge_wheelhouse)
+
+    result = device.update(tarball, HEALTH_TIMEOUT_SEC="20")
+    assert result.returncode != 0
+    assert "rolled back" in result.stderr and "1.0.0 is serving" in result.stderr
+    assert device.current() == "1.0.0"
+    assert not (device.prefix / "previous").exists()
+    assert not (device.prefix / "releases/3.0.0").exists()
+    assert serving_sha256(device.url) == old_sha
