@@ -31,8 +31,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         MODEL_DIR=str(default_model_dir()),
         MODEL_THREADS=None,
         MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
-        # The form's text fields (case reference, CSRF token) are tiny; refuse megabytes of them.
-        MAX_FORM_MEMORY_SIZE=64 * 1024,
         SESSION_COOKIE_SAMESITE="Strict",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
         # A kiosk page may stay open all shift: tokens last as long as the session.

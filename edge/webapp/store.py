@@ -222,6 +222,11 @@ def init_app(app: Flask) -> None:
     """Create the data folder and schema, and close each request's connection when it ends."""
     Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
     init_db(app.config["DATA_DIR"])
+    # SQLite checkpoints and removes the WAL whenever its last connection closes, which would cost
+    # every request two extra fsyncs; one idle connection held for the app's life prevents that.
+    app.extensions["pneumoedge.db_keeper"] = sqlite3.connect(
+        db_path(app.config["DATA_DIR"]), check_same_thread=False
+    )
     app.teardown_appcontext(close_db)
 
 

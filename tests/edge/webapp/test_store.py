@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import sqlite3
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from edge.webapp import images, store
 
@@ -93,3 +95,14 @@ def test_images_are_named_by_hash_and_stray_temporary_files_are_swept(tmp_path: 
             images.path_of(tmp_path, bad)
     with pytest.raises(ValueError, match="64 lowercase hex digits"):
         images.save(tmp_path, "../../evil", np.zeros((4, 5), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (300, 257)])
+def test_deidentified_png_is_a_lossless_bare_grayscale_png(shape: tuple[int, int]) -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+    data = images.deidentified_png(pixels)
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        assert image.format == "PNG" and image.mode == "L" and image.info == {}
+        np.testing.assert_array_equal(np.asarray(image), pixels)
+    assert data.count(b"IDAT") == 1 and b"tEXt" not in data and b"eXIf" not in data and b"iTXt" not in data
