@@ -71,9 +71,20 @@ def build_bundle(
 ) -> Path:
     """build-bundle.sh for this machine from a local wheelhouse; return the tarball."""
     result = run_script(
-        "build-bundle.sh", "--target", "local", "--model", model, "--output", output,
-        "--version", version, "--wheelhouse", wheelhouse, *extra, env=env,
-    )  # fmt: skip
+        "build-bundle.sh",
+        "--target",
+        "local",
+        "--model",
+        model,
+        "--output",
+        output,
+        "--version",
+        version,
+        "--wheelhouse",
+        wheelhouse,
+        *extra,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     tarball = Path(result.stdout.strip().splitlines()[-1])
     assert tarball.is_file()
@@ -94,8 +105,11 @@ def repack(tarball: Path, out: Path, mutate: Callable[[Path], None], resum: bool
         files = sorted(p for p in top.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
         sums = subprocess.run(
             ["sha256sum", *[str(p.relative_to(top)) for p in files]],
-            cwd=top, capture_output=True, text=True, check=True,
-        )  # fmt: skip
+            cwd=top,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         (top / "SHA256SUMS").write_text(sums.stdout)
     with tarfile.open(out, "w:gz") as tar:
         tar.add(top, arcname=top.name)
@@ -119,10 +133,23 @@ def tiny_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     )
     wheels = root / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "-w", str(wheels), str(project)],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(wheels),
+            str(project),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     requirements = root / "requirements.txt"
     requirements.write_text("pneumoedge-fixture-dep==1.0\n")
     return wheels, requirements
@@ -199,7 +226,9 @@ class Device:
         )
 
     def provision(self, tarball: Path) -> None:
-        result = run_script("provision.sh", "--root", self.root, "--no-kiosk", tarball, env=self.provision_env)
+        result = run_script(
+            "provision.sh", "--root", self.root, "--no-kiosk", tarball, env=self.provision_env
+        )
         assert result.returncode == 0, result.stderr
         self.env["PNEUMOEDGE_CONFIG"] = str(self.root / "etc/pneumoedge/pneumoedge.conf")
 

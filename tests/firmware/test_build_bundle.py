@@ -18,9 +18,17 @@ def _members(tarball: Path) -> list[str]:
 def test_bundle_holds_app_model_wheels_and_checksums(tiny_dep_bundle: Path, tmp_path: Path) -> None:
     names = _members(tiny_dep_bundle)
     top = "pneumoedge-1.0.0-local"
-    for expected in ("VERSION", "MANIFEST", "SHA256SUMS", "app/requirements.txt", "app/edge/bundle.py",
-                     "models/tiny-int8/model.tflite", "models/tiny-int8/bundle.json",
-                     "firmware_scripts/provision.sh", "firmware_scripts/update.sh"):  # fmt: skip
+    for expected in (
+        "VERSION",
+        "MANIFEST",
+        "SHA256SUMS",
+        "app/requirements.txt",
+        "app/edge/bundle.py",
+        "models/tiny-int8/model.tflite",
+        "models/tiny-int8/bundle.json",
+        "firmware_scripts/provision.sh",
+        "firmware_scripts/update.sh",
+    ):
         assert f"{top}/{expected}" in names, expected
     assert any(n.startswith(f"{top}/wheels/pneumoedge_fixture_dep-1.0-") for n in names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
@@ -53,26 +61,51 @@ def test_refuses_a_model_that_fails_verification(
     (bad / "model.tflite").write_bytes(b"tampered")
     wheels, requirements = tiny_wheelhouse
     result = run_script(
-        "build-bundle.sh", "--target", "local", "--model", bad, "--output", tmp_path / "dist",
-        "--wheelhouse", wheels, "--requirements", requirements, env=script_env(tmp_path),
-    )  # fmt: skip
+        "build-bundle.sh",
+        "--target",
+        "local",
+        "--model",
+        bad,
+        "--output",
+        tmp_path / "dist",
+        "--wheelhouse",
+        wheels,
+        "--requirements",
+        requirements,
+        env=script_env(tmp_path),
+    )
     assert result.returncode != 0
     assert "failed verification" in result.stderr
     assert not list((tmp_path / "dist").glob("*.tar.gz"))
 
 
 def test_unknown_target_lists_the_valid_ones(tmp_path: Path, tiny_bundle_int8: Bundle) -> None:
-    result = run_script("build-bundle.sh", "--target", "pi3-jessie", "--model", tiny_bundle_int8.root,
-                        env=script_env(tmp_path))  # fmt: skip
+    result = run_script(
+        "build-bundle.sh",
+        "--target",
+        "pi3-jessie",
+        "--model",
+        tiny_bundle_int8.root,
+        env=script_env(tmp_path),
+    )
     assert result.returncode != 0
     assert "pi64-bookworm pi64-trixie pi32-bookworm local" in result.stderr
 
 
 def test_dry_run_writes_nothing(tmp_path: Path, tiny_bundle_int8: Bundle) -> None:
     result = run_script(
-        "build-bundle.sh", "--target", "pi64-bookworm", "--model", tiny_bundle_int8.root,
-        "--output", tmp_path / "dist", "--version", "2.0.0", "--dry-run", env=script_env(tmp_path),
-    )  # fmt: skip
+        "build-bundle.sh",
+        "--target",
+        "pi64-bookworm",
+        "--model",
+        tiny_bundle_int8.root,
+        "--output",
+        tmp_path / "dist",
+        "--version",
+        "2.0.0",
+        "--dry-run",
+        env=script_env(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     assert "--platform manylinux_2_36_aarch64" in result.stderr
     assert "--python-version 3.11" in result.stderr
@@ -80,8 +113,15 @@ def test_dry_run_writes_nothing(tmp_path: Path, tiny_bundle_int8: Bundle) -> Non
 
 
 def test_pi32_target_uses_tflite_runtime_requirements(tmp_path: Path, tiny_bundle_int8: Bundle) -> None:
-    result = run_script("build-bundle.sh", "--target", "pi32-bookworm", "--model", tiny_bundle_int8.root,
-                        "--dry-run", env=script_env(tmp_path))  # fmt: skip
+    result = run_script(
+        "build-bundle.sh",
+        "--target",
+        "pi32-bookworm",
+        "--model",
+        tiny_bundle_int8.root,
+        "--dry-run",
+        env=script_env(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     assert "requirements-edge-tflite-runtime.txt" in result.stderr
     assert "linux_armv7l" in result.stderr and "piwheels" in result.stderr
@@ -94,6 +134,7 @@ def test_building_twice_gives_the_same_contents(
 ) -> None:
     wheels, requirements = tiny_wheelhouse
     env = script_env(tmp_path)
-    again = build_bundle(env, tiny_bundle_int8.root, tmp_path / "dist", "1.0.0", wheels,
-                         "--requirements", requirements)  # fmt: skip
+    again = build_bundle(
+        env, tiny_bundle_int8.root, tmp_path / "dist", "1.0.0", wheels, "--requirements", requirements
+    )
     assert _members(again) == _members(tiny_dep_bundle)

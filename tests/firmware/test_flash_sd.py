@@ -31,8 +31,15 @@ class FakeMachine:
             CMDLINE_FILE=str(self.root / "cmdline"),
         )
 
-    def disk(self, name: str, size: int = 64 * MIB, removable: bool = True, model: str = "SD Card Reader",
-             partitions: int = 2, fill: bytes = b"\xaa") -> Path:  # fmt: skip
+    def disk(
+        self,
+        name: str,
+        size: int = 64 * MIB,
+        removable: bool = True,
+        model: str = "SD Card Reader",
+        partitions: int = 2,
+        fill: bytes = b"\xaa",
+    ) -> Path:
         sys_disk = self.root / "sys/block" / name
         (sys_disk / "device").mkdir(parents=True)
         (sys_disk / "size").write_text(f"{size // 512}\n")

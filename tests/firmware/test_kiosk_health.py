@@ -20,8 +20,18 @@ HEALTH = [sys.executable, str(FIRMWARE / "kiosk_health.py")]
 
 
 def kiosk_command(bundle: Bundle, port: int, data_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "edge", "serve", "--model", str(bundle.root), "--port", str(port),
-            "--data-dir", str(data_dir)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "edge",
+        "serve",
+        "--model",
+        str(bundle.root),
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -41,23 +51,41 @@ def kiosk(tiny_bundle_int8: Bundle, tmp_path: Path) -> Iterator[str]:
 
 
 def test_check_passes_for_the_expected_model(kiosk: str, tiny_bundle_int8: Bundle) -> None:
-    result = subprocess.run([*HEALTH, "check", "--url", kiosk, "--expect-sha256", tiny_bundle_int8.model_sha256,
-                             "--timeout", "60"], capture_output=True, text=True, check=False)  # fmt: skip
+    result = subprocess.run(
+        [
+            *HEALTH,
+            "check",
+            "--url",
+            kiosk,
+            "--expect-sha256",
+            tiny_bundle_int8.model_sha256,
+            "--timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_check_fails_for_another_model(kiosk: str, tiny_bundle_int8: Bundle) -> None:
     subprocess.run([*HEALTH, "check", "--url", kiosk, "--timeout", "60"], check=True, capture_output=True)
-    result = subprocess.run([*HEALTH, "check", "--url", kiosk, "--expect-sha256", "f" * 64, "--timeout", "2"],
-                            capture_output=True, text=True, check=False)  # fmt: skip
+    result = subprocess.run(
+        [*HEALTH, "check", "--url", kiosk, "--expect-sha256", "f" * 64, "--timeout", "2"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 1
     assert f"serving model sha256 {tiny_bundle_int8.model_sha256}, expected {'f' * 64}" in result.stderr
 
 
 def test_check_fails_when_nothing_answers() -> None:
     url = f"http://127.0.0.1:{free_port()}/healthz"
-    result = subprocess.run([*HEALTH, "check", "--url", url, "--timeout", "1"],
-                            capture_output=True, text=True, check=False)  # fmt: skip
+    result = subprocess.run(
+        [*HEALTH, "check", "--url", url, "--timeout", "1"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 1
     assert "no valid answer" in result.stderr
 
@@ -98,10 +126,18 @@ def test_supervise_feeds_the_watchdog_only_while_healthy(tiny_bundle_int8: Bundl
     notify = NotifySocket(tmp_path / "notify.sock")
     port = free_port()
     supervisor = subprocess.Popen(
-        [*HEALTH, "supervise", "--url", f"http://127.0.0.1:{port}/healthz", "--interval", "0.5", "--",
-         *kiosk_command(tiny_bundle_int8, port, tmp_path / "data")],
+        [
+            *HEALTH,
+            "supervise",
+            "--url",
+            f"http://127.0.0.1:{port}/healthz",
+            "--interval",
+            "0.5",
+            "--",
+            *kiosk_command(tiny_bundle_int8, port, tmp_path / "data"),
+        ],
         env=_env(NOTIFY_SOCKET=str(notify.path)),
-    )  # fmt: skip
+    )
     try:
         assert notify.wait_for("READY=1", timeout=90), "never reported READY"
         assert notify.wait_for("WATCHDOG=1", timeout=5)
@@ -123,6 +159,11 @@ def test_supervise_feeds_the_watchdog_only_while_healthy(tiny_bundle_int8: Bundl
 
 def test_supervise_passes_on_the_app_failure(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/healthz"
-    result = subprocess.run([*HEALTH, "supervise", "--url", url, "--", sys.executable, "-c", "raise SystemExit(3)"],
-                            capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    result = subprocess.run(
+        [*HEALTH, "supervise", "--url", url, "--", sys.executable, "-c", "raise SystemExit(3)"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 3  # so Restart=on-failure restarts it

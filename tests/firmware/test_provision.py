@@ -10,8 +10,16 @@ import pytest
 
 from tests.firmware.conftest import repack, run_script, script_env
 
-HARDENING = ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "Restart=on-failure",
-             "Type=notify", "WatchdogSec=60", "IPAddressDeny=any", "CapabilityBoundingSet=")  # fmt: skip
+HARDENING = (
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "PrivateTmp=yes",
+    "Restart=on-failure",
+    "Type=notify",
+    "WatchdogSec=60",
+    "IPAddressDeny=any",
+    "CapabilityBoundingSet=",
+)
 
 
 def _provision(root: Path, tarball: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -19,8 +27,11 @@ def _provision(root: Path, tarball: Path, tmp_path: Path, *args: str) -> subproc
 
 
 def _installed_anything(root: Path) -> list[str]:
-    return [str(p.relative_to(root)) for p in root.rglob("*")
-            if "var/log" not in str(p.relative_to(root)) and p.is_file()]  # fmt: skip
+    return [
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if "var/log" not in str(p.relative_to(root)) and p.is_file()
+    ]
 
 
 def test_provision_installs_a_release_with_its_own_venv(tiny_dep_bundle: Path, tmp_path: Path) -> None:
@@ -33,8 +44,10 @@ def test_provision_installs_a_release_with_its_own_venv(tiny_dep_bundle: Path, t
     assert (release / ".installed").is_file()
     value = subprocess.run(
         [str(release / "venv/bin/python"), "-c", "import pneumoedge_fixture_dep as d; print(d.VALUE)"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert value.stdout.strip() == "installed from the bundle"
     assert "would run (skipped under --root" in result.stderr and "useradd" in result.stderr
 
@@ -57,8 +70,12 @@ def test_units_pass_systemd_analyze_verify(tiny_dep_bundle: Path, tmp_path: Path
     root = tmp_path / "root"
     assert _provision(root, tiny_dep_bundle, tmp_path).returncode == 0
     for unit in ("pneumoedge.service", "pneumoedge-kiosk.service"):
-        result = subprocess.run(["systemd-analyze", "verify", str(root / "etc/systemd/system" / unit)],
-                                capture_output=True, text=True, check=False)  # fmt: skip
+        result = subprocess.run(
+            ["systemd-analyze", "verify", str(root / "etc/systemd/system" / unit)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         problems = [
             line
             for line in (result.stdout + result.stderr).splitlines()

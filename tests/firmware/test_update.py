@@ -1,15 +1,25 @@
-"""update.sh on a provisioned device with its real kiosk: switch, health check, automatic rollback."""
+"""update.sh on a provisioned device with its real kiosk: switch, health check, automatic rollback.
+
+Slow (each test provisions a device and installs 50 MB of wheels twice) and needs the kiosk's
+wheelhouse for this machine (`make wheelhouse`); run with `pytest -m slow tests/firmware`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from edge.bundle import Bundle, sha256_of, write_bundle
 from tests.firmware.conftest import Device, build_bundle, repack, script_env, serving_sha256
 
+pytestmark = pytest.mark.slow
+
 
 def _model_sha(tarball_version: str, device: Device) -> str:
-    return (device.prefix / "releases" / tarball_version / "MANIFEST").read_text().split("model_sha256=")[1][:64]
+    return (
+        (device.prefix / "releases" / tarball_version / "MANIFEST").read_text().split("model_sha256=")[1][:64]
+    )
 
 
 def test_update_switches_keeps_the_previous_release_and_rolls_back_on_request(
@@ -42,7 +52,9 @@ def test_a_model_that_fails_verification_is_never_switched_to(
     old_sha = serving_sha256(device.url)
 
     def swap_model(top: Path) -> None:
-        (top / "MANIFEST").write_text((top / "MANIFEST").read_text().replace("version=2.0.0", "version=3.0.0"))
+        (top / "MANIFEST").write_text(
+            (top / "MANIFEST").read_text().replace("version=2.0.0", "version=3.0.0")
+        )
         model = next((top / "models").iterdir()) / "model.tflite"
         model.write_bytes(model.read_bytes()[:-16] + b"\0" * 16)  # no longer the measured model
 
@@ -68,7 +80,7 @@ def test_a_release_that_fails_its_health_check_is_rolled_back(
     assert sha256_of(broken / "model.tflite") != old_sha
     tarball = build_bundle(script_env(tmp_path), broken, tmp_path / "dist", "3.0.0", edge_wheelhouse)
 
-    result = device.update(tarball, HEALTH_TIMEOUT_SEC="20")
+    result = device.update(tarball, HEALTH_TIMEOUT_SEC="15")
     assert result.returncode != 0
     assert "rolled back" in result.stderr and "1.0.0 is serving" in result.stderr
     assert device.current() == "1.0.0"
