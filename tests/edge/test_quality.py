@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -133,3 +135,15 @@ def test_embedding_size_mismatch_is_refused():
     ood = quality.OodStats(np.zeros(4), np.ones(4), 2.0)
     with pytest.raises(ValueError, match="embedding has 3 values, the ood statistics 4"):
         ood.score(np.zeros(3))
+
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "chest_xray" / "train"
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"real chest X-rays not found at {DATA}")
+def test_real_training_xrays_pass_the_image_checks():
+    files = sorted(DATA.glob("*/*.jpeg"))[::50]
+    refused = {f.name: gate(f.read_bytes()).detail for f in files if not gate(f.read_bytes()).passed}
+    assert len(files) > 50
+    assert refused == {}

@@ -172,3 +172,20 @@ def test_scoring_never_imports_tensorflow(tiny_bundle_int8, xray_file):
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=120, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+SHIPPED = default_model_dir()
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "chest_xray" / "train"
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not (SHIPPED / "bundle.json").is_file(), reason=f"no shipped bundle at {SHIPPED}")
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"real chest X-rays not found at {DATA}")
+def test_shipped_bundle_scores_real_xrays_and_refuses_a_document():
+    screener = Screener.from_path(SHIPPED)
+    files = sorted(DATA.glob("PNEUMONIA/*.jpeg"))[:5] + sorted(DATA.glob("NORMAL/*.jpeg"))[:5]
+    results = [screener.assess(path.read_bytes()) for path in files]
+    assert [r.status for r in results].count("ok") >= 9
+    page = np.full((1100, 850), 240, dtype=np.uint8)
+    page[100:1000:30, 80:770] = 20  # lines of "text"
+    assert screener.assess(encode(page, "PNG")).status == "rejected"
