@@ -19,6 +19,8 @@ FORMAT = "pneumoedge-bundle"
 FORMAT_VERSION = 1
 METADATA_FILE = "bundle.json"
 MODEL_FILE = "model.tflite"
+#: Bundles are public release artefacts that the kiosk's service user must be able to read.
+BUNDLE_FILE_MODE = 0o644
 
 #: Signature output names every bundle's model provides.
 OUTPUT_PROBABILITY = "probability"  # (1, 1) P(PNEUMONIA)
@@ -120,16 +122,23 @@ def write_bundle(root: Path | str, model_bytes: bytes, metadata: dict[str, Any])
         **metadata,
         "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
     }
-    atomic_write_bytes(root / MODEL_FILE, model_bytes)
-    atomic_write_bytes(root / METADATA_FILE, (json.dumps(full, indent=2) + "\n").encode())
+    atomic_write_bytes(root / MODEL_FILE, model_bytes, mode=BUNDLE_FILE_MODE)
+    atomic_write_bytes(
+        root / METADATA_FILE, (json.dumps(full, indent=2) + "\n").encode(), mode=BUNDLE_FILE_MODE
+    )
     return load_bundle(root)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over the target."""
+def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over the target.
+
+    The file is private to its owner (0600, from mkstemp) unless `mode` says otherwise.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -12,6 +12,7 @@ from edge.bundle import (
     METADATA_FILE,
     MODEL_FILE,
     BundleError,
+    atomic_write_bytes,
     load_bundle,
     sha256_of,
     write_bundle,
@@ -45,6 +46,17 @@ def test_written_bundle_loads_with_its_hash_and_fields(bundle_dir):
     assert (bundle.name, bundle.threshold, bundle.input_size) == ("unit", 0.4, 224)
     assert bundle.labels == ["NORMAL", "PNEUMONIA"]
     assert not [p.name for p in bundle_dir.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_bundle_files_are_readable_by_the_kiosk_user(bundle_dir):
+    for name in (MODEL_FILE, METADATA_FILE):
+        assert (bundle_dir / name).stat().st_mode & 0o777 == 0o644
+
+
+def test_other_atomic_writes_stay_private(tmp_path):
+    atomic_write_bytes(tmp_path / "secret", b"x")
+    assert (tmp_path / "secret").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "secret").read_bytes() == b"x"
 
 
 def test_one_changed_byte_is_refused(bundle_dir):
