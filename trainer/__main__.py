@@ -141,10 +141,11 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from trainer.train import train  # TensorFlow loads only when a command needs it
-
     _check_weights(args.weights)
-    train(config_from_args(args), args.data, args.out)
+    config = config_from_args(args)
+    from trainer.train import train  # TensorFlow loads only once the options are known to be good
+
+    train(config, args.data, args.out)
     return 0
 
 
@@ -200,7 +201,7 @@ def _add_sweep(commands: argparse._SubParsersAction) -> None:
         "--optimizers", nargs="+", choices=OPTIMIZERS, default=list(OPTIMIZERS), help="optimizers to compare"
     )
     parser.add_argument(
-        "--learning-rates", nargs="+", type=float, default=[1e-3, 1e-4], help="head-phase learning rates"
+        "--learning-rates", nargs="+", type=float, default=[1e-2, 1e-3], help="head-phase learning rates"
     )
     parser.add_argument(
         "--fine-tune-ratio",
@@ -226,12 +227,11 @@ def _sweep(args: argparse.Namespace) -> int:
     _check_weights(args.weights)
     if len(args.seeds) < 2:
         sys.exit("--seeds needs at least two seeds: the spread over seeds is the stability measure")
+    config = config_from_args(args)
     from trainer.sweep import grid, sweep
 
     points = grid(args.optimizers, args.learning_rates, args.batch_sizes)
-    sweep(
-        config_from_args(args), args.data, args.out, args.runs_dir, points, args.seeds, args.fine_tune_ratio
-    )
+    sweep(config, args.data, args.out, args.runs_dir, points, args.seeds, args.fine_tune_ratio)
     return 0
 
 

@@ -1,5 +1,8 @@
 """`python -m trainer train` then `evaluate` on a synthetic Kermany folder: a real, loadable run.
 
+Training runs as its own process, exactly as a user starts it; `evaluate` goes through the same
+command-line entry point in this process, which saves a TensorFlow start-up per call.
+
 One tiny MobileNet v1 (alpha 0.25, 96 px, from scratch) trains for one head epoch and one
 fine-tuning epoch; the folder holds a corrupt file that must be skipped and reported, and a
 byte-identical copy that must be dropped before the split.
@@ -99,7 +102,7 @@ def test_model_loads_and_scores_a_preprocessed_film(run_dir: Path, data_root: Pa
 
 
 def test_evaluate_heldout_matches_the_training_run(run_dir: Path):
-    run_cli("evaluate", "--run", str(run_dir))
+    assert main(["evaluate", "--run", str(run_dir)]) == 0
     out = run_dir / "eval-heldout"
     report = json.loads((out / "metrics.json").read_text())
     run = json.loads((run_dir / "run.json").read_text())
@@ -116,11 +119,20 @@ def test_evaluate_heldout_matches_the_training_run(run_dir: Path):
 
 
 def test_evaluate_a_folder_reports_and_skips_the_corrupt_file(run_dir: Path, data_root: Path, tmp_path: Path):
-    run_cli(
-        "evaluate", "--run", str(run_dir), "--data", str(data_root), "--split", "test", "--out", str(tmp_path)
-    )
+    argv = [
+        "evaluate",
+        "--run",
+        str(run_dir),
+        "--data",
+        str(data_root),
+        "--split",
+        "test",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
     report = json.loads((tmp_path / "metrics.json").read_text())
-    files = [p for p in (data_root / "test").rglob("*.jpeg")]
+    files = list((data_root / "test").rglob("*.jpeg"))
     assert [item["file"] for item in report["skipped"]] == [f"test/NORMAL/{CORRUPT_NAME}"]
     assert report["files"] == len(files)
     assert report["metrics"]["n"] == len(files) - 1
