@@ -68,6 +68,7 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Score, size and time every bundle; write report.md, report.json and the plots into `out`."""
     bundles = [load_bundle(path) for path in model_dirs]  # refuses altered or unknown bundles
+    load_before = os.getloadavg()
     names = [b.name for b in bundles]
     if len(set(names)) != len(names):
         raise ValueError(f"bundle names must differ to be compared, got {names}")
@@ -90,7 +91,11 @@ def run_benchmark(
             "n": len(files),
             "n_positive": int(sum(f.label for f in files)),
         },
-        "machine": machine_info(runtimes),
+        "machine": {
+            **machine_info(runtimes),
+            "load_average_start": [round(v, 2) for v in load_before],
+            "load_average_end": [round(v, 2) for v in os.getloadavg()],
+        },
         "settings": asdict(settings),
         "models": models,
     }

@@ -97,8 +97,8 @@ def prune(model: keras.Model, images: np.ndarray, labels: np.ndarray, settings: 
         data,
         epochs=settings.epochs,
         class_weight=class_weights(labels),
-        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
-        verbose=2,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), _epoch_log()],
+        verbose=0,
     )
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     # strip_pruning reuses the unwrapped layer objects, so their `.output` still points into the
@@ -106,6 +106,15 @@ def prune(model: keras.Model, images: np.ndarray, labels: np.ndarray, settings: 
     fresh = keras.models.clone_model(stripped)
     fresh.set_weights(stripped.get_weights())
     return fresh
+
+
+def _epoch_log() -> keras.callbacks.Callback:
+    def log_epoch(epoch: int, logs: dict[str, float] | None) -> None:
+        log.info(
+            "pruning epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+        )
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)
 
 
 def _copy_weights(original: keras.Model, wrapped: keras.Model) -> None:

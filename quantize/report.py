@@ -59,7 +59,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['system']}, "
         f"Python {machine['python']}, "
         + ", ".join(f"{k} {v}" for k, v in machine["runtimes"].items())
-        + f". Created {result['created_utc']}.",
+        + f". Load average (1/5/15 min) at start {machine['load_average_start']}, at end "
+        f"{machine['load_average_end']}: other processes on the machine inflate latency and widen p95. "
+        f"Created {result['created_utc']}.",
         "",
         "## Accuracy (95% confidence intervals)",
         "",

@@ -40,14 +40,14 @@ class SignatureShapes:
         }
 
 
-def head_layer(model: keras.Model) -> keras.layers.Dense:
+def head_layer(model: keras.Model, name: str = HEAD_LAYER) -> keras.layers.Dense:
     """The one-unit sigmoid Dense head whose weights turn features into the cam."""
     try:
-        head = model.get_layer(HEAD_LAYER)
+        head = model.get_layer(name)
     except ValueError as e:
-        raise ValueError(f"the model has no layer {HEAD_LAYER!r}; was it trained by trainer/?") from e
+        raise ValueError(f"the model has no layer {name!r}; was it trained by trainer/?") from e
     if not isinstance(head, keras.layers.Dense) or head.units != 1:
-        raise ValueError(f"layer {HEAD_LAYER!r} must be a Dense layer with one unit, got {head}")
+        raise ValueError(f"layer {name!r} must be a Dense layer with one unit, got {head}")
     return head
 
 
@@ -59,10 +59,14 @@ def shapes_of(model: keras.Model, feature_layer: str) -> SignatureShapes:
     return SignatureShapes(int(height), int(channels), (int(fh), int(fw)), int(fc))
 
 
-def serving_function(model: keras.Model, feature_layer: str):
-    """A concrete function: image float32 (1, s, s, c) raw 0..255 -> {probability, cam, embedding}."""
+def serving_function(model: keras.Model, feature_layer: str, head_name: str = HEAD_LAYER):
+    """A concrete function: image float32 (1, s, s, c) raw 0..255 -> {probability, cam, embedding}.
+
+    `model` maps raw pixels to P(PNEUMONIA) through `feature_layer` (B, h, w, C), its global average
+    and the one-unit sigmoid Dense `head_name`; the cam's mean over (h, w) is then the logit.
+    """
     shapes = shapes_of(model, feature_layer)
-    head = head_layer(model)
+    head = head_layer(model, head_name)
     trunk = keras.Model(model.inputs, [model.get_layer(feature_layer).output, model.outputs[0]])
     spec = tf.TensorSpec([1, shapes.input_size, shapes.input_size, shapes.channels], tf.float32, INPUT_NAME)
 
