@@ -70,7 +70,6 @@ check_prerequisites() {
 	need tar sha256sum install find sort comm cmp mktemp realpath uname
 	if [[ -z "$ROOT_DIR" && "$DRY_RUN" != 1 ]]; then
 		need useradd getent systemctl
-		[[ "$WITH_KIOSK" == 0 ]] || check_kiosk_packages
 	fi
 	if [[ "$READ_ONLY_ROOT" == 1 && -z "$DATA_PARTITION_LABEL" ]]; then
 		die "--read-only-root needs DATA_PARTITION_LABEL (a persistent ext4 partition for the records), or every record would be lost at reboot; see docs/deployment.md"
@@ -78,12 +77,14 @@ check_prerequisites() {
 }
 
 # The screen needs Chromium and a Wayland compositor; they come with the OS image or as .debs
-# in the bundle (build-bundle.sh --debs), since the device has no network.
+# in the bundle (build-bundle.sh --debs, installed in step 03), since the device has no network.
+# Checked before anything is installed; skipped under --root and in a dry run.
 check_kiosk_packages() {
 	local missing=()
+	[[ "$WITH_KIOSK" == 1 && -z "$ROOT_DIR" && "$DRY_RUN" != 1 && ! -d "${STAGED}/debs" ]] || return 0
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
 	command -v cage >/dev/null || command -v labwc >/dev/null || missing+=("cage (or labwc)")
-	if ((${#missing[@]})) && [[ ! -d "${STAGED}/debs" ]]; then
+	if ((${#missing[@]})); then
 		die "the kiosk screen needs: ${missing[*]}. Use Raspberry Pi OS with desktop (it has chromium and labwc), add the .deb files with build-bundle.sh --debs, or pass --no-kiosk"
 	fi
 }
@@ -91,6 +92,7 @@ check_kiosk_packages() {
 verify_bundle() {
 	stage_bundle "$TARBALL"
 	check_compatible
+	check_kiosk_packages
 }
 
 install_debs() {

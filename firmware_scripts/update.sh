@@ -126,7 +126,11 @@ switch_and_check() {
 	switch_link previous "$OLD_VERSION"
 	switch_link current "$BUNDLE_VERSION"
 	if restart_and_check "$BUNDLE_MODEL_SHA256"; then
-		log "release ${BUNDLE_VERSION} is healthy; ${OLD_VERSION} is kept as the previous release"
+		if [[ -n "$ROOT_DIR" || "$DRY_RUN" == 1 ]]; then
+			log "switched to ${BUNDLE_VERSION} without a health check; ${OLD_VERSION} is kept as the previous release"
+		else
+			log "release ${BUNDLE_VERSION} is healthy; ${OLD_VERSION} is kept as the previous release"
+		fi
 		return 0
 	fi
 	roll_back_to "$OLD_VERSION"

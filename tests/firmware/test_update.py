@@ -1,7 +1,8 @@
-"""update.sh on a provisioned device with its real kiosk: switch, health check, automatic rollback.
+"""update.sh: side-by-side install, atomic switch, health check and automatic rollback.
 
-Slow (each test provisions a device and installs 50 MB of wheels twice) and needs the kiosk's
-wheelhouse for this machine (`make wheelhouse`); run with `pytest -m slow tests/firmware`.
+The quick tests work on `--root` trees with tiny bundles (no restart, so no health check). The
+slow ones run a provisioned device with its real kiosk; they install 50 MB of wheels several times
+and need the kiosk's wheelhouse for this machine (`make wheelhouse`): `pytest -m slow tests/firmware`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,85 @@ from pathlib import Path
 import pytest
 
 from edge.bundle import Bundle, sha256_of, write_bundle
-from tests.firmware.conftest import Device, build_bundle, repack, script_env, serving_sha256
+from tests.firmware.conftest import Device, build_bundle, repack, run_script, script_env, serving_sha256
 
-pytestmark = pytest.mark.slow
+
+@pytest.fixture(scope="session")
+def tiny_dep_bundles(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_wheelhouse: tuple[Path, Path],
+    tiny_bundle_float: Bundle,
+    tiny_dep_bundle: Path,
+) -> dict[str, Path]:
+    """Tiny-wheel bundles 1.0.0 (int8 model), 2.0.0 and 3.0.0 (float model)."""
+    tmp = tmp_path_factory.mktemp("tiny-dep-bundles")
+    wheels, requirements = tiny_wheelhouse
+    env = script_env(tmp)
+    bundles = {"1.0.0": tiny_dep_bundle}
+    for version in ("2.0.0", "3.0.0"):
+        bundles[version] = build_bundle(
+            env, tiny_bundle_float.root, tmp / "dist", version, wheels, "--requirements", requirements
+        )
+    return bundles
+
+
+def _rooted(tmp_path: Path, bundles: dict[str, Path]) -> tuple[Path, dict[str, str]]:
+    root = tmp_path / "root"
+    env = script_env(tmp_path)
+    provisioned = run_script("provision.sh", "--root", root, "--no-kiosk", bundles["1.0.0"], env=env)
+    assert provisioned.returncode == 0, provisioned.stderr
+    return root, env
+
+
+def test_update_under_root_installs_beside_and_switches(
+    tmp_path: Path, tiny_dep_bundles: dict[str, Path]
+) -> None:
+    root, env = _rooted(tmp_path, tiny_dep_bundles)
+    prefix = root / "opt/pneumoedge"
+    dry = run_script("update.sh", "--root", root, "--dry-run", tiny_dep_bundles["2.0.0"], env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert (prefix / "current").readlink() == Path("releases/1.0.0")
+    assert not (prefix / "releases/2.0.0").exists()
+
+    result = run_script("update.sh", "--root", root, tiny_dep_bundles["2.0.0"], env=env)
+    assert result.returncode == 0, result.stderr
+    assert (prefix / "current").readlink() == Path("releases/2.0.0")
+    assert (prefix / "previous").readlink() == Path("releases/1.0.0")
+    assert (prefix / "releases/2.0.0/.installed").is_file() and (
+        prefix / "releases/1.0.0/.installed"
+    ).is_file()
+    assert "would run (skipped under --root" in result.stderr and "systemctl restart" in result.stderr
+    assert "without a health check" in result.stderr
+
+
+def test_old_releases_are_pruned_but_never_current_or_previous(
+    tmp_path: Path, tiny_dep_bundles: dict[str, Path]
+) -> None:
+    root, env = _rooted(tmp_path, tiny_dep_bundles)
+    env["KEEP_RELEASES"] = "1"
+    for version in ("2.0.0", "3.0.0"):
+        result = run_script("update.sh", "--root", root, tiny_dep_bundles[version], env=env)
+        assert result.returncode == 0, result.stderr
+    releases = sorted(p.name for p in (root / "opt/pneumoedge/releases").iterdir())
+    assert releases == ["2.0.0", "3.0.0"]  # 1.0.0 removed; 3.0.0 current, 2.0.0 previous
+
+
+def test_a_bad_model_under_root_is_never_switched_to(
+    tmp_path: Path, tiny_dep_bundles: dict[str, Path]
+) -> None:
+    root, env = _rooted(tmp_path, tiny_dep_bundles)
+
+    def swap_model(top: Path) -> None:
+        model = next((top / "models").iterdir()) / "model.tflite"
+        model.write_bytes(model.read_bytes()[:-16] + b"\0" * 16)
+
+    bad = repack(tiny_dep_bundles["2.0.0"], tmp_path / "bad.tar.gz", swap_model, resum=True)
+    result = run_script("update.sh", "--root", root, bad, env=env)
+    assert result.returncode != 0
+    assert "failed verification" in result.stderr
+    prefix = root / "opt/pneumoedge"
+    assert (prefix / "current").readlink() == Path("releases/1.0.0")
+    assert not (prefix / "releases/2.0.0").exists()
 
 
 def _model_sha(tarball_version: str, device: Device) -> str:
@@ -22,6 +99,7 @@ def _model_sha(tarball_version: str, device: Device) -> str:
     )
 
 
+@pytest.mark.slow
 def test_update_switches_keeps_the_previous_release_and_rolls_back_on_request(
     device: Device, edge_bundles: dict[str, Path]
 ) -> None:
@@ -46,6 +124,7 @@ def test_update_switches_keeps_the_previous_release_and_rolls_back_on_request(
     assert serving_sha256(device.url) == old_sha
 
 
+@pytest.mark.slow
 def test_a_model_that_fails_verification_is_never_switched_to(
     device: Device, edge_bundles: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -69,6 +148,7 @@ def test_a_model_that_fails_verification_is_never_switched_to(
     assert serving_sha256(device.url) == old_sha
 
 
+@pytest.mark.slow
 def test_a_release_that_fails_its_health_check_is_rolled_back(
     device: Device, edge_wheelhouse: Path, tiny_bundle_int8: Bundle, tmp_path: Path
 ) -> None:
