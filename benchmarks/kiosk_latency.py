@@ -61,15 +61,21 @@ def main() -> int:
             health = json.loads(request(port, "GET", "/healthz")[1])
             model = health["model"]
             print(f"server: model {model['name']} ({model['sha256'][:12]}), {health['runtime']}")
-            idle_rss = psutil.Process(server.pid).memory_info().rss / 2**20
+            process = psutil.Process(server.pid)
+            idle_rss = process.memory_info().rss / 2**20
+            cpu_before = process.cpu_times()
             latencies, server_ms = sequential(port, bodies[: args.warmup + args.requests], args.warmup)
+            cpu_after = process.cpu_times()
+            cpu_ms = (cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system) * 1000.0
+            cpu_ms /= args.warmup + args.requests
+            sequential_peak = sampler.peak_mb
             throughput = concurrent(port, bodies[args.warmup + args.requests :], args.clients)
         finally:
             sampler.stop()
             server.terminate()
             server.wait(timeout=30)
 
-    report(args, latencies, server_ms, throughput, idle_rss, sampler.peak_mb)
+    report(args, latencies, server_ms, cpu_ms, throughput, (idle_rss, sequential_peak, sampler.peak_mb))
     return 0
 
 
@@ -249,16 +255,22 @@ def report(
     args: argparse.Namespace,
     latencies: list[float],
     server_ms: list[float],
+    cpu_ms: float,
     throughput: float,
-    idle_rss: float,
-    peak_rss: float,
+    rss_mb: tuple[float, float, float],
 ) -> None:
+    """Print the numbers; `rss_mb` is (after start-up, peak with one client, peak overall)."""
     p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
+    idle_rss, sequential_rss, peak_rss = rss_mb
     print(f"\nkiosk latency, {len(latencies)} sequential requests (whole request, heatmap included):")
     print(f"  p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   max {max(latencies):7.1f} ms")
     print(f"  of which the screener (decode, gate, model, heatmap): p50 {percentile(server_ms, 50):.1f} ms")
+    print(f"  server CPU time per request: {cpu_ms:.1f} ms (a floor for the latency on an idle machine)")
     print(f"throughput with {args.clients} concurrent clients: {throughput:.1f} requests/s")
-    print(f"server RSS: {idle_rss:.0f} MB after start-up, peak {peak_rss:.0f} MB")
+    print(
+        f"server RSS: {idle_rss:.0f} MB after start-up, peak {sequential_rss:.0f} MB with one client, "
+        f"{peak_rss:.0f} MB with {args.clients}"
+    )
     print(f"target p95 <= {TARGET_P95_MS:.0f} ms: {'met' if p95 <= TARGET_P95_MS else 'MISSED'}")
     print(f"target RSS <= {TARGET_RSS_MB:.0f} MB: {'met' if peak_rss <= TARGET_RSS_MB else 'MISSED'}")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other work skews timings)")

@@ -8,6 +8,8 @@ loopback) without an operator access code.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import ipaddress
 import logging
 import os
@@ -30,6 +32,7 @@ DEFAULT_PORT = 8080
 DEFAULT_DATA_DIR = "kiosk-data"
 DEFAULT_THREADS = 4
 ACCESS_CODE_ENV = "PNEUMOEDGE_ACCESS_CODE"
+_M_ARENA_MAX = -8  # from glibc's malloc.h
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -120,6 +123,7 @@ def _build_app(args: argparse.Namespace) -> Flask:
 def _serve(app: Flask, args: argparse.Namespace) -> int:
     from waitress import create_server
 
+    _limit_malloc_arenas()  # before create_server starts the worker threads
     server = create_server(
         app,
         host=args.host,
@@ -142,6 +146,19 @@ def _serve(app: Flask, args: argparse.Namespace) -> int:
     )
     server.run()
     return 0
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's per-thread malloc arenas before waitress starts its threads.
+
+    Each thread otherwise gets an arena that keeps the tens of megabytes a full-resolution X-ray
+    needed, so the kiosk's memory grows with --threads; measured with benchmarks/kiosk_latency.py.
+    Elsewhere than glibc this does nothing.
+    """
+    libc_name = ctypes.util.find_library("c")
+    mallopt = getattr(ctypes.CDLL(libc_name), "mallopt", None) if libc_name else None
+    if mallopt is not None:
+        mallopt(_M_ARENA_MAX, arenas)
 
 
 def _stop(_signum: int, _frame: FrameType | None) -> None:

@@ -9,6 +9,7 @@ after the commit does the caller answer the client, so every acknowledged result
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 from flask import Flask, current_app
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 SCREENER_KEY = "pneumoedge.screener"
 KIOSK_KEY = "pneumoedge.kiosk"
+SLOTS_KEY = "pneumoedge.scoring_slots"
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,13 @@ class KioskInfo:
 
 
 def init_app(app: Flask, screener: Screener, version: str) -> None:
-    """Share one screener (thread-safe) among all requests."""
+    """Share one screener (thread-safe) among all requests, scoring at most SCORING_SLOTS at once.
+
+    A full-resolution X-ray needs tens of megabytes while it is decoded, scored and drawn; the slots
+    bound the kiosk's memory however many uploads arrive together (the others wait their turn).
+    """
     app.extensions[SCREENER_KEY] = screener
+    app.extensions[SLOTS_KEY] = threading.BoundedSemaphore(app.config["SCORING_SLOTS"])
     app.extensions[KIOSK_KEY] = KioskInfo(
         model_name=screener.bundle.name,
         model_sha256=screener.bundle.model_sha256,
@@ -60,16 +67,17 @@ def kiosk_info() -> KioskInfo:
 def score_and_record(upload: Upload) -> store.Case:
     """Assess the upload and commit the case; UploadError when the file cannot be read as an X-ray."""
     screener: Screener = current_app.extensions[SCREENER_KEY]
-    try:
-        assessment = screener.assess(upload.data)
-    except ImageError as e:
-        log.info("refused an upload: %s", e.reason)
-        raise UploadError.from_image_error(e) from e
-    image_file = None
-    if assessment.status == STATUS_OK:
-        # The screener decoded these bytes a moment ago, so decoding cannot fail here.
-        pixels = load_xray(upload.data).pixels
-        image_file = images.save(current_app.config["DATA_DIR"], assessment.input_sha256, pixels)
+    with current_app.extensions[SLOTS_KEY]:
+        try:
+            assessment = screener.assess(upload.data)
+        except ImageError as e:
+            log.info("refused an upload: %s", e.reason)
+            raise UploadError.from_image_error(e) from e
+        image_file = None
+        if assessment.status == STATUS_OK:
+            # The screener decoded these bytes a moment ago, so decoding cannot fail here.
+            pixels = load_xray(upload.data).pixels
+            image_file = images.save(current_app.config["DATA_DIR"], assessment.input_sha256, pixels)
     return store.insert_case(
         store.get_db(), _new_case(assessment, upload.case_ref, image_file), assessment.heatmap_png
     )
