@@ -1,10 +1,8 @@
 """Fixtures for the kiosk web app: an app over a temporary data folder and the tiny int8 bundle,
-its test client, and small helpers to upload files and to see what the kiosk has stored."""
+its test client, and test images."""
 
 from __future__ import annotations
 
-import io
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,13 +11,12 @@ import numpy as np
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from edge.bundle import Bundle
-from edge.webapp import create_app, images, store
+from edge.webapp import create_app
 from tests.tiny_bundle import encode
 
-AppFactory = Callable[..., Flask]
+from .helpers import AppFactory
 
 
 @pytest.fixture
@@ -67,32 +64,3 @@ def colour_photo() -> bytes:
     rng = np.random.default_rng(3)
     pixels = rng.integers(0, 256, size=(300, 300, 3), dtype=np.uint8)
     return encode(pixels, "JPEG")
-
-
-def post_file(
-    client: FlaskClient,
-    url: str,
-    data: bytes | None,
-    filename: str = "xray.jpg",
-    case_ref: str | None = None,
-    **kwargs: Any,
-) -> TestResponse:
-    """POST a multipart upload as the page and the API expect it (`data=None`: no file field)."""
-    form: dict[str, Any] = {}
-    if data is not None:
-        form["file"] = (io.BytesIO(data), filename)
-    if case_ref is not None:
-        form["case_ref"] = case_ref
-    return client.post(url, data=form, content_type="multipart/form-data", **kwargs)
-
-
-def stored_state(data_dir: Path) -> tuple[int, list[str]]:
-    """(number of case rows, sorted files under images/): what an upload may change."""
-    conn = sqlite3.connect(store.db_path(data_dir))
-    try:
-        rows = conn.execute("SELECT count(*) FROM cases").fetchone()[0]
-    finally:
-        conn.close()
-    folder = images.images_dir(data_dir)
-    files = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    return int(rows), files

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from edge.screener import INTENDED_USE
 
 from .bad_uploads import CATALOGUE, BadUpload
-from .conftest import post_file, stored_state
+from .helpers import post_file, stored_state
 
 
 def test_predict_returns_the_committed_case(client: FlaskClient, small_xray: bytes) -> None:

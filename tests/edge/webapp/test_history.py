@@ -22,7 +22,7 @@ from edge.webapp import store
 from edge.webapp.export import CSV_COLUMNS
 
 from .bad_uploads import dicom
-from .conftest import post_file
+from .helpers import post_file
 from .test_pages import alert_text
 
 XrayFactory = Callable[..., bytes]

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from .conftest import post_file
+from .helpers import post_file
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read docs/openapi.yaml: pip install pyyaml")
 

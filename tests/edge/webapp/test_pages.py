@@ -16,7 +16,7 @@ from edge.screener import INTENDED_USE
 from edge.webapp import store
 
 from .bad_uploads import CATALOGUE, BadUpload
-from .conftest import post_file, stored_state
+from .helpers import post_file, stored_state
 
 STATIC = Path(__file__).resolve().parents[3] / "edge" / "webapp" / "static"
 
@@ -92,7 +92,9 @@ def test_gate_refusal_is_recorded_and_shown_as_cannot_assess(
     assert response.status_code == 303
     page = client.get(response.headers["Location"])
     assert element_text(page.data, "label") == "CANNOT ASSESS"
-    assert element_text(page.data, "reason").startswith("cannot assess: this looks like a colour photograph")
+    assert element_text(page.data, "reason").startswith(
+        "this looks like a colour photograph, not a chest X-ray"
+    )
     assert b"heatmap.png" not in page.data
     rows, files = stored_state(data_dir)
     assert rows == 1 and files == []  # refused images are not kept for retraining

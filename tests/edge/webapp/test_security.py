@@ -13,7 +13,7 @@ from werkzeug.security import generate_password_hash
 
 from edge.webapp import security
 
-from .conftest import AppFactory, post_file, stored_state
+from .helpers import AppFactory, post_file, stored_state
 from .test_pages import alert_text
 
 CODE = "correct-horse-battery"

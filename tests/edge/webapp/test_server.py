@@ -19,7 +19,7 @@ from edge.webapp import store
 from tests.tiny_bundle import xray_bytes
 
 from .bad_uploads import CATALOGUE, MULTIPART, BadUpload, file_body
-from .conftest import stored_state
+from .helpers import stored_state
 from .kiosk_server import KioskServer
 
 CLIENTS = 4
