@@ -33,7 +33,6 @@ class KioskInfo:
     model_name: str
     model_sha256: str
     threshold: float
-    labels: tuple[str, ...]
     runtime: str
     version: str
     intended_use: str
@@ -52,7 +51,6 @@ def init_app(app: Flask, screener: Screener, version: str) -> None:
         model_name=screener.bundle.name,
         model_sha256=screener.bundle.model_sha256,
         threshold=screener.bundle.threshold,
-        labels=tuple(screener.bundle.labels),
         runtime=screener.model.runtime_name,
         version=version,
         intended_use=INTENDED_USE,
