@@ -43,21 +43,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve the PneumoEdge kiosk (pages and JSON API) with waitress.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", type=Path, default=default_model_dir(), help="model bundle folder")
     parser.add_argument(
-        "--host", default=DEFAULT_HOST, help="address to listen on; beyond loopback needs an access code"
+        "--model", type=Path, default=default_model_dir(), metavar="DIR", help="model bundle folder"
     )
-    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="TCP port")
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        metavar="ADDR",
+        help="address to listen on; beyond loopback needs an access code",
+    )
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, metavar="N", help="TCP port")
     parser.add_argument(
         "--data-dir",
         type=Path,
+        metavar="DIR",
         default=Path(DEFAULT_DATA_DIR),
         help="folder for the case database and images",
     )
-    parser.add_argument("--threads", type=_positive, default=DEFAULT_THREADS, help="request-handling threads")
+    parser.add_argument(
+        "--threads", type=_positive, default=DEFAULT_THREADS, metavar="N", help="request-handling threads"
+    )
     parser.add_argument(
         "--access-code",
         default=None,
+        metavar="CODE",
         help=f"set the operator access code (stored hashed in the data dir); prefer the {ACCESS_CODE_ENV} "
         "environment variable, since a command line is visible to other users",
     )
@@ -167,14 +176,12 @@ def _stop(_signum: int, _frame: FrameType | None) -> None:
 
 
 def _port(value: str) -> int:
-    port = int(value)
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {value}")
-    return port
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a whole number from 0 to 65535, got {value!r}")
+    return int(value)
 
 
 def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return number
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {value!r}")
+    return int(value)
