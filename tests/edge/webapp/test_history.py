@@ -18,7 +18,7 @@ from PIL import Image
 
 from edge.kermany import scan_split
 from edge.preprocess import load_xray
-from edge.webapp import store
+from edge.webapp import history, store
 from edge.webapp.export import CSV_COLUMNS
 
 from .bad_uploads import dicom
@@ -166,3 +166,19 @@ def test_dicom_patient_fields_and_file_names_are_never_stored(
     for secret in (b"Doe", b"Jane", b"PID-123456", b"20200101"):
         for blob in (dump, export, *files):
             assert secret not in blob
+
+
+def test_history_pages_newest_first(
+    client: FlaskClient, xray_bytes: XrayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history, "PAGE_SIZE", 2)
+    for seed in range(3):
+        assess(client, xray(xray_bytes, seed), f"PAGE-{seed}")
+    first = client.get("/history").data.decode()
+    assert history_case_refs(client, "") == ["PAGE-2", "PAGE-1"]
+    assert "page=2" in first and ">Older<" in first and ">Newer<" not in first
+    assert history_case_refs(client, "page=2") == ["PAGE-0"]
+    assert ">Newer<" in client.get("/history?page=2").data.decode()
+    bad = client.get("/history?page=0")
+    assert bad.status_code == 400
+    assert alert_text(bad.data) == "Cannot search: page must be a whole number from 1 to 1000000, got '0'."
