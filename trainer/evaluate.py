@@ -97,7 +97,7 @@ def read_run(run_dir: Path) -> dict[str, Any]:
             f"{run_json} not found: --run must be a finished run directory of `python -m trainer train`"
         )
     run = json.loads(run_json.read_text(encoding="utf-8"))
-    for name in (run.get("model_file", "model.keras"), "config.json"):
+    for name in (run.get("model_file", "model.keras"), "config.json", "split.csv"):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir / name} is missing: the run directory is incomplete")
     return run

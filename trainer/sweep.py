@@ -33,6 +33,8 @@ RUN_FIELDS = (
     "batch_size",
     "seed",
     "auc",
+    "auc_ci_low",
+    "auc_ci_high",
     "f1",
     "recall",
     "precision",
@@ -53,6 +55,7 @@ SUMMARY_FIELDS = (
     "auc_mean",
     "auc_range",
     "auc_min",
+    "auc_ci_width_mean",
     "f1_mean",
     "f1_range",
     "recall_mean",
@@ -142,6 +145,8 @@ def run_row(run_dir: Path, point: GridPoint) -> dict[str, Any]:
         "batch_size": point.batch_size,
         "seed": config["seed"],
         **{name: metrics[name]["value"] for name in ("auc", "f1", "recall", "precision", "specificity")},
+        "auc_ci_low": metrics["auc"]["ci95"][0],
+        "auc_ci_high": metrics["auc"]["ci95"][1],
         "threshold": run["threshold"],
         "last_epochs_val_auc_range": max(last) - min(last) if last else float("nan"),
         "epochs_run": run["epochs_run"],
@@ -170,6 +175,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "auc_mean": statistics.fmean(auc),
                 "auc_range": max(auc) - min(auc),
                 "auc_min": min(auc),
+                "auc_ci_width_mean": statistics.fmean(r["auc_ci_high"] - r["auc_ci_low"] for r in runs),
                 "f1_mean": statistics.fmean(f1),
                 "f1_range": max(f1) - min(f1),
                 "recall_mean": _mean(runs, "recall"),
@@ -223,30 +229,37 @@ def sweep_markdown(
         "",
         "Sorted by mean validation ROC AUC. *Range* = max - min over seeds; *last-epochs range* = "
         f"spread of validation AUC over the last {LAST_EPOCHS} epochs (mean over seeds). "
+        "*AUC CI width* = width of one run's 95% bootstrap interval (mean over seeds): differences "
+        "between settings smaller than about half of it are within the noise of one validation set. "
         "F1, recall, precision and specificity are at each run's own threshold.",
         "",
-        "| config | optimizer | lr (head / fine-tune) | batch | AUC mean | AUC range | F1 mean | F1 range "
-        "| recall | precision | specificity | last-epochs range | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| config | optimizer | lr (head / fine-tune) | batch | AUC mean | AUC range | AUC CI width "
+        "| F1 mean | F1 range | recall | precision | specificity | last-epochs range | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
-        lines.append(
-            f"| {s['config']} | {s['optimizer']} | {s['learning_rate']:g} / {s['fine_tune_learning_rate']:g} "
-            f"| {s['batch_size']} | {s['auc_mean']:.4f} | {s['auc_range']:.4f} | {s['f1_mean']:.4f} "
-            f"| {s['f1_range']:.4f} | {s['recall_mean']:.3f} | {s['precision_mean']:.3f} "
-            f"| {s['specificity_mean']:.3f} | {s['last_epochs_val_auc_range']:.4f} "
-            f"| {s['wall_seconds_mean']:.0f} |"
-        )
+        cells = [
+            s["config"],
+            s["optimizer"],
+            f"{s['learning_rate']:g} / {s['fine_tune_learning_rate']:g}",
+            s["batch_size"],
+            *(f"{s[k]:.4f}" for k in ("auc_mean", "auc_range", "auc_ci_width_mean", "f1_mean", "f1_range")),
+            *(f"{s[k]:.3f}" for k in ("recall_mean", "precision_mean", "specificity_mean")),
+            f"{s['last_epochs_val_auc_range']:.4f}",
+            f"{s['wall_seconds_mean']:.0f}",
+        ]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     lines += [
         "",
         "Per run:",
         "",
-        "| run | seed | AUC | F1 | recall | precision | specificity | epochs | wall s |",
+        "| run | seed | AUC (95% CI) | F1 | recall | precision | specificity | epochs | wall s |",
     ]
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         lines.append(
-            f"| {r['config']} | {r['seed']} | {r['auc']:.4f} | {r['f1']:.4f} | {r['recall']:.3f} "
+            f"| {r['config']} | {r['seed']} | {r['auc']:.4f} ({r['auc_ci_low']:.4f}-{r['auc_ci_high']:.4f}) "
+            f"| {r['f1']:.4f} | {r['recall']:.3f} "
             f"| {r['precision']:.3f} | {r['specificity']:.3f} | {r['epochs_run']} | {r['wall_seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"

@@ -77,7 +77,7 @@ def test_sweep_aggregates_finished_runs_over_seeds(tmp_path: Path):
     assert float(adam["last_epochs_val_auc_range"]) == pytest.approx((0.03 + 0.01) / 2)
     assert adam["seeds"] == "2"
     markdown = (tmp_path / "out" / "sweep.md").read_text()
-    assert "| adam-lr0.001-bs32 | adam | 0.001 / 0.0001 | 32 | 0.9400 | 0.0200 |" in markdown
+    assert "| adam-lr0.001-bs32 | adam | 0.001 / 0.0001 | 32 | 0.9400 | 0.0200 | 0.1000 |" in markdown
     assert "screening aid" in markdown
     with (tmp_path / "out" / "sweep_runs.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == 4
@@ -100,6 +100,8 @@ def test_summarise_sorts_by_mean_auc():
             "fine_tune_learning_rate": 1e-4,
             "batch_size": 32,
             "auc": auc,
+            "auc_ci_low": auc - 0.02,
+            "auc_ci_high": auc + 0.02,
             "f1": 0.8,
             "recall": 0.97,
             "precision": 0.8,
@@ -112,3 +114,4 @@ def test_summarise_sorts_by_mean_auc():
     summary = summarise(rows)
     assert [s["config"] for s in summary] == ["b", "a"]
     assert summary[1]["auc_mean"] == pytest.approx(0.81)
+    assert summary[1]["auc_ci_width_mean"] == pytest.approx(0.04)
