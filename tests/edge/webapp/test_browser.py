@@ -187,3 +187,28 @@ def test_upload_result_confirm_history_and_exports(
 
     problems = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert problems == []  # no CSP violations, no missing assets, no script errors
+
+
+DROP_FILE_JS = """
+const [name, b64] = arguments;
+const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+const transfer = new DataTransfer();
+transfer.items.add(new File([bytes], name, {type: "image/jpeg"}));
+const zone = document.getElementById("dropzone");
+for (const type of ["dragenter", "dragover", "drop"]) {
+  zone.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: transfer}));
+}
+return document.getElementById("file").files.length;
+"""
+
+
+def test_an_x_ray_dropped_on_the_page_is_assessed(kiosk: KioskServer, browser: WebDriver) -> None:
+    browser.get(f"http://127.0.0.1:{kiosk.port}/")
+    wait_for(browser, "#access_code").send_keys(ACCESS_CODE)
+    browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    wait_for(browser, "#dropzone")
+    jpeg = base64.b64encode(xray_bytes(seed=22, width=400, height=480)).decode()
+    assert browser.execute_script(DROP_FILE_JS, "dropped.jpg", jpeg) == 1
+    assert browser.find_element(By.ID, "dz-text").text == "Ready: dropped.jpg"
+    browser.find_element(By.ID, "assess").click()
+    assert wait_for(browser, "#label").text in ("NORMAL", "PNEUMONIA")
