@@ -161,7 +161,7 @@ def _require_access() -> Response | None:
     access = guard()
     if not access.enabled or request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    if request.blueprint == "api":
+    if is_api_request():
         return _require_bearer(access)
     if session.get("operator") == access.fingerprint:
         return None
