@@ -83,7 +83,11 @@ IMAGE_SHA=""
 
 check_prerequisites() {
 	local tools=(dd sha256sum head readlink stat)
-	case "$IMAGE" in *.xz) tools+=(xz) ;; *.gz) tools+=(gzip) ;; esac
+	case "$IMAGE" in
+	*.xz) tools+=(xz) ;;
+	*.gz) tools+=(gzip) ;;
+	*.zip | *.bz2 | *.zst | *.7z) die "${IMAGE}: this compression is not supported; decompress it to .img (or use .img.xz / .img.gz)" ;;
+	esac
 	need "${tools[@]}"
 }
 

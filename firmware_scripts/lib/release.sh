@@ -26,6 +26,20 @@ verify_sha256sums() {
 	fi
 }
 
+# check_tar_members TARBALL: a bundle holds only plain files and folders under relative paths,
+# so unpacking it cannot write outside the scratch folder (no links, devices, /abs or ../ paths).
+check_tar_members() {
+	local tarball="$1" listing names
+	listing="$(tar -tvzf "$tarball" 2>/dev/null)" || die "${tarball} is not a readable .tar.gz; copy it again"
+	names="$(tar -tzf "$tarball")"
+	if cut -c1 <<<"$listing" | grep -qv '^[-d]$'; then
+		die "${tarball} holds links or special files; bundles from build-bundle.sh never do. Nothing was installed."
+	fi
+	if grep -qE '^/|(^|/)\.\.(/|$)' <<<"$names"; then
+		die "${tarball} holds absolute or ../ paths; refusing to unpack it. Nothing was installed."
+	fi
+}
+
 # stage_bundle TARBALL: check the tarball's .sha256 (when present), unpack it to a scratch
 # folder, verify SHA256SUMS and read the MANIFEST. Nothing is installed before this passes.
 stage_bundle() {
@@ -39,6 +53,7 @@ stage_bundle() {
 	else
 		warn "no ${sidecar} next to the bundle; relying on the SHA256SUMS inside it"
 	fi
+	check_tar_members "$tarball"
 	scratch="$(mktemp -d "${TMPDIR:-/var/tmp}/pneumoedge-stage.XXXXXX")"
 	cleanup_on_exit "$scratch"
 	tar -xzf "$tarball" -C "$scratch" --no-same-owner ||

@@ -188,3 +188,13 @@ def test_dry_run_writes_nothing(machine: FakeMachine, image: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "About to ERASE" in result.stderr and "would run" in result.stderr
     assert set(device.read_bytes()) == {0xAA}
+
+
+def test_refuses_an_unsupported_compression(machine: FakeMachine, tmp_path: Path) -> None:
+    device = machine.disk("sdz")
+    packed = tmp_path / "pneumoedge.img.zip"
+    packed.write_bytes(b"PK\x03\x04 not really")
+    result = _flash(machine, packed, device, "--yes")
+    assert result.returncode != 0
+    assert "not supported" in result.stderr
+    assert set(device.read_bytes()) == {0xAA}

@@ -167,3 +167,12 @@ def test_read_only_root_with_data_partition(tiny_dep_bundle: Path, tmp_path: Pat
     mount = (root / "etc/systemd/system/var-lib-pneumoedge.mount").read_text()
     assert "What=/dev/disk/by-label/PNEUMODATA" in mount and "Where=/var/lib/pneumoedge" in mount
     assert "raspi-config nonint do_overlayfs 0" in result.stderr
+
+
+def test_a_bundle_with_links_is_refused_before_unpacking(tiny_dep_bundle: Path, tmp_path: Path) -> None:
+    bad = repack(tiny_dep_bundle, tmp_path / "link.tar.gz", lambda top: (top / "app/etc").symlink_to("/etc"))
+    root = tmp_path / "root"
+    result = _provision(root, bad, tmp_path)
+    assert result.returncode != 0
+    assert "links or special files" in result.stderr
+    assert _installed_anything(root) == []
