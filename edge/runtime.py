@@ -98,7 +98,7 @@ class TfliteModel:
         self.num_threads = num_threads
         try:
             self._interpreter = interpreter_class(model_path=str(self.model_path), num_threads=num_threads)
-        except ValueError as e:
+        except (ValueError, RuntimeError) as e:
             raise ValueError(f"{self.model_path} is not a loadable TFLite model: {e}") from e
         signatures = self._interpreter.get_signature_list()
         if len(signatures) != 1:
@@ -118,6 +118,12 @@ class TfliteModel:
             name: tuple(int(d) for d in details["shape"]) for name, details in output_details.items()
         }
         self._output_quant = {name: _Quantisation.of(details) for name, details in output_details.items()}
+        for name, quant in [(self.input_name, self._input_quant), *self._output_quant.items()]:
+            if quant.dtype in (np.int8, np.uint8) and not quant.quantised:
+                raise ValueError(
+                    f"{self.model_path}: tensor {name!r} is {quant.dtype} without per-tensor scale and "
+                    "zero point; export inputs and outputs with per-tensor quantisation"
+                )
         self._lock = threading.Lock()
         log.info(
             "loaded %s with %s: input %s %s, outputs %s",

@@ -94,6 +94,13 @@ def test_quantisation_round_trips_for_both_integer_types(dtype):
     np.testing.assert_allclose(quant.dequantise(quant.quantise(real)), real)
 
 
+def test_quantisation_of_int8_and_uint8_tensors_is_read(tiny_bundle_int8):
+    model = TfliteModel(tiny_bundle_int8.model_path)
+    assert model._input_quant.dtype == np.uint8
+    assert {q.dtype for q in model._output_quant.values()} == {np.dtype(np.int8)}
+    assert all(q.quantised for q in model._output_quant.values())
+
+
 def test_quantisation_saturates_instead_of_wrapping():
     quant = _Quantisation(np.dtype(np.int8), scale=1.0, zero_point=0)
     assert quant.quantise(np.array([300.0, -300.0])).tolist() == [127, -128]
