@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -152,12 +153,24 @@ def _stretch_to_uint8(values: np.ndarray) -> np.ndarray:
 
 def _load_dicom(data: bytes) -> XrayImage:
     import pydicom  # imported here: only DICOM uploads pay for it
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
     except Exception as e:  # pydicom raises many types for malformed files
         raise ImageError("corrupt", f"The DICOM file could not be read ({type(e).__name__}).") from e
+    try:
+        return _dicom_to_xray(ds)
+    except ImageError:
+        raise
+    except Exception as e:  # elements are parsed lazily: a damaged one fails here, with any type
+        # Only the type is shown: a message could quote element values.
+        raise ImageError("corrupt", f"The DICOM file has damaged image elements ({type(e).__name__}).") from e
+
+
+def _dicom_to_xray(ds: Any) -> XrayImage:
+    """Pixels through the modality LUT and VOI window, MONOCHROME1 inverted; patient fields untouched."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
     if "PixelData" not in ds:
         raise ImageError("no_pixels", "The DICOM file holds no image.")
     rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))

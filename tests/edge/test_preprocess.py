@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import struct
@@ -205,6 +206,25 @@ def test_dicom_rescale_then_window_are_applied():
     middle = image.pixels[0, (columns > 920) & (columns < 1080)]
     assert middle.min() > 0
     assert middle.max() < 255
+
+
+def test_dicom_with_an_impossible_window_is_corrupt():
+    with pytest.raises(ImageError, match="damaged image elements") as caught:
+        load_xray(dicom_bytes(ramp12(), WindowCenter=100, WindowWidth=0))
+    assert caught.value.reason == "corrupt"
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")  # pydicom on damaged UIDs
+@pytest.mark.parametrize("kind", ["JPEG", "PNG", "DICOM"])
+def test_random_damage_only_ever_raises_image_error(kind):
+    base = dicom_bytes(ramp12()) if kind == "DICOM" else encode(synthetic_xray(9, 200, 240), kind)
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        damaged = bytearray(base)
+        for position in rng.integers(0, len(base), size=int(rng.integers(1, 9))):
+            damaged[position] = int(rng.integers(0, 256))
+        with contextlib.suppress(ImageError):  # anything else fails the test
+            load_xray(bytes(damaged))
 
 
 def test_compressed_dicom_that_cannot_be_decoded_says_how_to_fix_it():
