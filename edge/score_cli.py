@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders (recursive)")
     parser.add_argument("--model", type=Path, default=default_model_dir(), help="model bundle folder")
     parser.add_argument("--csv", type=Path, default=None, help="write the CSV here instead of stdout")
-    parser.add_argument("--num-threads", type=int, default=None, help="TFLite threads (default: runtime's)")
+    parser.add_argument(
+        "--num-threads", type=_positive, default=None, help="TFLite threads (default: the runtime's choice)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -100,6 +102,13 @@ def score_file(screener: Screener, path: Path) -> dict[str, str]:
     if assessment.probability is not None:
         row["probability"] = f"{assessment.probability:.4f}"
     return {**row, "status": assessment.status, "label": assessment.label or "", "detail": assessment.detail}
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return number
 
 
 def format_csv(rows: Iterable[dict[str, str]]) -> str:

@@ -124,3 +124,10 @@ def test_help_shows_defaults_and_intended_use(capsys):
     out = capsys.readouterr().out
     assert "mobilenetv2-int8" in out
     assert "not a diagnosis" in out
+
+
+def test_num_threads_must_be_positive(xray_file, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["score", "--num-threads", "0", str(xray_file())])
+    assert exited.value.code == 2
+    assert "must be at least 1, got 0" in capsys.readouterr().err
