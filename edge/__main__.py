@@ -16,7 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="PneumoEdge: offline chest X-ray pneumonia screening aid (not a diagnosis).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     score_cli.register(subparsers)
     serve_cli.register(subparsers)
