@@ -36,9 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders (recursive)")
     parser.add_argument("--model", type=Path, default=default_model_dir(), help="model bundle folder")
-    parser.add_argument("--csv", type=Path, default=None, help="write the CSV here (None: stdout)")
+    parser.add_argument("--csv", type=Path, default=None, help="write the CSV to this file (None: stdout)")
     parser.add_argument(
-        "--num-threads", type=_positive, default=None, help="TFLite interpreter threads (None: the runtime chooses)"
+        "--num-threads", type=_positive, default=None, help="TFLite threads (None: the runtime chooses)"
     )
     parser.set_defaults(func=run)
 
