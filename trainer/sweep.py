@@ -56,6 +56,7 @@ SUMMARY_FIELDS = (
     "auc_range",
     "auc_min",
     "auc_ci_width_mean",
+    "auc_vs_reference",
     "f1_mean",
     "f1_range",
     "recall_mean",
@@ -86,6 +87,11 @@ def grid(
 ) -> list[GridPoint]:
     """Every combination, optimizer-major, in the order given."""
     return [GridPoint(o, lr, b) for o in optimizers for lr in learning_rates for b in batch_sizes]
+
+
+def reference_point(base: TrainConfig) -> GridPoint:
+    """The grid point of the base settings (the shipped model's: Adam, 1e-3, batch 32)."""
+    return GridPoint(base.optimizer, base.head_learning_rate, base.batch_size)
 
 
 def run_config(base: TrainConfig, point: GridPoint, seed: int, fine_tune_ratio: float) -> TrainConfig:
@@ -155,11 +161,16 @@ def run_row(run_dir: Path, point: GridPoint) -> dict[str, Any]:
     }
 
 
-def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per grid point over its seeds, best mean validation AUC first."""
+def summarise(rows: Sequence[dict[str, Any]], reference: str | None = None) -> list[dict[str, Any]]:
+    """One row per grid point over its seeds, best mean validation AUC first.
+
+    `auc_vs_reference` compares each point with the `reference` point seed by seed (same
+    validation patients), which removes the split's share of the noise from the comparison.
+    """
     by_config: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_config.setdefault(row["config"], []).append(row)
+    reference_auc = {r["seed"]: r["auc"] for r in by_config.get(reference or "", [])}
     summary = []
     for name, runs in by_config.items():
         auc = [r["auc"] for r in runs]
@@ -176,6 +187,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "auc_range": max(auc) - min(auc),
                 "auc_min": min(auc),
                 "auc_ci_width_mean": statistics.fmean(r["auc_ci_high"] - r["auc_ci_low"] for r in runs),
+                "auc_vs_reference": _paired_difference(runs, reference_auc),
                 "f1_mean": statistics.fmean(f1),
                 "f1_range": max(f1) - min(f1),
                 "recall_mean": _mean(runs, "recall"),
@@ -197,7 +209,7 @@ def write_tables(
     fine_tune_ratio: float,
 ) -> None:
     """sweep.csv (per grid point), sweep_runs.csv (per run) and sweep.md (both, with the budget)."""
-    summary = summarise(rows)
+    summary = summarise(rows, reference_point(base).name)
     write_text_atomic(out_dir / "sweep.csv", _csv(summary, SUMMARY_FIELDS))
     write_text_atomic(out_dir / "sweep_runs.csv", _csv(rows, RUN_FIELDS))
     write_text_atomic(out_dir / "sweep.md", sweep_markdown(summary, rows, base, seeds, fine_tune_ratio))
@@ -231,11 +243,14 @@ def sweep_markdown(
         f"spread of validation AUC over the last {LAST_EPOCHS} epochs (mean over seeds). "
         "*AUC CI width* = width of one run's 95% bootstrap interval (mean over seeds): differences "
         "between settings smaller than about half of it are within the noise of one validation set. "
+        f"*AUC vs {reference_point(base).name}* = mean over seeds of the AUC difference to that "
+        "setting (the shipped model's) on the same validation patients. "
         "F1, recall, precision and specificity are at each run's own threshold.",
         "",
         "| config | optimizer | lr (head / fine-tune) | batch | AUC mean | AUC range | AUC CI width "
-        "| F1 mean | F1 range | recall | precision | specificity | last-epochs range | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| AUC vs {reference_point(base).name} | F1 mean | F1 range | recall | precision | specificity "
+        "| last-epochs range | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
         cells = [
@@ -243,7 +258,9 @@ def sweep_markdown(
             s["optimizer"],
             f"{s['learning_rate']:g} / {s['fine_tune_learning_rate']:g}",
             s["batch_size"],
-            *(f"{s[k]:.4f}" for k in ("auc_mean", "auc_range", "auc_ci_width_mean", "f1_mean", "f1_range")),
+            *(f"{s[k]:.4f}" for k in ("auc_mean", "auc_range", "auc_ci_width_mean")),
+            f"{s['auc_vs_reference']:+.4f}",
+            *(f"{s[k]:.4f}" for k in ("f1_mean", "f1_range")),
             *(f"{s[k]:.3f}" for k in ("recall_mean", "precision_mean", "specificity_mean")),
             f"{s['last_epochs_val_auc_range']:.4f}",
             f"{s['wall_seconds_mean']:.0f}",
@@ -270,6 +287,11 @@ def _finished_with(run_dir: Path, config: TrainConfig) -> bool:
     if not (run_dir / "run.json").is_file() or not (run_dir / "config.json").is_file():
         return False
     return TrainConfig.load(run_dir / "config.json") == config
+
+
+def _paired_difference(runs: Sequence[dict[str, Any]], reference_auc: dict[int, float]) -> float:
+    pairs = [r["auc"] - reference_auc[r["seed"]] for r in runs if r["seed"] in reference_auc]
+    return statistics.fmean(pairs) if pairs else float("nan")
 
 
 def _mean(runs: Sequence[dict[str, Any]], key: str) -> float:

@@ -77,7 +77,10 @@ def test_sweep_aggregates_finished_runs_over_seeds(tmp_path: Path):
     assert float(adam["last_epochs_val_auc_range"]) == pytest.approx((0.03 + 0.01) / 2)
     assert adam["seeds"] == "2"
     markdown = (tmp_path / "out" / "sweep.md").read_text()
-    assert "| adam-lr0.001-bs32 | adam | 0.001 / 0.0001 | 32 | 0.9400 | 0.0200 | 0.1000 |" in markdown
+    assert (
+        "| adam-lr0.001-bs32 | adam | 0.001 / 0.0001 | 32 | 0.9400 | 0.0200 | 0.1000 | +0.0000 |" in markdown
+    )
+    assert float(sgd["auc_vs_reference"]) == pytest.approx(((0.96 - 0.95) + (0.90 - 0.93)) / 2)
     assert "screening aid" in markdown
     with (tmp_path / "out" / "sweep_runs.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == 4
@@ -91,10 +94,11 @@ def test_a_run_with_other_settings_is_not_reused(tmp_path: Path):
         sweep(BASE, tmp_path / "data", tmp_path / "out", tmp_path / "runs", [point], [1], 0.1)
 
 
-def test_summarise_sorts_by_mean_auc():
+def test_summarise_sorts_by_mean_auc_and_pairs_seeds_with_the_reference():
     rows = [
         {
             "config": c,
+            "seed": seed,
             "optimizer": "adam",
             "learning_rate": 1e-3,
             "fine_tune_learning_rate": 1e-4,
@@ -109,9 +113,11 @@ def test_summarise_sorts_by_mean_auc():
             "last_epochs_val_auc_range": 0.0,
             "wall_seconds": 10.0,
         }
-        for c, auc in (("a", 0.80), ("b", 0.90), ("a", 0.82), ("b", 0.88))
+        for c, seed, auc in (("a", 1, 0.80), ("b", 1, 0.90), ("a", 2, 0.82), ("b", 2, 0.88))
     ]
-    summary = summarise(rows)
+    summary = summarise(rows, reference="a")
     assert [s["config"] for s in summary] == ["b", "a"]
     assert summary[1]["auc_mean"] == pytest.approx(0.81)
     assert summary[1]["auc_ci_width_mean"] == pytest.approx(0.04)
+    assert summary[0]["auc_vs_reference"] == pytest.approx(((0.90 - 0.80) + (0.88 - 0.82)) / 2)
+    assert summary[1]["auc_vs_reference"] == 0.0
