@@ -53,7 +53,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="kiosk-latency-") as data_dir:
         port = free_port()
-        server = start_server(args.model, port, Path(data_dir), args.threads)
+        server = start_server(args.model, port, Path(data_dir), args.threads, args.scoring_slots)
         sampler = RssSampler(server.pid)
         sampler.start()
         try:
@@ -94,6 +94,7 @@ def parse_args() -> argparse.Namespace:
         "--requests-per-client", type=int, default=25, help="requests each concurrent client sends"
     )
     parser.add_argument("--threads", type=int, default=4, help="server request threads (--threads of serve)")
+    parser.add_argument("--scoring-slots", type=int, default=1, help="--scoring-slots of serve")
     parser.add_argument("--width", type=int, default=2000, help="test image width in pixels")
     parser.add_argument("--height", type=int, default=1700, help="test image height in pixels")
     parser.add_argument(
@@ -140,10 +141,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(model: Path, port: int, data_dir: Path, threads: int) -> subprocess.Popen[bytes]:
+def start_server(model: Path, port: int, data_dir: Path, threads: int, slots: int) -> subprocess.Popen[bytes]:
     command = [
         sys.executable, "-m", "edge", "serve", "--model", str(model), "--host", "127.0.0.1",
         "--port", str(port), "--data-dir", str(data_dir), "--threads", str(threads),
+        "--scoring-slots", str(slots),
     ]  # fmt: skip
     env = {key: value for key, value in os.environ.items() if key != "PNEUMOEDGE_ACCESS_CODE"}
     return subprocess.Popen(command, cwd=REPO, env=env)

@@ -31,6 +31,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_DATA_DIR = "kiosk-data"
 DEFAULT_THREADS = 4
+DEFAULT_SCORING_SLOTS = 1
 ACCESS_CODE_ENV = "PNEUMOEDGE_ACCESS_CODE"
 _M_ARENA_MAX = -8  # from glibc's malloc.h
 
@@ -62,6 +63,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--threads", type=_positive, default=DEFAULT_THREADS, metavar="N", help="request-handling threads"
+    )
+    parser.add_argument(
+        "--scoring-slots",
+        type=_positive,
+        default=DEFAULT_SCORING_SLOTS,
+        metavar="N",
+        help="uploads scored at the same time (others wait); each needs tens of MB while it is scored",
     )
     parser.add_argument(
         "--access-code",
@@ -122,7 +130,13 @@ def _build_app(args: argparse.Namespace) -> Flask:
             f"or pass --access-code, or listen on {DEFAULT_HOST}"
         )
     try:
-        return create_app({"DATA_DIR": str(data_dir.resolve()), "MODEL_DIR": str(args.model)})
+        return create_app(
+            {
+                "DATA_DIR": str(data_dir.resolve()),
+                "MODEL_DIR": str(args.model),
+                "SCORING_SLOTS": args.scoring_slots,
+            }
+        )
     except BundleError as e:
         raise StartupError(f"the model bundle cannot be used: {e}") from e
     except (OSError, sqlite3.Error, RuntimeError, ValueError) as e:

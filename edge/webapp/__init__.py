@@ -31,7 +31,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         MODEL_DIR=str(default_model_dir()),
         MODEL_THREADS=None,
         # Uploads scored at the same time (the rest wait): bounds memory on a small board.
-        SCORING_SLOTS=2,
+        SCORING_SLOTS=1,
         MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
         SESSION_COOKIE_SAMESITE="Strict",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
