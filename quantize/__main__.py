@@ -50,6 +50,9 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--prune-epochs", type=int, default=defaults.epochs)
     parser.add_argument("--prune-learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument(
+        "--prune-min-weights", type=int, default=defaults.min_weights, help="smaller layers stay dense"
+    )
     parser.add_argument("--threads", type=int, default=2, help="TFLite threads while scoring")
     parser.set_defaults(func=_export)
 
@@ -65,7 +68,10 @@ def _export(args: argparse.Namespace) -> int:
         threads=args.threads,
         data_root=args.data,
         prune=PruneSettings(
-            sparsity=args.sparsity, epochs=args.prune_epochs, learning_rate=args.prune_learning_rate
+            sparsity=args.sparsity,
+            epochs=args.prune_epochs,
+            learning_rate=args.prune_learning_rate,
+            min_weights=args.prune_min_weights,
         ),
     )
     for bundle in export(args.run, args.out, settings):

@@ -113,7 +113,10 @@ def _export_variant(
     if variant.startswith("pruned"):
         assert inputs.train is not None
         model = prune(model, inputs.train.images, inputs.train.labels, settings.prune)
-        provenance["pruning"] = {**asdict(settings.prune), "measured_sparsity": measured_sparsity(model)}
+        provenance["pruning"] = {
+            **asdict(settings.prune),
+            "measured_sparsity": measured_sparsity(model, settings.prune.min_weights),
+        }
         provenance["sparsity"] = provenance["pruning"]["measured_sparsity"]["pruned_kernels"]
     integer = variant in INTEGER_VARIANTS
     model_bytes = to_tflite(model, run.feature_layer, integer, inputs.calibration.images if integer else None)

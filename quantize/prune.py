@@ -1,10 +1,12 @@
 """Magnitude pruning with tensorflow-model-optimization, a short fine-tune, then the plain model back.
 
-Pruned: every Conv2D (the 1x1 expand/project convolutions hold almost all MobileNet weights) and the
-Dense head. Not pruned: depthwise convolutions (few weights, and each one is a whole channel's only
-filter), BatchNorm, and layers tfmot cannot prune (Rescaling, Concatenate). Sparsity ramps from 0 to
-the target over the first 60% of the fine-tune steps (PolynomialDecay), so the remaining steps let
-the surviving weights recover. BatchNorm stays in inference mode, as in the trainer's fine-tuning.
+Pruned: every Conv2D and Dense layer with at least `min_weights` kernel weights (the 1x1
+expand/project convolutions of the later blocks hold almost all MobileNet weights). Not pruned: the
+small early convolutions and the Dense head (about 2% of the weights, but everything flows through
+them), depthwise convolutions (each is a whole channel's only filter), BatchNorm, and layers tfmot
+cannot prune (Rescaling, Concatenate). Sparsity ramps from 0 to the target over the first half of the
+fine-tune steps (PolynomialDecay), so the second half lets the surviving weights recover.
+BatchNorm stays in inference mode, as in the trainer's fine-tuning.
 The fine-tune uses the training subset with class weights and no augmentation.
 """
 
@@ -20,7 +22,7 @@ from quantize.tf_env import keras, tf
 
 log = logging.getLogger(__name__)
 
-RAMP_SHARE = 0.6  # share of fine-tune steps over which sparsity ramps up to the target
+RAMP_SHARE = 0.5  # share of fine-tune steps over which sparsity ramps up to the target
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class PruneSettings:
     epochs: int = 1
     batch_size: int = 32
     learning_rate: float = 1e-4
+    min_weights: int = 10_000  # layers with fewer kernel weights stay dense
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -38,11 +41,13 @@ class PruneSettings:
             raise ValueError(f"prune epochs must be >= 1, got {self.epochs}")
 
 
-def is_prunable(layer: keras.layers.Layer) -> bool:
-    """Conv2D and Dense are pruned; DepthwiseConv2D (a Conv2D subclass) is not."""
+def is_prunable(layer: keras.layers.Layer, min_weights: int = 0) -> bool:
+    """Conv2D and Dense with >= min_weights kernel weights; DepthwiseConv2D (a Conv2D subclass) is not."""
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         return False
-    return isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+    if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+        return False
+    return int(np.prod(layer.kernel.shape)) >= min_weights
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -66,7 +71,7 @@ def prune(model: keras.Model, images: np.ndarray, labels: np.ndarray, settings: 
     )
 
     def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
-        if is_prunable(layer):
+        if is_prunable(layer, settings.min_weights):
             return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
         return layer.__class__.from_config(layer.get_config())  # a copy: sharing would tangle the graphs
 
@@ -124,11 +129,11 @@ def _copy_weights(original: keras.Model, wrapped: keras.Model) -> None:
         inner.set_weights(source.get_weights())
 
 
-def measured_sparsity(model: keras.Model) -> dict[str, float | int]:
+def measured_sparsity(model: keras.Model, min_weights: int) -> dict[str, float | int]:
     """Zero share of the pruned layers' kernels, and of every weight in the model, from the weights."""
     pruned_zeros = pruned_total = 0
     for layer in model.layers:
-        if is_prunable(layer):
+        if is_prunable(layer, min_weights):
             kernel = layer.kernel.numpy()
             pruned_zeros += int((kernel == 0).sum())
             pruned_total += kernel.size

@@ -120,7 +120,9 @@ def tiny_models(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
     models = tmp_path_factory.mktemp("models")
     settings = ExportSettings(
-        calibration_images=16, ood_images=40, prune=PruneSettings(sparsity=0.6, epochs=3, batch_size=8)
+        calibration_images=16,
+        ood_images=40,
+        prune=PruneSettings(sparsity=0.6, epochs=3, batch_size=8, min_weights=100),
     )
     export(tiny_run, models / "tiny", settings)
     return models

@@ -20,6 +20,22 @@ def test_sparsity_outside_zero_one_is_refused(sparsity):
         PruneSettings(sparsity=sparsity)
 
 
+def test_only_conv_and_dense_layers_with_enough_weights_are_pruned():
+    from quantize.prune import is_prunable
+    from quantize.tf_env import keras
+
+    inputs = keras.Input((16, 16, 4))
+    small = keras.layers.Conv2D(2, 1)
+    big = keras.layers.Conv2D(64, 3)
+    depthwise = keras.layers.DepthwiseConv2D(3, depth_multiplier=64)
+    for layer in (small, big, depthwise):
+        layer(inputs)
+    assert not is_prunable(small, min_weights=100)  # 8 weights
+    assert is_prunable(big, min_weights=100)  # 2304 weights
+    assert not is_prunable(depthwise, min_weights=0)
+    assert not is_prunable(keras.layers.Rescaling(0.5))
+
+
 def test_export_of_a_missing_run_exits_2_with_the_fix(tmp_path, caplog):
     assert main(["export", "--run", str(tmp_path / "nope"), "--out", str(tmp_path / "m" / "x")]) == 2
     assert "is not a finished training run" in caplog.text
