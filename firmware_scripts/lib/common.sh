@@ -3,8 +3,9 @@
 # honour --dry-run and --root, dependency checks, config loading and clean-up on exit.
 # Sourced, never executed. Each script sets SCRIPT_NAME before sourcing and calls init_common.
 
-# Where this library and its sibling scripts live (the scripts are shipped inside every bundle).
-FIRMWARE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Where this library and its sibling scripts live (shipped inside every bundle). The physical
+# path: an update that moves `current` must not switch the running script to the new release's files.
+FIRMWARE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 
 DRY_RUN="${DRY_RUN:-0}"
 ROOT_DIR="${ROOT_DIR:-}"
