@@ -116,12 +116,12 @@ ensure_user() {
 		log "user ${name} exists"
 		return 0
 	fi
-	local args=(--system --user-group --shell /usr/sbin/nologin --home-dir "$home")
+	local args=(--system --user-group --shell /usr/sbin/nologin --home-dir "$home") joined
 	if [[ "$home" == /nonexistent ]]; then args+=(--no-create-home); else args+=(--create-home); fi
-	if ((${#groups[@]})); then args+=(--groups "$(
-		IFS=,
-		echo "${groups[*]}"
-	)"); fi
+	if ((${#groups[@]})); then
+		joined="$(printf '%s,' "${groups[@]}")"
+		args+=(--groups "${joined%,}")
+	fi
 	run_system useradd "${args[@]}" "$name"
 }
 
@@ -130,11 +130,11 @@ create_users() {
 	[[ "$WITH_KIOSK" == 0 ]] || ensure_user "$KIOSK_USER" "/var/lib/${KIOSK_USER}" video render input
 }
 
+# The data partition (if any) is mounted first, so the ownership applies to the records' file system.
 prepare_data_dir() {
-	run install -d -m 0750 "${ROOT_DIR}${DATA_DIR}"
-	run_system chown "${SERVICE_USER}:${SERVICE_USER}" "${DATA_DIR}"
 	if [[ -n "$DATA_PARTITION_LABEL" ]]; then
 		local unit tmp
+		need systemd-escape
 		unit="$(systemd-escape --path --suffix=mount "$DATA_DIR")"
 		tmp="$(mktemp)"
 		cleanup_on_exit "$tmp"
@@ -145,6 +145,9 @@ prepare_data_dir() {
 	else
 		log "DATA_DIR ${DATA_DIR} stays on the root file system (no DATA_PARTITION_LABEL)"
 	fi
+	run install -d -m 0750 "${ROOT_DIR}${DATA_DIR}"
+	run_system chown "${SERVICE_USER}:${SERVICE_USER}" "${DATA_DIR}"
+	run_system chmod 0750 "${DATA_DIR}"
 }
 
 install_and_switch() {
