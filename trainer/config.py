@@ -20,7 +20,7 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 @dataclass
 class TrainConfig:
-    """Defaults are the shipped model's settings; see README 'What the sweep taught us'."""
+    """Defaults are the shipped model's settings; see docs/training.md 'What the sweep taught us'."""
 
     architecture: str = "mobilenetv2"  # mobilenetv2 (alpha 1.0) or mobilenet (v1, alpha 0.25)
     alpha: float = 1.0

@@ -1,7 +1,8 @@
 """One training run, start to finish, into a run directory that describes itself.
 
 Run directory: model.keras (best validation AUC), config.json, run.json (command, commit, hashes,
-threshold, timings), split.csv (patient-level), history.csv, val_predictions.csv, metrics.json, train.log.
+threshold, timings), split.csv (patient-level), history.csv, val_predictions.csv, metrics.json, train.log,
+and the plots roc.png, confusion.png, training_curves.png (trainer/plots.py).
 """
 
 from __future__ import annotations
