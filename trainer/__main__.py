@@ -145,7 +145,10 @@ def _train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     from trainer.train import train  # TensorFlow loads only once the options are known to be good
 
-    train(config, args.data, args.out)
+    try:
+        train(config, args.data, args.out)
+    except FileNotFoundError as e:  # the data folder: scan_split says which layout it expected
+        sys.exit(f"train: {e}")
     return 0
 
 
@@ -231,7 +234,10 @@ def _sweep(args: argparse.Namespace) -> int:
     from trainer.sweep import grid, sweep
 
     points = grid(args.optimizers, args.learning_rates, args.batch_sizes)
-    sweep(config, args.data, args.out, args.runs_dir, points, args.seeds, args.fine_tune_ratio)
+    try:
+        sweep(config, args.data, args.out, args.runs_dir, points, args.seeds, args.fine_tune_ratio)
+    except FileNotFoundError as e:
+        sys.exit(f"sweep: {e}")
     return 0
 
 

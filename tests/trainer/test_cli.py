@@ -59,3 +59,16 @@ def test_unknown_optimizer_is_a_usage_error(capsys: pytest.CaptureFixture[str]):
         main(["sweep", "--out", "x", "--optimizers", "adagrad"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'adagrad'" in capsys.readouterr().err
+
+
+def test_missing_data_folder_is_a_message_not_a_traceback(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer", "train", "--data", str(tmp_path), "--out", str(tmp_path / "run")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "expected the Kermany layout" in result.stderr
+    assert "Traceback" not in result.stderr
