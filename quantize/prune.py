@@ -27,8 +27,8 @@ RAMP_SHARE = 0.5  # share of fine-tune steps over which sparsity ramps up to the
 
 @dataclass(frozen=True)
 class PruneSettings:
-    sparsity: float = 0.5  # share of each pruned kernel's weights set to zero
-    epochs: int = 1
+    sparsity: float = 0.7  # share of each pruned kernel's weights set to zero (the shipped model's)
+    epochs: int = 3
     batch_size: int = 32
     learning_rate: float = 1e-4
     min_weights: int = 10_000  # layers with fewer kernel weights stay dense
