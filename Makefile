@@ -15,7 +15,7 @@ KIOSK_DATA ?= kiosk-data
 EDGE_VENV := .venv-edge
 TRAIN_VENV := .venv
 
-.PHONY: help kiosk test test-all lint train evaluate export benchmark clean
+.PHONY: help kiosk test lint train evaluate sweep export benchmark clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ train: $(TRAIN_VENV)/.installed ## train the shipped model's recipe into $(RUN)
 
 evaluate: $(TRAIN_VENV)/.installed ## evaluate $(RUN) on its held-out validation patients
 	$(TRAIN_VENV)/bin/python -m trainer evaluate --run $(RUN) --data $(DATA)
+
+sweep: $(TRAIN_VENV)/.installed ## compare optimizers, learning rates and batch sizes on a small budget -> reports/sweep/
+	$(TRAIN_VENV)/bin/python -m trainer sweep --data $(DATA) --out reports/sweep
 
 export: $(TRAIN_VENV)/.installed ## export $(RUN) into float32, int8 and pruned int8 bundles under models/
 	$(TRAIN_VENV)/bin/python -m quantize export --run $(RUN) --out models/mobilenetv2
