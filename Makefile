@@ -11,11 +11,12 @@ DATA ?= ../shared/data/chest_xray
 WEIGHTS ?= ../shared/weights/mobilenet_v2_1.0_224_no_top_from_tfslim.h5
 RUN ?= runs/mobilenetv2
 KIOSK_DATA ?= kiosk-data
+WHEELHOUSE ?= $(HOME)/.cache/pneumoedge/wheelhouse
 
 EDGE_VENV := .venv-edge
 TRAIN_VENV := .venv
 
-.PHONY: help kiosk test lint train evaluate sweep export benchmark clean
+.PHONY: help kiosk test test-fast wheelhouse lint train evaluate sweep export benchmark clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,9 +36,20 @@ $(TRAIN_VENV)/.installed: requirements-edge.txt requirements-train.txt requireme
 kiosk: $(EDGE_VENV)/.installed ## set up the kiosk's environment and serve the shipped model on $(HOST):$(PORT)
 	$(EDGE_VENV)/bin/python -m edge serve --model $(MODEL) --host $(HOST) --port $(PORT) --data-dir $(KIOSK_DATA)
 
-test: $(TRAIN_VENV)/.installed ## set up the training environment, lint, and run the whole test suite
+test: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete ## set up the training environment, lint, and run the whole test suite
+	$(MAKE) --no-print-directory lint
+	PNEUMOEDGE_WHEELHOUSE=$(WHEELHOUSE) $(TRAIN_VENV)/bin/python -m pytest -m "slow or not slow"
+
+test-fast: $(TRAIN_VENV)/.installed ## lint and the quick tests only (no slow offline-install or real-data tests)
 	$(MAKE) --no-print-directory lint
 	$(TRAIN_VENV)/bin/python -m pytest
+
+wheelhouse: $(WHEELHOUSE)/.complete ## download the kiosk's wheels for this machine (the offline-install tests use them)
+
+$(WHEELHOUSE)/.complete: requirements-edge.txt
+	mkdir -p $(WHEELHOUSE)
+	$(PYTHON) -m pip download --quiet --only-binary=:all: -r requirements-edge.txt -d $(WHEELHOUSE)
+	touch $@
 
 lint: $(TRAIN_VENV)/.installed ## ruff and shellcheck
 	$(TRAIN_VENV)/bin/ruff check .
