@@ -24,7 +24,7 @@ from quantize.convert import INTEGER_VARIANTS, VARIANT_FLOAT, to_tflite
 from quantize.images import DecodedImages, LabelledFile, decode, write_file_list
 from quantize.prune import PruneSettings, measured_sparsity, prune
 from quantize.run_dir import RunDir, read_run_dir
-from quantize.signature import INPUT_NAME, shapes_of
+from quantize.signature import INPUT_NAME, SignatureShapes, shapes_of
 from quantize.tf_env import keras
 
 log = logging.getLogger(__name__)
@@ -111,13 +111,7 @@ def _export_variant(
     log.info("exporting %s", variant)
     provenance: dict[str, Any] = {}
     if variant.startswith("pruned"):
-        assert inputs.train is not None
-        model = prune(model, inputs.train.images, inputs.train.labels, settings.prune)
-        provenance["pruning"] = {
-            **asdict(settings.prune),
-            "measured_sparsity": measured_sparsity(model, settings.prune.min_weights),
-        }
-        provenance["sparsity"] = provenance["pruning"]["measured_sparsity"]["pruned_kernels"]
+        model, provenance = _pruned(model, inputs.train, settings.prune)
     integer = variant in INTEGER_VARIANTS
     model_bytes = to_tflite(model, run.feature_layer, integer, inputs.calibration.images if integer else None)
     val = calibrate.score_bytes(model_bytes, inputs.val.images, settings.threads)
@@ -128,25 +122,15 @@ def _export_variant(
         calibrate.score_bytes(model_bytes, inputs.ood.images, settings.threads).embeddings
     )
     provenance.update(_provenance(run, len(inputs.calibration.files) if integer else 0, settings.data_root))
-    shapes = shapes_of(model, run.feature_layer)
     name = f"{out_prefix.name}-{variant}"
+    shapes = shapes_of(model, run.feature_layer)
     metadata = {
         "name": name,
         "variant": variant,
         "labels": run.labels,
         "threshold": threshold,
         "threshold_rule": run.threshold_rule + " (recalibrated on this variant's TFLite outputs)",
-        "input": {
-            "name": INPUT_NAME,
-            "height": shapes.input_size,
-            "width": shapes.input_size,
-            "channels": shapes.channels,
-            "colour": "grayscale",
-            "resize": "pillow-bicubic-squash",
-            "dtype": "uint8" if integer else "float32",
-            "value_range": [0, 255],
-            "preprocess": "edge.preprocess.load_model_input",
-        },
+        "input": _input_contract(shapes, integer),
         "outputs": shapes.outputs(run.labels),
         "validation_metrics": metrics,
         "ood": ood,
@@ -163,6 +147,35 @@ def _export_variant(
         ood["threshold"],
     )
     return bundle
+
+
+def _pruned(
+    model: keras.Model, train: DecodedImages | None, settings: PruneSettings
+) -> tuple[keras.Model, dict[str, Any]]:
+    """The pruned, fine-tuned model and what to record about it."""
+    if train is None:
+        raise ValueError("the pruned variant needs the decoded training images")
+    pruned = prune(model, train.images, train.labels, settings)
+    measured = measured_sparsity(pruned, settings.min_weights)
+    provenance = {
+        "pruning": {**asdict(settings), "measured_sparsity": measured},
+        "sparsity": measured["pruned_kernels"],
+    }
+    return pruned, provenance
+
+
+def _input_contract(shapes: SignatureShapes, integer: bool) -> dict[str, Any]:
+    return {
+        "name": INPUT_NAME,
+        "height": shapes.input_size,
+        "width": shapes.input_size,
+        "channels": shapes.channels,
+        "colour": "grayscale",
+        "resize": "pillow-bicubic-squash",
+        "dtype": "uint8" if integer else "float32",
+        "value_range": [0, 255],
+        "preprocess": "edge.preprocess.load_model_input",
+    }
 
 
 def _provenance(run: RunDir, calibration_count: int, data_override: Path | None) -> dict[str, Any]:
