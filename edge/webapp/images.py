@@ -55,15 +55,15 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def save(data_dir: Path | str, input_sha256: str, pixels: np.ndarray) -> str:
-    """Store the de-identified image once per distinct upload; return its file name."""
+def save(data_dir: Path | str, input_sha256: str, png: bytes) -> str:
+    """Store a de-identified PNG (from `deidentified_png`) once per distinct upload; return its name."""
     name = f"{input_sha256}.png"
     if not _NAME.fullmatch(name):
         raise ValueError(f"input_sha256 must be 64 lowercase hex digits, got {input_sha256!r}")
     folder = images_dir(data_dir)
     path = folder / name
     if not path.exists():
-        atomic_write_bytes(path, deidentified_png(pixels))
+        atomic_write_bytes(path, png)
         _fsync_dir(folder)
     return name
 

@@ -88,13 +88,13 @@ def test_images_are_named_by_hash_and_stray_temporary_files_are_swept(tmp_path: 
     leftover.write_bytes(b"half")
     images.init_dir(tmp_path)
     assert not leftover.exists()
-    name = images.save(tmp_path, "a" * 64, np.zeros((4, 5), dtype=np.uint8))
+    name = images.save(tmp_path, "a" * 64, images.deidentified_png(np.zeros((4, 5), dtype=np.uint8)))
     assert name == "a" * 64 + ".png" and images.path_of(tmp_path, name).is_file()
     for bad in ("../secret.png", "x.png", "a" * 64 + ".png/../../etc"):
         with pytest.raises(ValueError, match="not a stored image name"):
             images.path_of(tmp_path, bad)
     with pytest.raises(ValueError, match="64 lowercase hex digits"):
-        images.save(tmp_path, "../../evil", np.zeros((4, 5), dtype=np.uint8))
+        images.save(tmp_path, "../../evil", b"png")
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 3), (300, 257)])
