@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m quantize", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_export(commands)
+    _add_ood(commands)
     _add_benchmark(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -76,6 +77,33 @@ def _export(args: argparse.Namespace) -> int:
     )
     for bundle in export(args.run, args.out, settings):
         logging.getLogger("quantize").info("wrote %s", bundle.root)
+    return 0
+
+
+def _add_ood(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "ood",
+        help="recompute the ood section of existing bundles (models unchanged)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--run", type=Path, required=True, help="the run the bundles were exported from")
+    parser.add_argument("--models", type=Path, nargs="+", required=True, help="bundle folders")
+    parser.add_argument("--data", type=Path, default=None, help="data root; default: the run's data_root")
+    parser.add_argument(
+        "--ood-images",
+        type=int,
+        default=1000,
+        help="training images for mean/std (and again for the threshold)",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="TFLite threads while scoring")
+    parser.set_defaults(func=_ood)
+
+
+def _ood(args: argparse.Namespace) -> int:
+    from quantize.export import ExportSettings, recalibrate_ood
+
+    settings = ExportSettings(ood_images=args.ood_images, threads=args.threads, data_root=args.data)
+    recalibrate_ood(args.run, args.models, settings)
     return 0
 
 

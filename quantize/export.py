@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge.bundle import Bundle, write_bundle
+from edge.bundle import Bundle, load_bundle, write_bundle
 from quantize import calibrate
 from quantize.convert import INTEGER_VARIANTS, VARIANT_FLOAT, to_tflite
 from quantize.images import DecodedImages, LabelledFile, decode, write_file_list
@@ -39,7 +39,7 @@ MAX_F1_LOSS = 0.005
 class ExportSettings:
     variants: tuple[str, ...] = VARIANTS
     calibration_images: int = 200  # training-subset images for int8 calibration (never validation)
-    ood_images: int = 1000  # training-subset images for the ood statistics
+    ood_images: int = 1000  # training images for the ood mean/std, and as many others for its threshold
     threads: int = 2  # TFLite threads while scoring
     data_root: Path | None = None  # default: the run's data_root
     prune: PruneSettings = field(default_factory=PruneSettings)
@@ -58,7 +58,8 @@ class _Inputs:
 
     val: DecodedImages
     calibration: DecodedImages
-    ood: DecodedImages
+    ood_fit: DecodedImages
+    ood_threshold: DecodedImages
     train: DecodedImages | None  # all training images, only when a pruned variant is asked for
 
 
@@ -89,18 +90,19 @@ def _decode_inputs(run: RunDir, data_root: Path, settings: ExportSettings) -> _I
     needs_train = any(v.startswith("pruned") for v in settings.variants)
     train = decode(data_root, train_files, size) if needs_train else None
 
-    def subset(count: int, seed: int) -> DecodedImages:
-        files = _sample(train_files, count, seed)
+    def subset(files: list[LabelledFile]) -> DecodedImages:
         if train is None:
             return decode(data_root, files, size)
         index = {entry.sha256: i for i, entry in enumerate(train.files)}
         rows = [index[entry.sha256] for entry in files]
         return DecodedImages(train.images[rows], train.labels[rows], files)
 
+    ood_files = _sample(train_files, 2 * settings.ood_images, run.seed + 1)
     return _Inputs(
         val=decode(data_root, run.split["val"], size),
-        calibration=subset(settings.calibration_images, run.seed),
-        ood=subset(settings.ood_images, run.seed + 1),
+        calibration=subset(_sample(train_files, settings.calibration_images, run.seed)),
+        ood_fit=subset(ood_files[0::2]),
+        ood_threshold=subset(ood_files[1::2]),
         train=train,
     )
 
@@ -118,9 +120,7 @@ def _export_variant(
     threshold, metrics = calibrate.threshold_and_metrics(
         inputs.val.labels, val.probabilities, run.min_recall, run.seed
     )
-    ood = calibrate.ood_section(
-        calibrate.score_bytes(model_bytes, inputs.ood.images, settings.threads).embeddings
-    )
+    ood = _ood(model_bytes, inputs, val.embeddings, settings.threads)
     provenance.update(_provenance(run, len(inputs.calibration.files) if integer else 0, settings.data_root))
     name = f"{out_prefix.name}-{variant}"
     shapes = shapes_of(model, run.feature_layer)
@@ -147,6 +147,38 @@ def _export_variant(
         ood["threshold"],
     )
     return bundle
+
+
+def _ood(model_bytes: bytes, inputs: _Inputs, val_embeddings: np.ndarray, threads: int) -> dict[str, Any]:
+    """The ood section from training images, plus its measured false-reject rate on validation X-rays."""
+    fit = calibrate.score_bytes(model_bytes, inputs.ood_fit.images, threads).embeddings
+    holdout = calibrate.score_bytes(model_bytes, inputs.ood_threshold.images, threads).embeddings
+    section = calibrate.ood_section(fit, holdout)
+    section["validation_false_reject_rate"] = calibrate.false_reject_rate(section, val_embeddings)
+    return section
+
+
+def recalibrate_ood(run_path: Path, bundle_dirs: list[Path], settings: ExportSettings) -> list[Bundle]:
+    """Recompute the ood section of existing bundles of this run; the model files stay byte-identical.
+
+    Gives exactly what `export` writes for the same model bytes, without converting or pruning again.
+    """
+    run = read_run_dir(run_path)
+    data_root = settings.data_root or run.data_root
+    inputs = _decode_inputs(run, data_root, replace(settings, variants=(VARIANT_FLOAT,)))
+    bundles = []
+    for path in bundle_dirs:
+        bundle = load_bundle(path)
+        if bundle.metadata.get("provenance", {}).get("run") != str(run.root):
+            raise ValueError(f"{path} was not exported from {run.root}; pass that bundle's own run")
+        model_bytes = bundle.model_path.read_bytes()
+        val = calibrate.score_bytes(model_bytes, inputs.val.images, settings.threads)
+        ood = _ood(model_bytes, inputs, val.embeddings, settings.threads)
+        ood["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        bundles.append(write_bundle(bundle.root, model_bytes, {**bundle.metadata, "ood": ood}))
+        log.info("%s: ood threshold %.3f, false rejects on validation %.2f%%", bundle.name,
+                 ood["threshold"], 100 * ood["validation_false_reject_rate"])  # fmt: skip
+    return bundles
 
 
 def _pruned(

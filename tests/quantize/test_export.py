@@ -110,8 +110,32 @@ def test_ood_gate_refuses_about_half_a_percent_of_training_images(tiny_models, v
     assert ood["statistic"] == "rms_z"
     assert len(ood["mean"]) == len(ood["std"]) == 24
     assert min(ood["std"]) > 0
-    assert ood["false_reject_rate"] <= 0.005 + 1 / ood["images"]
+    assert ood["false_reject_rate"] <= 0.005 + 1 / ood["threshold_images"]
+    assert ood["fit_images"] == ood["threshold_images"] == 20  # 40 training images split in two
+    assert 0.0 <= ood["validation_false_reject_rate"] <= 1.0
     assert ood["threshold"] > 0
+
+
+def test_ood_recalibration_rewrites_only_the_ood_section(tiny_models, tiny_run, tmp_path):
+    from quantize.export import ExportSettings, recalibrate_ood
+
+    copy = tmp_path / "tiny-int8"
+    shutil.copytree(tiny_models / "tiny-int8", copy)
+    before = load_bundle(copy)
+    (after,) = recalibrate_ood(tiny_run, [copy], ExportSettings(ood_images=20))
+    assert after.model_sha256 == before.model_sha256
+    assert after.metadata["ood"]["created_utc"]
+    unchanged = {k: v for k, v in after.metadata.items() if k != "ood"}
+    assert unchanged == {k: v for k, v in before.metadata.items() if k != "ood"}
+
+
+def test_ood_recalibration_refuses_a_bundle_of_another_run(tiny_models, tiny_run, tmp_path):
+    from quantize.export import ExportSettings, recalibrate_ood
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_run, other)
+    with pytest.raises(ValueError, match="was not exported from"):
+        recalibrate_ood(other, [tiny_models / "tiny-int8"], ExportSettings(ood_images=20))
 
 
 def test_heldout_list_is_the_runs_validation_split(tiny_models, tiny_run):
