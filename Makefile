@@ -16,7 +16,7 @@ WHEELHOUSE ?= $(HOME)/.cache/pneumoedge/wheelhouse
 EDGE_VENV := .venv-edge
 TRAIN_VENV := .venv
 
-.PHONY: help kiosk test test-fast wheelhouse lint train evaluate sweep export benchmark clean
+.PHONY: help kiosk test test-fast wheelhouse lint train evaluate sweep export benchmark bench-kiosk bench-gate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -72,6 +72,12 @@ benchmark: $(TRAIN_VENV)/.installed ## compare the shipped bundles on the held-o
 	$(TRAIN_VENV)/bin/python -m quantize benchmark --data $(DATA) --split models/heldout-validation.csv \
 	  --models models/mobilenetv2-float32 models/mobilenetv2-int8 models/mobilenetv2-pruned-int8 \
 	  --out reports/benchmark
+
+bench-kiosk: $(TRAIN_VENV)/.installed ## whole-request latency, throughput and memory of the kiosk on $(MODEL)
+	$(TRAIN_VENV)/bin/python benchmarks/kiosk_latency.py --model $(MODEL)
+
+bench-gate: $(TRAIN_VENV)/.installed ## quality gate: false rejects on real X-rays, catches on non-X-rays
+	$(TRAIN_VENV)/bin/python benchmarks/quality_gate.py --data $(DATA) --model $(MODEL)
 
 clean: ## remove the virtual environments (runs/ and kiosk-data/ are kept)
 	rm -rf $(EDGE_VENV) $(TRAIN_VENV)
