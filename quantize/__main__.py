@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from edge.bundle import BundleError
+from quantize.settings import VARIANTS, ExportSettings, PruneSettings
 
 DEFAULT_DATA = Path("../shared/data/chest_xray")
 
@@ -32,8 +33,6 @@ def _variants(text: str) -> tuple[str, ...]:
 
 
 def _add_export(commands: argparse._SubParsersAction) -> None:
-    from quantize.prune import PruneSettings
-
     defaults = PruneSettings()
     parser = commands.add_parser(
         "export",
@@ -42,15 +41,17 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--run", type=Path, required=True, help="training run directory, e.g. runs/NAME")
     parser.add_argument("--out", type=Path, required=True, help="bundle prefix, e.g. models/mobilenetv2")
-    parser.add_argument("--variants", type=_variants, default="float32,int8,pruned-int8")
+    parser.add_argument("--variants", type=_variants, default=",".join(VARIANTS), help="comma-separated")
     parser.add_argument("--data", type=Path, default=None, help="data root; default: the run's data_root")
     parser.add_argument("--calibration-images", type=int, default=200, help="training images for int8")
     parser.add_argument("--ood-images", type=int, default=1000, help="training images for the ood gate")
     parser.add_argument(
         "--sparsity", type=float, default=defaults.sparsity, help="pruned kernels' zero share"
     )
-    parser.add_argument("--prune-epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--prune-learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--prune-epochs", type=int, default=defaults.epochs, help="fine-tune epochs")
+    parser.add_argument(
+        "--prune-learning-rate", type=float, default=defaults.learning_rate, help="fine-tune Adam rate"
+    )
     parser.add_argument(
         "--prune-min-weights", type=int, default=defaults.min_weights, help="smaller layers stay dense"
     )
@@ -59,9 +60,6 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from quantize.export import ExportSettings, export  # TensorFlow loads only when needed
-    from quantize.prune import PruneSettings
-
     settings = ExportSettings(
         variants=args.variants,
         calibration_images=args.calibration_images,
@@ -75,6 +73,8 @@ def _export(args: argparse.Namespace) -> int:
             min_weights=args.prune_min_weights,
         ),
     )
+    from quantize.export import export  # TensorFlow loads only once the options are known to be valid
+
     for bundle in export(args.run, args.out, settings):
         logging.getLogger("quantize").info("wrote %s", bundle.root)
     return 0
@@ -100,9 +100,9 @@ def _add_ood(commands: argparse._SubParsersAction) -> None:
 
 
 def _ood(args: argparse.Namespace) -> int:
-    from quantize.export import ExportSettings, recalibrate_ood
-
     settings = ExportSettings(ood_images=args.ood_images, threads=args.threads, data_root=args.data)
+    from quantize.export import recalibrate_ood
+
     recalibrate_ood(args.run, args.models, settings)
     return 0
 
@@ -126,7 +126,7 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--runs", type=int, default=100, help="timed runs per model, runtime and thread count"
     )
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to time")
     parser.add_argument(
         "--runtimes", nargs="+", default=None, help="runtimes to time (default: every installed one)"
     )

@@ -12,9 +12,6 @@ from quantize.tf_env import keras, tf
 
 log = logging.getLogger(__name__)
 
-VARIANT_FLOAT = "float32"
-INTEGER_VARIANTS = ("int8", "pruned-int8", "qat-int8")
-
 
 def ramp(size: int, channels: int = 1) -> np.ndarray:
     """A 0..255 ramp image, float32 (1, size, size, channels).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import subprocess
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,36 +20,19 @@ import numpy as np
 
 from edge.bundle import Bundle, load_bundle, write_bundle
 from quantize import calibrate
-from quantize.convert import INTEGER_VARIANTS, VARIANT_FLOAT, to_tflite
+from quantize.convert import to_tflite
 from quantize.images import DecodedImages, LabelledFile, decode, write_file_list
-from quantize.prune import PruneSettings, measured_sparsity, prune
+from quantize.prune import measured_sparsity, prune
 from quantize.run_dir import RunDir, read_run_dir
+from quantize.settings import INTEGER_VARIANTS, VARIANT_FLOAT, ExportSettings, PruneSettings
 from quantize.signature import INPUT_NAME, SignatureShapes, shapes_of
 from quantize.tf_env import keras
 
 log = logging.getLogger(__name__)
 
-VARIANTS = (VARIANT_FLOAT, "int8", "pruned-int8")
 HELDOUT_FILE = "heldout-validation.csv"
 #: Largest acceptable F1 loss of an integer variant against float32 (0.5 points).
 MAX_F1_LOSS = 0.005
-
-
-@dataclass(frozen=True)
-class ExportSettings:
-    variants: tuple[str, ...] = VARIANTS
-    calibration_images: int = 200  # training-subset images for int8 calibration (never validation)
-    ood_images: int = 1000  # training images for the ood mean/std, and as many others for its threshold
-    threads: int = 2  # TFLite threads while scoring
-    data_root: Path | None = None  # default: the run's data_root
-    prune: PruneSettings = field(default_factory=PruneSettings)
-
-    def __post_init__(self) -> None:
-        unknown = [v for v in self.variants if v not in VARIANTS]
-        if unknown or not self.variants:
-            raise ValueError(f"variants {unknown or '(none)'} unknown; choose from {', '.join(VARIANTS)}")
-        if self.calibration_images < 1:
-            raise ValueError(f"calibration images must be >= 1, got {self.calibration_images}")
 
 
 @dataclass

@@ -13,32 +13,16 @@ The fine-tune uses the training subset with class weights and no augmentation.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
+from quantize.settings import PruneSettings
 from quantize.tf_env import keras, tf
 
 log = logging.getLogger(__name__)
 
 RAMP_SHARE = 0.5  # share of fine-tune steps over which sparsity ramps up to the target
-
-
-@dataclass(frozen=True)
-class PruneSettings:
-    sparsity: float = 0.7  # share of each pruned kernel's weights set to zero (the shipped model's)
-    epochs: int = 3
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    min_weights: int = 10_000  # layers with fewer kernel weights stay dense
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.sparsity < 1.0:
-            raise ValueError(f"sparsity must be in (0, 1), e.g. 0.5; got {self.sparsity}")
-        if self.epochs < 1:
-            raise ValueError(f"prune epochs must be >= 1, got {self.epochs}")
 
 
 def is_prunable(layer: keras.layers.Layer, min_weights: int = 0) -> bool:

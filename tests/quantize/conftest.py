@@ -115,8 +115,8 @@ def tiny_run(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="session")
 def tiny_models(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """float32, int8 and pruned-int8 bundles of the tiny run; returns the models folder."""
-    from quantize.export import ExportSettings, export
-    from quantize.prune import PruneSettings
+    from quantize.export import export
+    from quantize.settings import ExportSettings, PruneSettings
 
     models = tmp_path_factory.mktemp("models")
     settings = ExportSettings(

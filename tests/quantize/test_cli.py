@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quantize.__main__ import main
-from quantize.export import ExportSettings
-from quantize.prune import PruneSettings
+from quantize.settings import ExportSettings, PruneSettings
 
 
 def test_unknown_variant_is_refused_with_the_valid_ones():

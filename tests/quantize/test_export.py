@@ -117,7 +117,8 @@ def test_ood_gate_refuses_about_half_a_percent_of_training_images(tiny_models, v
 
 
 def test_ood_recalibration_rewrites_only_the_ood_section(tiny_models, tiny_run, tmp_path):
-    from quantize.export import ExportSettings, recalibrate_ood
+    from quantize.export import recalibrate_ood
+    from quantize.settings import ExportSettings
 
     copy = tmp_path / "tiny-int8"
     shutil.copytree(tiny_models / "tiny-int8", copy)
@@ -130,7 +131,8 @@ def test_ood_recalibration_rewrites_only_the_ood_section(tiny_models, tiny_run, 
 
 
 def test_ood_recalibration_refuses_a_bundle_of_another_run(tiny_models, tiny_run, tmp_path):
-    from quantize.export import ExportSettings, recalibrate_ood
+    from quantize.export import recalibrate_ood
+    from quantize.settings import ExportSettings
 
     other = tmp_path / "other"
     shutil.copytree(tiny_run, other)
