@@ -71,7 +71,7 @@ export: $(TRAIN_VENV)/.installed ## export $(RUN) into float32, int8 and pruned 
 benchmark: $(TRAIN_VENV)/.installed ## compare the shipped bundles on the held-out validation patients
 	$(TRAIN_VENV)/bin/python -m quantize benchmark --data $(DATA) --split models/heldout-validation.csv \
 	  --models models/mobilenetv2-float32 models/mobilenetv2-int8 models/mobilenetv2-pruned-int8 \
-	  --out reports/benchmark
+	  --out reports/mobilenetv2-heldout --runs 100
 
 bench-kiosk: $(TRAIN_VENV)/.installed ## whole-request latency, throughput and memory of the kiosk on $(MODEL)
 	$(TRAIN_VENV)/bin/python benchmarks/kiosk_latency.py --model $(MODEL)
