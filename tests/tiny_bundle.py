@@ -226,7 +226,7 @@ def ood_section(model_bytes: bytes, count: int = 100) -> dict[str, object]:
 
     The threshold is the highest cross-fitted score times OOD_FIXTURE_MARGIN: a fixture must not
     refuse any synthetic X-ray another test makes (their scores reach about 1.05x the highest fitted
-    one), and noise still scores well above it (about 2.5x).
+    one), and noise still scores well above it (over 2x).
     """
     images = [
         load_model_input(xray_bytes(seed=2000 + s, width=300 + 7 * s, height=360 + 5 * s), INPUT_SIZE)

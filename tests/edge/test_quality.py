@@ -158,7 +158,7 @@ def sparse_embeddings(rng: np.random.Generator, n: int, d: int = 64) -> np.ndarr
 
 def test_fit_ood_threshold_holds_on_unseen_images():
     rng = np.random.default_rng(0)
-    section = quality.fit_ood(sparse_embeddings(rng, 1000), percentile=99.5, seed=1)
+    section = quality.fit_ood(sparse_embeddings(rng, 3000), percentile=99.5, seed=1)
     ood = quality.OodStats.from_metadata(section)
     unseen = sparse_embeddings(rng, 20000)
     rate = float(np.mean(quality.rms_z(unseen, ood.mean, ood.std) > ood.threshold))
