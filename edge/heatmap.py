@@ -61,6 +61,13 @@ def upsample(normalised: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.asarray(image.resize(size, Image.Resampling.BICUBIC), dtype=np.float32), 0.0, 1.0)
 
 
+def _colourise(levels: Image.Image) -> Image.Image:
+    """Map 0..255 levels through COLORMAP with Pillow's palette lookup, at C speed."""
+    indexed = Image.frombytes("P", levels.size, levels.tobytes())
+    indexed.putpalette(COLORMAP.tobytes())
+    return indexed.convert("RGB")
+
+
 def render(gray: np.ndarray, cam: np.ndarray, long_side: int = DISPLAY_LONG_SIDE) -> Heatmap:
     """Overlay `cam` (h, w) on the uint8 X-ray `gray` (H, W) and encode the result as PNG."""
     if gray.dtype != np.uint8 or gray.ndim != 2:
@@ -70,12 +77,15 @@ def render(gray: np.ndarray, cam: np.ndarray, long_side: int = DISPLAY_LONG_SIDE
     size = display_size(gray.shape[1], gray.shape[0], long_side)
     base = Image.fromarray(gray)
     if base.size != size:
-        base = base.resize(size, Image.Resampling.LANCZOS)
+        # reducing_gap: box-reduce first, then a short bilinear step; ~10x cheaper than Lanczos
+        # on a full-resolution film, and indistinguishable at display size.
+        base = base.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     heat = upsample(normalise_cam(cam), size)
-    colours = COLORMAP[np.rint(heat * 255).astype(np.uint8)].astype(np.float32)
-    alpha = (MAX_ALPHA * heat)[..., np.newaxis]
-    backdrop = np.repeat(np.asarray(base, dtype=np.float32)[..., np.newaxis], 3, axis=2)
-    blended = np.rint(backdrop * (1.0 - alpha) + colours * alpha).astype(np.uint8)
+    levels = Image.fromarray(np.rint(heat * 255).astype(np.uint8))
+    colours = _colourise(levels)
+    alpha = levels.point(lambda v: round(v * MAX_ALPHA))
+    blended = Image.composite(colours, base.convert("RGB"), alpha)
     buffer = io.BytesIO()
-    Image.fromarray(blended).save(buffer, format="PNG", compress_level=3)
+    # compress_level 1: a quarter of the encoding time of the default for a few % more bytes.
+    blended.save(buffer, format="PNG", compress_level=1)
     return Heatmap(buffer.getvalue(), heat)
