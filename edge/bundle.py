@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from edge.files import atomic_write_bytes
 
 FORMAT = "pneumoedge-bundle"
 FORMAT_VERSION = 1
@@ -127,23 +127,3 @@ def write_bundle(root: Path | str, model_bytes: bytes, metadata: dict[str, Any])
         root / METADATA_FILE, (json.dumps(full, indent=2) + "\n").encode(), mode=BUNDLE_FILE_MODE
     )
     return load_bundle(root)
-
-
-def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over the target.
-
-    The file is private to its owner (0600, from mkstemp) unless `mode` says otherwise.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        if mode is not None:
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from edge.bundle import BundleError, atomic_write_bytes
+from edge.bundle import BundleError
+from edge.files import atomic_write_bytes
 from edge.kermany import IMAGE_SUFFIXES
 from edge.preprocess import ImageError
 from edge.runtime import RuntimeUnavailableError

@@ -17,6 +17,7 @@ import numpy as np
 
 from edge.bundle import OUTPUT_EMBEDDING, OUTPUT_PROBABILITY
 from edge.metrics import binary_metrics, choose_threshold
+from edge.quality import rms_z
 from edge.runtime import TfliteModel
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,6 @@ def threshold_and_metrics(
     """The run's rule (highest threshold keeping recall >= min_recall) and every metric at it."""
     threshold = choose_threshold(labels, probabilities, min_recall)
     return threshold, binary_metrics(labels, probabilities, threshold, seed=seed)
-
-
-def rms_z(embeddings: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """The edge's ood statistic (edge.quality.OodStats.score) for each row."""
-    return np.sqrt((((embeddings - mean) / std) ** 2).mean(axis=1))
 
 
 def ood_section(fit: np.ndarray, holdout: np.ndarray) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on a build machine
 import matplotlib.pyplot as plt
 
-from edge.bundle import atomic_write_bytes
+from edge.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

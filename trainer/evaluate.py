@@ -12,8 +12,6 @@ import io
 import json
 import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.files import atomic_write_bytes
 from edge.kermany import LABELS, Sample, file_sha256, scan_split
 from edge.metrics import binary_metrics
 from trainer import data, plots
@@ -177,17 +176,7 @@ def summary_markdown(report: dict[str, Any], run: dict[str, Any]) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file, fsync and rename: readers never see half a file."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _predictions_csv(images: data.ImageSet, scores: np.ndarray) -> str:

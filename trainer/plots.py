@@ -8,15 +8,15 @@ name and renamed, so a crash leaves no half-written PNG behind.
 from __future__ import annotations
 
 import csv
+import io
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from edge.files import atomic_write_bytes
 from edge.kermany import LABELS
 from edge.metrics import roc_curve
 
@@ -142,15 +142,8 @@ def _footer(fig: Figure) -> None:
 
 def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            fig.savefig(out, format="png", dpi=110)
-            out.flush()
-            os.fsync(out.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    atomic_write_bytes(path, buffer.getvalue())
     log.info("wrote %s", path)
     return path

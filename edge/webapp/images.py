@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bundle import atomic_write_bytes
+from edge.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from flask import Flask, Response, current_app, jsonify, redirect, request, sess
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from edge.bundle import atomic_write_bytes
+from edge.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from edge.bundle import (
     METADATA_FILE,
     MODEL_FILE,
     BundleError,
-    atomic_write_bytes,
     load_bundle,
     sha256_of,
     write_bundle,
 )
+from edge.files import atomic_write_bytes
 
 METADATA = {
     "name": "unit",

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.quality import OodStats
+from edge.quality import OodStats, rms_z
 from quantize.calibrate import (
     OOD_PERCENTILE,
     false_reject_rate,
     ood_section,
-    rms_z,
     threshold_and_metrics,
 )
 
