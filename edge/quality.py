@@ -108,52 +108,6 @@ def rms_z(embeddings: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarr
     return np.sqrt(np.mean(((np.asarray(embeddings, dtype=np.float64) - mean) / std) ** 2, axis=1))
 
 
-def _mean_and_floored_std(embeddings: np.ndarray, std_floor_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    std = embeddings.std(axis=0)
-    return embeddings.mean(axis=0), np.maximum(std, std_floor_fraction * max(float(np.median(std)), 1e-12))
-
-
-def fit_ood(
-    embeddings: np.ndarray,
-    percentile: float = 99.5,
-    std_floor_fraction: float = 0.5,
-    folds: int = 5,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """A bundle's `ood` section from training-image embeddings (n, d), with an out-of-sample threshold.
-
-    The threshold must not be read off the images that gave mean/std: dimensions that are almost
-    always zero there get a tiny std and blow up on unseen X-rays (in-sample 99.5th percentiles
-    refused 3-4% of the training X-rays of the MobileNetV2 bundles). So the threshold is the
-    percentile of cross-fitted scores (each fold scored with statistics from the other folds), the
-    std is floored at `std_floor_fraction` of its median (0.5 kept the pruned model's heavy-tailed
-    dimensions from drowning its out-of-distribution signal; docs/edge-core.md has the numbers), and
-    mean/std finally come from all images.
-    """
-    embeddings = np.asarray(embeddings, dtype=np.float64)
-    if embeddings.ndim != 2 or len(embeddings) < 10 * folds:
-        raise ValueError(f"need at least {10 * folds} embeddings (n, d), got shape {embeddings.shape}")
-    parts = np.array_split(np.random.default_rng(seed).permutation(len(embeddings)), folds)
-    held_out = []
-    for k, part in enumerate(parts):
-        rest = np.concatenate([p for j, p in enumerate(parts) if j != k])
-        held_out.append(rms_z(embeddings[part], *_mean_and_floored_std(embeddings[rest], std_floor_fraction)))
-    scores = np.concatenate(held_out)
-    threshold = float(np.percentile(scores, percentile))
-    mean, std = _mean_and_floored_std(embeddings, std_floor_fraction)
-    return {
-        "statistic": "rms_z",
-        "mean": [float(v) for v in mean],
-        "std": [float(v) for v in std],
-        "threshold": threshold,
-        "percentile": percentile,
-        "std_floor_fraction": std_floor_fraction,
-        "folds": folds,
-        "images": len(embeddings),
-        "false_reject_rate": float(np.mean(scores > threshold)),  # out of fold
-    }
-
-
 def check_image(image: XrayImage, limits: QualityThresholds) -> GateResult:
     """The checks that need no model: colour, contrast, size, shape."""
     result = GateResult()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from edge import bundle as bundle_format
 from edge.preprocess import load_model_input
-from edge.quality import fit_ood
+from edge.quality import rms_z
 
 INPUT_SIZE = 224
 FEATURE_CHANNELS = 16
@@ -145,69 +144,26 @@ def build_tiny_keras_model(seed: int = 0):
         FEATURE_CHANNELS, 3, strides=2, padding="same", activation="relu", name="features"
     )(x)  # 7
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="head")(pooled)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="probability")(pooled)
     return keras.Model(inputs, outputs, name="tiny_pneumo")
 
 
-def export_serving_signature(model, features_layer: str = "features", head_layer: str = "head"):
-    """THE export recipe: a tf.function returning a dict, so TFLite outputs keep their names.
-
-    `model` maps raw pixels to P(PNEUMONIA) through `features_layer` (B, h, w, C) and a one-unit
-    sigmoid Dense `head_layer` applied to the global average of the features. The returned concrete
-    function takes `image` float32 (1, 224, 224, 1) 0..255 and returns:
-      probability (1, 1) = the model's own output,
-      cam (1, h, w)      = features . head kernel + head bias (logit units; its mean is the logit),
-      embedding (1, C)   = global-average-pooled features.
-    Convert it with `tf.lite.TFLiteConverter.from_concrete_functions([fn], model)`; the converter
-    names the signature `serving_default` and its outputs after the dict keys. For int8 give the
-    representative dataset one 0..255 ramp image (see `_calibration_inputs`) so the uint8 input gets
-    scale 1 / zero point 0, and set `inference_input_type = tf.uint8`.
-    """
-    tf = _tf()
-    import tf_keras as keras
-
-    features = model.get_layer(features_layer).output
-    trunk = keras.Model(model.inputs, [features, model.outputs[0]])
-    head = model.get_layer(head_layer)
-
-    @tf.function(input_signature=[tf.TensorSpec([1, INPUT_SIZE, INPUT_SIZE, 1], tf.float32, name="image")])
-    def serve(image):
-        feature_map, probability = trunk(image, training=False)
-        cam = tf.einsum("bhwc,c->bhw", feature_map, head.kernel[:, 0]) + head.bias[0]
-        embedding = tf.reduce_mean(feature_map, axis=[1, 2])
-        return {"probability": probability, "cam": cam, "embedding": embedding}
-
-    return serve.get_concrete_function()
-
-
-def _calibration_inputs(count: int = 16) -> Iterator[np.ndarray]:
-    """Synthetic X-rays, led by a 0..255 ramp: the input's calibrated range must be the full pixel range.
-
-    Without the ramp the converter sets the uint8 input's scale from the brightest calibration pixel
-    (e.g. 0.81 for a max of 207), and brighter clinic pixels would be clipped. With it the input is
-    quantised with scale 1 and zero point 0: the uint8 tensor is exactly the raw pixels.
-    """
-    ramp = np.linspace(0, 255, INPUT_SIZE * INPUT_SIZE).reshape(1, INPUT_SIZE, INPUT_SIZE, 1)
-    yield ramp.astype(np.float32)
-    for seed in range(count):
-        pixels = load_model_input(xray_bytes(seed=1000 + seed, width=500, height=600), INPUT_SIZE)
-        yield pixels[np.newaxis].astype(np.float32)
-
-
 def convert(model, variant: str) -> bytes:
-    """Convert with the real TFLite converter: `int8` is full-integer with a uint8 input."""
-    tf = _tf()
-    concrete = export_serving_signature(model)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    if variant == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([x] for x in _calibration_inputs())
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.int8  # exercises output dequantisation with a nonzero zero point
-    elif variant != "float32":
+    """Convert with the exporter's recipe: `int8` is full-integer with a uint8 input."""
+    if variant not in ("int8", "float32"):
         raise ValueError(f"variant must be 'int8' or 'float32', got {variant!r}")
-    return converter.convert()
+    _tf()
+    from quantize.convert import to_tflite
+
+    calibration = None
+    if variant == "int8":
+        calibration = np.stack(
+            [
+                load_model_input(xray_bytes(seed=1000 + s, width=500, height=600), INPUT_SIZE)
+                for s in range(16)
+            ]
+        )
+    return to_tflite(model, "features", variant == "int8", calibration)
 
 
 def _embeddings(model_bytes: bytes, images: list[np.ndarray]) -> np.ndarray:
@@ -222,18 +178,21 @@ def _embeddings(model_bytes: bytes, images: list[np.ndarray]) -> np.ndarray:
 
 
 def ood_section(model_bytes: bytes, count: int = 100) -> dict[str, object]:
-    """The `ood` section from synthetic X-rays unseen in calibration, fitted by the edge's own rule.
+    """The exporter's `ood` section from synthetic X-rays unseen in calibration, with a wider threshold.
 
-    The threshold is the highest cross-fitted score times OOD_FIXTURE_MARGIN: a fixture must not
-    refuse any synthetic X-ray another test makes (their scores reach about 1.05x the highest fitted
-    one), and noise still scores well above it (over 2x).
+    A fixture must not refuse any synthetic X-ray another test makes, so the threshold is the highest
+    score of all `count` images times OOD_FIXTURE_MARGIN; noise still scores well above it.
     """
+    from quantize.calibrate import ood_section as exporter_ood_section
+
     images = [
         load_model_input(xray_bytes(seed=2000 + s, width=300 + 7 * s, height=360 + 5 * s), INPUT_SIZE)
         for s in range(count)
     ]
-    section = fit_ood(_embeddings(model_bytes, images), percentile=100.0)
-    return {**section, "threshold": section["threshold"] * OOD_FIXTURE_MARGIN}
+    embeddings = _embeddings(model_bytes, images)
+    section = exporter_ood_section(embeddings[: count // 2], embeddings[count // 2 :])
+    highest = float(rms_z(embeddings, np.asarray(section["mean"]), np.asarray(section["std"])).max())
+    return {**section, "threshold": highest * OOD_FIXTURE_MARGIN}
 
 
 def build_tiny_bundle(root: Path, variant: str = "int8", threshold: float = 0.5) -> bundle_format.Bundle:

@@ -147,36 +147,3 @@ def test_real_training_xrays_pass_the_image_checks():
     refused = {f.name: gate(f.read_bytes()).detail for f in files if not gate(f.read_bytes()).passed}
     assert len(files) > 50
     assert refused == {}
-
-
-def sparse_embeddings(rng: np.random.Generator, n: int, d: int = 64) -> np.ndarray:
-    """ReLU-like features: half the dimensions are almost always zero, like a CNN's dead channels."""
-    dense = np.maximum(rng.normal(1.0, 0.5, size=(n, d // 2)), 0)
-    rare = np.where(rng.random((n, d // 2)) < 0.01, rng.exponential(0.5, size=(n, d // 2)), 0.0)
-    return np.concatenate([dense, rare], axis=1)
-
-
-def test_fit_ood_threshold_holds_on_unseen_images():
-    rng = np.random.default_rng(0)
-    section = quality.fit_ood(sparse_embeddings(rng, 3000), percentile=99.5, seed=1)
-    ood = quality.OodStats.from_metadata(section)
-    unseen = sparse_embeddings(rng, 20000)
-    rate = float(np.mean(quality.rms_z(unseen, ood.mean, ood.std) > ood.threshold))
-    assert rate < 0.01
-    assert section["false_reject_rate"] == pytest.approx(0.005, abs=0.002)
-    assert ood.score(ood.mean + 10 * ood.std) > ood.threshold
-
-
-def test_in_sample_threshold_would_refuse_too_many_unseen_images():
-    """The reason fit_ood cross-fits: the naive in-sample threshold fails on the same data."""
-    rng = np.random.default_rng(0)
-    fit = sparse_embeddings(rng, 1000)
-    mean, std = fit.mean(axis=0), np.maximum(fit.std(axis=0), 0.01 * np.median(fit.std(axis=0)))
-    naive = np.percentile(quality.rms_z(fit, mean, std), 99.5)
-    unseen = sparse_embeddings(rng, 20000)
-    assert np.mean(quality.rms_z(unseen, mean, std) > naive) > 0.01
-
-
-def test_fit_ood_needs_enough_images():
-    with pytest.raises(ValueError, match="at least 50 embeddings"):
-        quality.fit_ood(np.zeros((20, 8)))
