@@ -14,7 +14,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -92,25 +92,10 @@ class Case:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of a case (docs/openapi.yaml `Case`); the stored image name stays private."""
-        return {
-            "id": self.id,
-            "case_ref": self.case_ref,
-            "created_utc": self.created_utc,
-            "status": self.status,
-            "label": self.label,
-            "probability": self.probability,
-            "threshold": self.threshold,
-            "reason": self.reason,
-            "detail": self.detail,
-            "quality_flags": list(self.quality_flags),
-            "model_name": self.model_name,
-            "model_sha256": self.model_sha256,
-            "runtime": self.runtime,
-            "input_sha256": self.input_sha256,
-            "elapsed_ms": self.elapsed_ms,
-            "confirmed_label": self.confirmed_label,
-            "confirmed_utc": self.confirmed_utc,
-        }
+        fields = asdict(self)
+        del fields["image_file"]
+        fields["quality_flags"] = list(self.quality_flags)
+        return fields
 
 
 @dataclass(frozen=True)
