@@ -62,43 +62,6 @@ _CASE_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class Case:
-    """One screened upload as stored; what the history, the report and the API show."""
-
-    id: int
-    case_ref: str | None
-    created_utc: str
-    status: str
-    label: str | None
-    probability: float | None
-    threshold: float
-    reason: str | None
-    detail: str
-    quality_flags: tuple[str, ...]
-    model_name: str
-    model_sha256: str
-    runtime: str
-    input_sha256: str
-    image_file: str | None
-    elapsed_ms: float
-    confirmed_label: str | None
-    confirmed_utc: str | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Case:
-        values = dict(row)
-        values["quality_flags"] = tuple(json.loads(values["quality_flags"]))
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of a case (docs/openapi.yaml `Case`); the stored image name stays private."""
-        fields = asdict(self)
-        del fields["image_file"]
-        fields["quality_flags"] = list(self.quality_flags)
-        return fields
-
-
-@dataclass(frozen=True)
 class NewCase:
     """What scoring hands the store; `created_utc` and `id` are assigned when it is committed."""
 
@@ -116,6 +79,32 @@ class NewCase:
     input_sha256: str
     image_file: str | None
     elapsed_ms: float
+
+
+@dataclass(frozen=True)
+class Case(NewCase):
+    """One screened upload as stored; what the history, the report and the API show.
+
+    A NewCase plus what the store assigns: its id and time, and the clinician's confirmation.
+    """
+
+    id: int
+    created_utc: str
+    confirmed_label: str | None
+    confirmed_utc: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Case:
+        values = dict(row)
+        values["quality_flags"] = tuple(json.loads(values["quality_flags"]))
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of a case (docs/openapi.yaml `Case`); the stored image name stays private."""
+        fields = asdict(self)
+        del fields["image_file"]
+        fields["quality_flags"] = list(self.quality_flags)
+        return fields
 
 
 @dataclass(frozen=True)
