@@ -14,16 +14,43 @@ from __future__ import annotations
 
 import io
 import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageOps, ImageStat, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
 
-#: Largest decoded image we accept (pixels); a clinic X-ray is at most ~3000 x 3000 (9 MP).
+#: Largest image we accept (pixels, from the header); a clinic X-ray is at most ~4300 x 4300 (18 MP).
 MAX_PIXELS = 50_000_000
+#: Most memory one decode may need (the decoder's buffer plus its working copies), checked from the
+#: header before any pixel is allocated: a small board must survive any single upload.
+DECODE_BUDGET_BYTES = 128 * 1024 * 1024
+#: Largest decoded image handed on to the model, the heatmap and the stored copy (pixels).
+MAX_DECODED_PIXELS = 25_000_000
+#: A JPEG too big for the budget is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling), never
+#: below this long side: the model's 224 x 224 input is then the same within rounding.
+MIN_REDUCED_LONG_SIDE = 1024
+#: Bytes per decoded pixel each Pillow mode needs on its way to 8-bit gray (buffer + working copies).
+_DECODE_BYTES_PER_PIXEL = {
+    "1": 4,
+    "L": 3,
+    "I;16": 4,
+    "I;16B": 4,
+    "I;16L": 4,
+    "I": 6,
+    "F": 6,
+    "RGB": 8,
+    "CMYK": 16,
+}
+_OTHER_MODE_BYTES_PER_PIXEL = 20  # P, RGBA, LA, PA: alpha flattening goes through RGBA
+#: Rows converted at a time from 16-bit (or DICOM) values to 8-bit, bounding the float64 working set.
+_CHUNK_PIXELS = 1 << 20
 #: Formats we accept: what an X-ray export actually produces.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "DICOM")
 _DICOM_MAGIC_OFFSET = 128
@@ -54,8 +81,29 @@ class XrayImage:
         return int(self.pixels.shape[1])
 
 
+_REUSE: ContextVar[tuple[bytes, XrayImage] | None] = ContextVar("pneumoedge_decoded", default=None)
+
+
+@contextmanager
+def reuse_decoded(data: bytes) -> Iterator[XrayImage]:
+    """Decode `data` once; inside the block `load_xray(data)` (same bytes object) returns that image.
+
+    Lets a caller keep the decoded pixels (the kiosk stores them) while code it does not own (the
+    screener) decodes the same upload, without decoding it twice. Per thread and per context.
+    """
+    image = load_xray(data)
+    token = _REUSE.set((data, image))
+    try:
+        yield image
+    finally:
+        _REUSE.reset(token)
+
+
 def load_xray(data: bytes) -> XrayImage:
     """Decode an X-ray file from bytes; raise ImageError with a clear reason otherwise."""
+    held = _REUSE.get()
+    if held is not None and held[0] is data:
+        return held[1]
     if not data:
         raise ImageError("empty", "The file is empty.")
     if _is_dicom(data):
@@ -96,9 +144,12 @@ def _load_raster(data: bytes) -> XrayImage:
                 )
             if img.width * img.height > MAX_PIXELS:
                 raise ImageError("too_large", f"The image has too many pixels (limit {MAX_PIXELS:,}).")
+            if img.format == "JPEG":
+                _draft_within_budget(img)
+            _check_budget(img.width, img.height, _mode_cost(img.mode), _describe_mode(img.mode))
             img.load()
-            upright = ImageOps.exif_transpose(img)
-            return _from_pil(upright, img.format)
+            ImageOps.exif_transpose(img, in_place=True)  # no copy when the film is already upright
+            return _from_pil(img, img.format)
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
@@ -109,11 +160,55 @@ def _load_raster(data: bytes) -> XrayImage:
         raise ImageError("corrupt", f"The image file is damaged or truncated ({e}).") from e
 
 
+def _mode_cost(mode: str) -> int:
+    return _DECODE_BYTES_PER_PIXEL.get(mode, _OTHER_MODE_BYTES_PER_PIXEL)
+
+
+def _describe_mode(mode: str) -> str:
+    return {"I;16": "16-bit gray", "I;16B": "16-bit gray", "I;16L": "16-bit gray", "I": "32-bit gray",
+            "RGB": "colour", "CMYK": "CMYK colour", "L": "8-bit gray"}.get(mode, f"{mode} mode")  # fmt: skip
+
+
+def _fits(width: int, height: int, bytes_per_pixel: int) -> bool:
+    pixels = width * height
+    return pixels <= MAX_DECODED_PIXELS and pixels * bytes_per_pixel <= DECODE_BUDGET_BYTES
+
+
+def _draft_within_budget(img: Image.Image) -> None:
+    """Ask libjpeg to decode at 1/2, 1/4 or 1/8 scale when the full size would not fit the budget.
+
+    Only as much as needed and never below MIN_REDUCED_LONG_SIDE, so every JPEG that fits is decoded
+    exactly as the training images were.
+    """
+    width, height = img.size
+    cost = _mode_cost(img.mode)
+    scale = 1
+    while not _fits(math.ceil(width / scale), math.ceil(height / scale), cost):
+        if scale == 8 or max(width, height) / (scale * 2) < MIN_REDUCED_LONG_SIDE:
+            return  # cannot reduce enough: _check_budget refuses it
+        scale *= 2
+    if scale > 1:
+        img.draft(img.mode, (math.ceil(width / scale), math.ceil(height / scale)))
+        log.info("decoding a large JPEG at 1/%d scale to stay within the memory budget", scale)
+
+
+def _check_budget(width: int, height: int, bytes_per_pixel: int, kind: str) -> None:
+    if _fits(width, height, bytes_per_pixel):
+        return
+    need_mb = width * height * bytes_per_pixel / (1024 * 1024)
+    raise ImageError(
+        "too_large",
+        f"The image is too big for this kiosk to open: {width} x {height} pixels of {kind} needs "
+        f"about {need_mb:.0f} MB (the limit is {DECODE_BUDGET_BYTES // (1024 * 1024)} MB and "
+        f"{MAX_DECODED_PIXELS / 1e6:.0f} megapixels). Export the X-ray again at a lower resolution "
+        "(at most about 4000 pixels on the long side), or as an 8-bit JPEG.",
+    )
+
+
 def _from_pil(img: Image.Image, source_format: str) -> XrayImage:
     """Reduce any Pillow mode to 8-bit gray, measuring colour first so the gate can see it."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        wide = np.asarray(img, dtype=np.float64)
-        return XrayImage(_stretch_to_uint8(wide), source_format, 0.0)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return XrayImage(_stretch_pil_to_uint8(img), source_format, 0.0)
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
@@ -124,10 +219,22 @@ def _from_pil(img: Image.Image, source_format: str) -> XrayImage:
         img = img.convert("L")
     colourfulness = 0.0
     if img.mode == "RGB":
-        colourfulness = _colourfulness(np.asarray(img, dtype=np.int16))
+        colourfulness = _colourfulness(img)
     if img.mode != "L":
         img = img.convert("L")
     return XrayImage(np.asarray(img, dtype=np.uint8).copy(), source_format, colourfulness)
+
+
+def _stretch_pil_to_uint8(img: Image.Image) -> np.ndarray:
+    """`_stretch_to_uint8` of a 16/32-bit Pillow image, a band of rows at a time (no full float copy)."""
+    lo, hi = img.getextrema()
+    width, height = img.size
+    out = np.empty((height, width), dtype=np.uint8)
+    step = max(1, _CHUNK_PIXELS // max(1, width))
+    for top in range(0, height, step):
+        band = np.asarray(img.crop((0, top, width, min(height, top + step))), dtype=np.float64)
+        out[top : top + step] = _stretch_with(band, float(lo), float(hi))
+    return out
 
 
 def _flatten_alpha(img: Image.Image) -> Image.Image:
@@ -137,14 +244,19 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, rgba).convert("RGB")
 
 
-def _colourfulness(rgb: np.ndarray) -> float:
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    return float((np.abs(r - g).mean() + np.abs(g - b).mean() + np.abs(r - b).mean()) / 3.0)
+def _colourfulness(img: Image.Image) -> float:
+    """Mean |channel difference| of an RGB image: 8-bit band differences, no wide copies."""
+    r, g, b = img.split()
+    means = [ImageStat.Stat(ImageChops.difference(x, y)).mean[0] for x, y in ((r, g), (g, b), (r, b))]
+    return float(sum(means) / 3.0)
 
 
 def _stretch_to_uint8(values: np.ndarray) -> np.ndarray:
     """Map the used range linearly onto 0..255: 16-bit exports rarely fill all 16 bits."""
-    lo, hi = float(values.min()), float(values.max())
+    return _stretch_with(values, float(values.min()), float(values.max()))
+
+
+def _stretch_with(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     if hi <= lo:
         return np.zeros(values.shape, dtype=np.uint8)
     scaled = (values - lo) * (255.0 / (hi - lo))
@@ -176,6 +288,9 @@ def _dicom_to_xray(ds: Any) -> XrayImage:
     rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
     if rows * cols > MAX_PIXELS:
         raise ImageError("too_large", f"The image has too many pixels (limit {MAX_PIXELS:,}).")
+    bits = int(ds.get("BitsAllocated", 16))
+    # The file's pixel bytes and the decoded array (each `bits` wide), plus the 8-bit result.
+    _check_budget(cols, rows, 2 * math.ceil(bits / 8) + 1, f"{bits}-bit DICOM")
     try:
         raw = ds.pixel_array
     except Exception as e:
@@ -191,10 +306,25 @@ def _dicom_to_xray(ds: Any) -> XrayImage:
             "unsupported_dicom",
             f"Only single-frame grayscale DICOM is supported (pixel array shape {raw.shape}).",
         )
-    values = apply_modality_lut(raw, ds)
-    if "WindowCenter" in ds or "VOILUTSequence" in ds:
-        values = apply_voi_lut(values, ds)
-    pixels = _stretch_to_uint8(np.asarray(values, dtype=np.float64))
+    del ds.PixelData  # the decoded array is all we need: free the file's copy of the pixels
+    windowed = "WindowCenter" in ds or "VOILUTSequence" in ds
+
+    def transformed(block: np.ndarray) -> np.ndarray:
+        values = apply_modality_lut(block, ds)
+        if windowed:
+            values = apply_voi_lut(values, ds)
+        return np.asarray(values, dtype=np.float64)
+
+    # Both LUTs work pixel by pixel, so a band of rows at a time gives exactly the whole-image result
+    # without a full-size float64 copy (8 bytes a pixel: 155 MB for a 4400 x 4400 film).
+    step = max(1, _CHUNK_PIXELS // max(1, cols))
+    lo, hi = math.inf, -math.inf
+    for top in range(0, rows, step):
+        band = transformed(raw[top : top + step])
+        lo, hi = min(lo, float(band.min())), max(hi, float(band.max()))
+    pixels = np.empty(raw.shape, dtype=np.uint8)
+    for top in range(0, rows, step):
+        pixels[top : top + step] = _stretch_with(transformed(raw[top : top + step]), lo, hi)
     if ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
         log.info("DICOM is MONOCHROME1: inverting so that bone is bright")
         pixels = 255 - pixels

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 import edge
 from edge.screener import Screener, ScreenerOptions, default_model_dir
-from edge.webapp import api, auth, errors, history, images, pages, scoring, security, store
+from edge.webapp import api, auth, errors, history, images, pages, scoring, security, storage, store
 
 #: Largest upload accepted; a 16-bit full-resolution DICOM is about 20 MB.
 MAX_UPLOAD_BYTES = 40 * 1024 * 1024
@@ -35,6 +36,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
         SESSION_COOKIE_SAMESITE="Strict",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        # A staff session ends after this many seconds without a request (the kiosk is shared).
+        IDLE_LOGOUT_S=600,
+        # Below this much free space in the data folder new uploads are refused ("storage full").
+        MIN_FREE_MB=200,
+        # Delete de-identified images and heatmaps of cases older than this (0: keep them for ever).
+        RETENTION_DAYS=0,
         # A kiosk page may stay open all shift: tokens last as long as the session.
         WTF_CSRF_TIME_LIMIT=None,
     )
@@ -55,16 +62,25 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     store.init_app(app)
     images.init_dir(data_dir)
+    storage.init_app(app)
     scoring.init_app(app, screener, getattr(edge, "__version__", "unknown"))
     security.init_app(app)
     errors.init_app(app)
 
+    app.url_map.converters["rowid"] = RowIdConverter
     app.add_template_filter(_utc, "utc")
     app.context_processor(lambda: {"kiosk": scoring.kiosk_info()})
     for blueprint in (pages.bp, history.bp, auth.bp, api.bp):
         app.register_blueprint(blueprint)
     security.csrf.exempt(api.bp)
     return app
+
+
+class RowIdConverter(IntegerConverter):
+    """A record number in a URL: beyond SQLite's integer range it matches no route (404), never a 500."""
+
+    def __init__(self, map: Any) -> None:
+        super().__init__(map, min=0, max=store.MAX_ROWID)
 
 
 def _utc(stamp: str) -> str:

@@ -7,16 +7,16 @@ must send it as `Authorization: Bearer <code>` (checked in edge.webapp.security)
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request, url_for
 from werkzeug.wrappers import Response
 
-from edge.webapp import store
+from edge.webapp import storage, store
 from edge.webapp.errors import error_response
 from edge.webapp.queries import MAX_LIMIT, QueryError, parse_case_query, parse_int
 from edge.webapp.scoring import kiosk_info, score_and_record
+from edge.webapp.security import current_actor
 from edge.webapp.uploads import UploadError, read_upload
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ DEFAULT_LIMIT = 50
 def predict() -> Response:
     """Score one X-ray (multipart `file`, optional `case_ref`); 201 with the committed case."""
     try:
-        case = score_and_record(read_upload(request))
+        case = score_and_record(read_upload(request), current_actor())
     except UploadError as e:
         return error_response(e.status, e.code, e.message)
     response = jsonify(_case_json(case))
@@ -48,6 +48,9 @@ def results() -> Response:
     except QueryError as e:
         return error_response(400, "bad_query", f"{e}.")
     cases, total = store.search_cases(store.get_db(), query, limit, offset)
+    store.append_audit(
+        store.get_db(), current_actor(), "api_list_results", detail=f"{len(cases)} of {total} cases"
+    )
     next_offset = offset + len(cases) if offset + len(cases) < total else None
     return jsonify(
         results=[_case_json(case) for case in cases],
@@ -58,15 +61,16 @@ def results() -> Response:
     )
 
 
-@bp.get("/api/v1/results/<int:case_id>")
+@bp.get("/api/v1/results/<rowid:case_id>")
 def result(case_id: int) -> Response:
     case = store.get_case(store.get_db(), case_id)
     if case is None:
         abort(404, description=f"There is no case #{case_id}.")
+    store.append_audit(store.get_db(), current_actor(), "api_view_result", case_id)
     return jsonify(_case_json(case))
 
 
-@bp.get("/api/v1/results/<int:case_id>/heatmap.png")
+@bp.get("/api/v1/results/<rowid:case_id>/heatmap.png")
 def heatmap(case_id: int) -> Response:
     png = store.get_heatmap(store.get_db(), case_id)
     if png is None:
@@ -76,23 +80,24 @@ def heatmap(case_id: int) -> Response:
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """Liveness for monitoring: the model that is loaded and whether the database answers."""
+    """For monitoring: can this kiosk record a case now (database and image folder writable, free
+    space above the floor), and which model is loaded. 503 when it cannot."""
     info = kiosk_info()
-    try:
-        store.get_db().execute("SELECT 1 FROM cases LIMIT 1").fetchall()
-        database = "ok"
-    except sqlite3.Error as e:
-        log.error("health check: database error %s", e)
-        database = "error"
+    health = storage.check_health(
+        store.get_db(), current_app.config["DATA_DIR"], float(current_app.config["MIN_FREE_MB"])
+    )
     body = {
-        "status": "ok" if database == "ok" else "error",
-        "database": database,
+        "status": "ok" if health.ok else "error",
+        "database": health.database,
+        "images": health.images,
+        "storage": health.storage,
+        "free_mb": health.free_mb,
         "model": {"name": info.model_name, "sha256": info.model_sha256, "threshold": info.threshold},
         "runtime": info.runtime,
         "version": info.version,
         "intended_use": info.intended_use,
     }
-    return jsonify(body), 200 if database == "ok" else 503
+    return jsonify(body), 200 if health.ok else 503
 
 
 def _case_json(case: store.Case) -> dict[str, Any]:

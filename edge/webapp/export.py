@@ -39,6 +39,7 @@ CSV_COLUMNS = (
     "elapsed_ms",
     "confirmed_label",
     "confirmed_utc",
+    "confirmed_by",
 )
 MANIFEST_COLUMNS = ("file", "label", "status", "cases", "last_confirmed_utc")
 

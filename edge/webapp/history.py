@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from datetime import datetime, timezone
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
@@ -10,8 +11,10 @@ from werkzeug.wrappers import Response
 
 from edge.kermany import LABELS
 from edge.webapp import store
+from edge.webapp.errors import error_response
 from edge.webapp.export import cases_csv, write_dataset_zip
 from edge.webapp.queries import QueryError, parse_case_query, parse_int
+from edge.webapp.security import current_actor
 from edge.webapp.uploads import CASE_REF_MAX
 
 bp = Blueprint("history", __name__)
@@ -32,13 +35,27 @@ def index() -> str | tuple[str, int]:
     return _page(cases, total, page, filters)
 
 
-@bp.post("/cases/<int:case_id>/diagnosis")
-def confirm(case_id: int) -> Response:
+@bp.post("/cases/<rowid:case_id>/diagnosis")
+def confirm(case_id: int) -> Response | str:
+    """Two taps: the first (a diagnosis) shows what will be recorded and by whom; the second
+    (`confirmed=yes`, with the confirmation the person saw as `previous`) writes it, attributed and
+    audited. Nothing is written by the first tap, nor for a case that could not be assessed."""
     diagnosis = request.form.get("diagnosis", "")
     if diagnosis not in LABELS:
         abort(400, description=f"Choose the confirmed diagnosis: {' or '.join(LABELS)}.")
-    if store.confirm_case(store.get_db(), case_id, diagnosis) is None:
+    conn = store.get_db()
+    case = store.get_case(conn, case_id)
+    if case is None:
         abort(404, description=f"There is no case #{case_id}.")
+    try:
+        if case.status != "ok" or request.form.get("confirmed") == "yes":
+            store.confirm_case(
+                conn, case_id, diagnosis, current_actor(), request.form.get("previous") or None
+            )
+        else:
+            return render_template("confirm.html", case=case, diagnosis=diagnosis)
+    except store.ConfirmError as e:
+        return error_response(e.status, e.code, e.message)
     return redirect(url_for("pages.result", case_id=case_id), code=303)
 
 
@@ -48,6 +65,7 @@ def export_csv() -> Response:
         query = parse_case_query(request.args, exact_case_ref=False)
     except QueryError as e:
         abort(400, description=f"Cannot export: {e}.")
+    store.append_audit(store.get_db(), current_actor(), "export_csv", detail=_described(request.args))
     body = cases_csv(store.iter_cases(store.get_db(), query))
     response = current_app.response_class(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="pneumoedge-cases-{_today()}.csv"'
@@ -58,6 +76,7 @@ def export_csv() -> Response:
 def export_dataset() -> Response:
     """Every confirmed, assessable case's de-identified image, in NORMAL/ and PNEUMONIA/ folders."""
     data_dir = current_app.config["DATA_DIR"]
+    store.append_audit(store.get_db(), current_actor(), "export_dataset")
     # Unnamed, so nothing is left behind: the response closes (and so deletes) it once sent.
     spool = tempfile.TemporaryFile(dir=data_dir)  # noqa: SIM115
     write_dataset_zip(store.iter_cases(store.get_db(), store.CaseQuery(confirmed=True)), data_dir, spool)
@@ -83,6 +102,11 @@ def _page(
         error=error,
         case_ref_max=CASE_REF_MAX,
     )
+
+
+def _described(args: Mapping[str, str]) -> str:
+    """The export's filters for the audit log (dates and a case-reference fragment; no patient data)."""
+    return " ".join(f"{key}={args[key]}" for key in FILTER_FIELDS if args.get(key)) or "all cases"
 
 
 def _today() -> str:

@@ -8,6 +8,7 @@ from werkzeug.wrappers import Response
 from edge.kermany import LABELS
 from edge.webapp import store
 from edge.webapp.scoring import score_and_record
+from edge.webapp.security import current_actor
 from edge.webapp.uploads import CASE_REF_FIELD, CASE_REF_MAX, UploadError, read_upload
 
 bp = Blueprint("pages", __name__)
@@ -22,7 +23,7 @@ def index() -> str:
 def assess() -> Response | tuple[str, int]:
     """Score the upload; on success show its result (303: a reload does not resubmit)."""
     try:
-        case = score_and_record(read_upload(request))
+        case = score_and_record(read_upload(request), current_actor())
     except UploadError as e:
         return _upload_page(
             error=e.message, case_ref=request.form.get(CASE_REF_FIELD, "")[:CASE_REF_MAX]
@@ -30,19 +31,21 @@ def assess() -> Response | tuple[str, int]:
     return redirect(url_for("pages.result", case_id=case.id), code=303)
 
 
-@bp.get("/cases/<int:case_id>")
+@bp.get("/cases/<rowid:case_id>")
 def result(case_id: int) -> str:
     case = _case_or_404(case_id)
+    store.append_audit(store.get_db(), current_actor(), "view_result", case_id)
     return render_template("result.html", case=case, has_heatmap=_has_heatmap(case), labels=LABELS)
 
 
-@bp.get("/cases/<int:case_id>/report")
+@bp.get("/cases/<rowid:case_id>/report")
 def report(case_id: int) -> str:
     case = _case_or_404(case_id)
+    store.append_audit(store.get_db(), current_actor(), "view_report", case_id)
     return render_template("report.html", case=case, has_heatmap=_has_heatmap(case))
 
 
-@bp.get("/cases/<int:case_id>/heatmap.png")
+@bp.get("/cases/<rowid:case_id>/heatmap.png")
 def heatmap(case_id: int) -> Response:
     png = store.get_heatmap(store.get_db(), case_id)
     if png is None:

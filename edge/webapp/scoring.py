@@ -1,26 +1,25 @@
 """Scoring one checked upload and recording it: the path shared by the upload page and the API.
 
-The order matters: the screener runs first (an undecodable file raises and nothing is written),
-then the de-identified image is written (accepted images only: they are what a clinician may later
-confirm for retraining), then the case row and its heatmap are committed in one transaction. Only
-after the commit does the caller answer the client, so every acknowledged result is on disk.
-
-The de-identified PNG is encoded on a worker thread while the screener works: decoding, the model
-and zlib all run outside Python's GIL, so on a multi-core board the copy costs little extra time.
+The order matters: free space is checked first (below the floor nothing is attempted: 507
+"storage full"); the file is decoded once within the memory budget and the screener runs on it (an
+undecodable or oversized file raises and nothing is written); then the de-identified image is
+encoded and written (accepted images only: they are what a clinician may later confirm for
+retraining); then the case row, its heatmap and the audit entry are committed in one transaction.
+Only after the commit does the caller answer the client, so every acknowledged result is on disk.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from flask import Flask, current_app
 
-from edge.preprocess import ImageError, load_xray
+from edge.preprocess import ImageError, reuse_decoded
 from edge.screener import INTENDED_USE, STATUS_OK, Assessment, Screener
-from edge.webapp import images, store
+from edge.webapp import images, storage, store
 from edge.webapp.uploads import Upload, UploadError
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,6 @@ log = logging.getLogger(__name__)
 SCREENER_KEY = "pneumoedge.screener"
 KIOSK_KEY = "pneumoedge.kiosk"
 SLOTS_KEY = "pneumoedge.scoring_slots"
-COPIER_KEY = "pneumoedge.copier"
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,6 @@ def init_app(app: Flask, screener: Screener, version: str) -> None:
     """
     app.extensions[SCREENER_KEY] = screener
     app.extensions[SLOTS_KEY] = threading.BoundedSemaphore(app.config["SCORING_SLOTS"])
-    app.extensions[COPIER_KEY] = ThreadPoolExecutor(app.config["SCORING_SLOTS"], "deidentify")
     app.extensions[KIOSK_KEY] = KioskInfo(
         model_name=screener.bundle.name,
         model_sha256=screener.bundle.model_sha256,
@@ -68,29 +65,44 @@ def kiosk_info() -> KioskInfo:
     return current_app.extensions[KIOSK_KEY]
 
 
-def score_and_record(upload: Upload) -> store.Case:
-    """Assess the upload and commit the case; UploadError when the file cannot be read as an X-ray."""
+def score_and_record(upload: Upload, actor: store.Actor | None = None) -> store.Case:
+    """Assess the upload and commit the case; UploadError when it cannot be read or stored.
+
+    The file is decoded once, here, inside the preprocessing memory budget (an image that would
+    not fit is refused before its pixels are allocated); the screener reuses that decoded image.
+    The de-identified copy is encoded only when the film was accepted.
+    """
     screener: Screener = current_app.extensions[SCREENER_KEY]
-    with current_app.extensions[SLOTS_KEY]:
-        copy = current_app.extensions[COPIER_KEY].submit(_deidentified_png, upload.data)
+    data_dir = current_app.config["DATA_DIR"]
+    try:
+        storage.require_space(data_dir, float(current_app.config["MIN_FREE_MB"]))
+        with current_app.extensions[SLOTS_KEY]:
+            try:
+                with reuse_decoded(upload.data) as image:
+                    assessment = screener.assess(upload.data)
+            except ImageError as e:
+                log.info("refused an upload: %s", e.reason)
+                raise UploadError.from_image_error(e) from e
+            image_file = None
+            if assessment.status == STATUS_OK:
+                png = images.deidentified_png(image.pixels)
+                del image
+                image_file = images.save(data_dir, assessment.input_sha256, png)
+                del png
+        conn = store.get_db()
         try:
-            assessment = screener.assess(upload.data)
-        except ImageError as e:
-            log.info("refused an upload: %s", e.reason)
-            raise UploadError.from_image_error(e) from e
-        finally:
-            wait([copy])  # its memory is part of this slot's
-        image_file = None
-        if assessment.status == STATUS_OK:
-            # copy.result() cannot raise: the screener has just decoded the same bytes.
-            image_file = images.save(current_app.config["DATA_DIR"], assessment.input_sha256, copy.result())
-    return store.insert_case(
-        store.get_db(), _new_case(assessment, upload.case_ref, image_file), assessment.heatmap_png
-    )
-
-
-def _deidentified_png(data: bytes) -> bytes:
-    return images.deidentified_png(load_xray(data).pixels)
+            return store.insert_case(
+                conn, _new_case(assessment, upload.case_ref, image_file), assessment.heatmap_png, actor
+            )
+        except BaseException:
+            if image_file is not None:
+                storage.remove_if_unreferenced(conn, data_dir, image_file)
+            raise
+    except (OSError, sqlite3.Error) as e:
+        if not storage.is_out_of_space(e):
+            raise
+        log.error("storage full: an upload was refused")
+        raise UploadError(507, "storage_full", storage.STORAGE_FULL_MESSAGE) from e
 
 
 def _new_case(assessment: Assessment, case_ref: str | None, image_file: str | None) -> store.NewCase:

@@ -15,26 +15,24 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
-import time
 from pathlib import Path
 
-from flask import Flask, Response, current_app, jsonify, redirect, request, session, url_for
+from flask import Flask, Response, current_app, g, jsonify, redirect, request, session, url_for
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from edge.files import atomic_write_bytes
+from edge.webapp import accounts, store
+from edge.webapp.accounts import LOCKOUT_S, LockedOutError, Staff
 
 log = logging.getLogger(__name__)
 
 ACCESS_CODE_FILE = "access-code.hash"
 SECRET_KEY_FILE = "secret-key"
 MIN_ACCESS_CODE_LENGTH = 8
-#: Wrong codes allowed from one address before it is locked out for LOCKOUT_S seconds.
-MAX_FAILURES = 5
-LOCKOUT_S = 60.0
 #: Endpoints anyone may reach: the login itself, static files, and the health check for monitoring.
 PUBLIC_ENDPOINTS = frozenset({"auth.login", "static", "api.healthz"})
+API_ACTOR = "API client"
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'; "
@@ -90,53 +88,36 @@ def load_or_create_secret_key(data_dir: Path | str) -> bytes:
 
 
 class AccessGuard:
-    """Checks access codes against the stored hash, remembering the one that worked.
+    """Checks the API's access code against the stored hash, remembering the one that worked.
 
     scrypt takes tens of milliseconds by design; after the first success the API compares a
     sha256 of the presented code in constant time instead, so clinic systems are not slowed down.
+    Other attempts are counted in the database first (edge.webapp.accounts.reserve_attempt), so
+    parallel wrong codes cannot get past the lockout.
     """
 
     def __init__(self, code_hash: str | None) -> None:
         self.code_hash = code_hash
         self._verified: bytes | None = None
-        self._failures: dict[str, tuple[int, float]] = {}
-        self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
         return self.code_hash is not None
 
-    @property
-    def fingerprint(self) -> str:
-        """Names the current code in sessions, so changing the code logs every operator out."""
-        return hashlib.sha256((self.code_hash or "").encode()).hexdigest()[:16]
-
-    def locked_out(self, client: str) -> bool:
-        with self._lock:
-            count, since = self._failures.get(client, (0, 0.0))
-            if count >= MAX_FAILURES and time.monotonic() - since < LOCKOUT_S:
-                return True
-            if count >= MAX_FAILURES:
-                del self._failures[client]
-            return False
-
     def check(self, code: str, client: str) -> bool:
-        """True when `code` is the access code; counts failures per client address."""
+        """True when `code` is the access code; LockedOutError after too many wrong ones from `client`."""
         if self.code_hash is None:
             return True
         digest = hashlib.sha256(code.encode("utf-8", "surrogateescape")).digest()
         if self._verified is not None and hmac.compare_digest(digest, self._verified):
             return True
+        conn = store.get_db()
+        keys = [f"api:{client}"]
+        accounts.reserve_attempt(conn, keys)
         if check_password_hash(self.code_hash, code):
             self._verified = digest
-            with self._lock:
-                self._failures.pop(client, None)
+            accounts.clear_attempts(conn, keys)
             return True
-        with self._lock:
-            if len(self._failures) > 1000:  # bounded memory under a scan
-                self._failures.clear()
-            count, _ = self._failures.get(client, (0, 0.0))
-            self._failures[client] = (count + 1, time.monotonic())
         log.warning("wrong access code from %s", client)
         return False
 
@@ -157,28 +138,52 @@ def is_api_request() -> bool:
     return request.path.startswith("/api/") or request.path == "/healthz"
 
 
+def current_staff() -> Staff | None:
+    """The staff member logged in on this browser, checked against the server's session table."""
+    if "staff" not in g:
+        token = session.get("sid")
+        staff = None
+        if isinstance(token, str) and token:
+            staff = accounts.session_staff(
+                store.get_db(),
+                token,
+                float(current_app.config["IDLE_LOGOUT_S"]),
+                current_app.config["PERMANENT_SESSION_LIFETIME"].total_seconds(),
+            )
+            if staff is None:
+                session.clear()
+        g.staff = staff
+    return g.staff
+
+
+def current_actor() -> store.Actor:
+    """Who is acting in this request: the logged-in staff member, or a clinic system on the API."""
+    staff = current_staff() if not is_api_request() else None
+    return staff.actor if staff is not None else store.Actor(None, API_ACTOR)
+
+
 def _require_access() -> Response | None:
-    access = guard()
-    if not access.enabled or request.endpoint in PUBLIC_ENDPOINTS:
+    if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if is_api_request():
-        return _require_bearer(access)
-    if session.get("operator") == access.fingerprint:
+        return _require_bearer(guard()) if guard().enabled else None
+    if current_staff() is not None:
         return None
     return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
 
 
 def _require_bearer(access: AccessGuard) -> Response | None:
     client = request.remote_addr or "unknown"
-    if access.locked_out(client):
-        return _api_denied(429, "locked_out", f"Too many wrong access codes; wait {LOCKOUT_S:.0f} seconds.")
     scheme, _, code = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not code:
         return _api_denied(
             401, "unauthorised", "Send the operator access code as 'Authorization: Bearer <code>'."
         )
-    if not access.check(code.strip(), client):
-        return _api_denied(401, "unauthorised", "The access code is wrong.")
+    try:
+        if not access.check(code.strip(), client):
+            return _api_denied(401, "unauthorised", "The access code is wrong.")
+    except LockedOutError:
+        return _api_denied(429, "locked_out", f"Too many wrong access codes; wait {LOCKOUT_S:.0f} seconds.")
     return None
 
 

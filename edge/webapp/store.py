@@ -22,7 +22,9 @@ from typing import Any
 from flask import Flask, current_app, g
 
 DB_FILE = "pneumoedge.sqlite3"
-SCHEMA_VERSION = 1
+#: SQLite's largest row id: a larger number in a URL is no case (404), not an overflow (500).
+MAX_ROWID = 2**63 - 1
+SCHEMA_VERSION = 2
 #: Seconds a writer waits for another thread's transaction before giving up.
 BUSY_TIMEOUT_S = 30.0
 
@@ -55,9 +57,53 @@ CREATE TABLE IF NOT EXISTS heatmaps (
 );
 """
 
+#: Version 2: personal staff logins, server-side sessions, the lockout counters and the audit log.
+_SCHEMA_V2 = """
+ALTER TABLE cases ADD COLUMN confirmed_by TEXT;
+CREATE TABLE IF NOT EXISTS staff (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    pin_hash TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'staff')),
+    active INTEGER NOT NULL DEFAULT 1,
+    created_utc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    staff_id INTEGER NOT NULL REFERENCES staff (id),
+    created REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS login_failures (
+    key TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last_failure REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_utc TEXT NOT NULL,
+    staff_id INTEGER,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    case_id INTEGER,
+    old_value TEXT,
+    new_value TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_log_case ON audit_log (case_id);
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS cases_confirm_only_assessed BEFORE UPDATE OF confirmed_label ON cases
+WHEN NEW.confirmed_label IS NOT NULL AND NEW.status <> 'ok'
+BEGIN SELECT RAISE(ABORT, 'a case that could not be assessed cannot be confirmed'); END;
+"""
+
 _CASE_COLUMNS = (
     "id, case_ref, created_utc, status, label, probability, threshold, reason, detail, quality_flags, "
-    "model_name, model_sha256, runtime, input_sha256, image_file, elapsed_ms, confirmed_label, confirmed_utc"
+    "model_name, model_sha256, runtime, input_sha256, image_file, elapsed_ms, confirmed_label, "
+    "confirmed_utc, confirmed_by"
 )
 
 
@@ -92,6 +138,7 @@ class Case(NewCase):
     created_utc: str
     confirmed_label: str | None
     confirmed_utc: str | None
+    confirmed_by: str | None  # the staff member who recorded the confirmed diagnosis
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Case:
@@ -174,7 +221,10 @@ def init_db(data_dir: Path | str) -> None:
                 f"{db_path(data_dir)} has schema version {version}; this kiosk knows version "
                 f"{SCHEMA_VERSION}. Update the kiosk software or use another --data-dir."
             )
-        conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        if version < 1:
+            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version=1; COMMIT;")
+        if version < 2:
+            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA_V2} PRAGMA user_version=2; COMMIT;")
     finally:
         conn.close()
 
@@ -204,8 +254,10 @@ def init_app(app: Flask) -> None:
     app.teardown_appcontext(close_db)
 
 
-def insert_case(conn: sqlite3.Connection, case: NewCase, heatmap_png: bytes | None) -> Case:
-    """Commit a case (and its heatmap) in one transaction; return it as stored."""
+def insert_case(
+    conn: sqlite3.Connection, case: NewCase, heatmap_png: bytes | None, actor: Actor | None = None
+) -> Case:
+    """Commit a case (its heatmap, and who screened it in the audit log) in one transaction."""
     created = utc_now()
     with _write(conn):
         cursor = conn.execute(
@@ -233,21 +285,117 @@ def insert_case(conn: sqlite3.Connection, case: NewCase, heatmap_png: bytes | No
         case_id = int(cursor.lastrowid)
         if heatmap_png is not None:
             conn.execute("INSERT INTO heatmaps (case_id, png) VALUES (?, ?)", (case_id, heatmap_png))
+        if actor is not None:
+            append_audit(conn, actor, "screen", case_id, None, case.label or "CANNOT ASSESS")
     stored = get_case(conn, case_id)
     assert stored is not None  # just committed on this connection
     return stored
 
 
-def confirm_case(conn: sqlite3.Connection, case_id: int, label: str) -> Case | None:
-    """Record (or correct) the clinician's confirmed diagnosis; None when there is no such case."""
+@dataclass(frozen=True)
+class Actor:
+    """Who did something: a staff member (id and name at the time), or a clinic system on the API."""
+
+    staff_id: int | None
+    name: str
+
+
+class ConfirmError(ValueError):
+    """A confirmation that may not be recorded; `status` and `code` for the answer, message for people."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def confirm_case(
+    conn: sqlite3.Connection, case_id: int, label: str, actor: Actor, previous: str | None
+) -> Case:
+    """Record (or correct) the clinician's confirmed diagnosis, attributed, with an audit entry.
+
+    `previous` is the confirmation the person saw when they chose: if someone else changed it in
+    the meantime nothing is written (ConfirmError 409), so no correction overwrites unseen work.
+    A case the quality gate refused cannot be confirmed (there is no assessed X-ray to label).
+    """
     with _write(conn):
-        cursor = conn.execute(
-            "UPDATE cases SET confirmed_label = ?, confirmed_utc = ? WHERE id = ?",
-            (label, utc_now(), case_id),
+        row = conn.execute("SELECT status, confirmed_label FROM cases WHERE id = ?", (case_id,)).fetchone()
+        if row is None:
+            raise ConfirmError(404, "not_found", f"There is no case #{case_id}.")
+        if row["status"] != "ok":
+            raise ConfirmError(
+                409,
+                "not_assessable",
+                "This image could not be assessed, so no diagnosis can be recorded against it. "
+                "Screen a proper chest X-ray of the patient instead.",
+            )
+        old = row["confirmed_label"]
+        if old != previous:
+            raise ConfirmError(
+                409,
+                "changed",
+                f"Someone recorded {old or 'nothing'} for this case meanwhile. Nothing was changed: "
+                "look at the case again before you record a diagnosis.",
+            )
+        conn.execute(
+            "UPDATE cases SET confirmed_label = ?, confirmed_utc = ?, confirmed_by = ? WHERE id = ?",
+            (label, utc_now(), actor.name, case_id),
         )
-    if cursor.rowcount == 0:
-        return None
-    return get_case(conn, case_id)
+        append_audit(conn, actor, "confirm" if old is None else "correct", case_id, old, label)
+    case = get_case(conn, case_id)
+    assert case is not None  # just written on this connection
+    return case
+
+
+def append_audit(
+    conn: sqlite3.Connection,
+    actor: Actor,
+    action: str,
+    case_id: int | None = None,
+    old_value: str | None = None,
+    new_value: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """Add one entry to the append-only audit log (triggers refuse any UPDATE or DELETE of it).
+
+    Inside a transaction of the caller's, it commits with the change it describes; otherwise alone.
+    Never put a patient identifier here: cases are named by their number.
+    """
+    sql = (
+        "INSERT INTO audit_log (at_utc, staff_id, actor, action, case_id, old_value, new_value, detail) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    params = (utc_now(), actor.staff_id, actor.name, action, case_id, old_value, new_value, detail)
+    if conn.in_transaction:
+        conn.execute(sql, params)
+    else:
+        with _write(conn):
+            conn.execute(sql, params)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at_utc: str
+    staff_id: int | None
+    actor: str
+    action: str
+    case_id: int | None
+    old_value: str | None
+    new_value: str | None
+    detail: str | None
+
+
+def audit_entries(conn: sqlite3.Connection, case_id: int | None = None, limit: int = 200) -> list[AuditEntry]:
+    """Newest first; one case's entries when `case_id` is given."""
+    where, params = ("WHERE case_id = ?", [case_id]) if case_id is not None else ("", [])
+    rows = conn.execute(
+        f"SELECT id, at_utc, staff_id, actor, action, case_id, old_value, new_value, detail FROM audit_log "
+        f"{where} ORDER BY id DESC LIMIT ?",
+        [*params, limit],
+    ).fetchall()
+    return [AuditEntry(**dict(row)) for row in rows]
 
 
 def get_case(conn: sqlite3.Connection, case_id: int) -> Case | None:
@@ -285,7 +433,7 @@ def iter_cases(conn: sqlite3.Connection, query: CaseQuery) -> Iterator[Case]:
 
 
 @contextmanager
-def _write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One immediate transaction: the write lock is taken before reading, so writers queue, not fail."""
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -294,3 +442,6 @@ def _write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+_write = write

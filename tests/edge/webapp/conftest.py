@@ -16,7 +16,7 @@ from edge.bundle import Bundle
 from edge.webapp import create_app
 from tests.tiny_bundle import encode
 
-from .helpers import AppFactory
+from .helpers import ADMIN, ADMIN_PIN, NURSE, NURSE_PIN, AppFactory, add_staff, login
 
 
 @pytest.fixture
@@ -49,7 +49,20 @@ def app(make_app: AppFactory) -> Flask:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    """A browser logged in as a nurse (staff role); pages need a personal login."""
+    add_staff(app, NURSE, NURSE_PIN, "staff")
+    browser = app.test_client()
+    assert login(browser).status_code == 302
+    return browser
+
+
+@pytest.fixture
+def admin_client(app: Flask, client: FlaskClient) -> FlaskClient:
+    """Another browser, logged in as an administrator (the nurse's login exists too)."""
+    add_staff(app, ADMIN, ADMIN_PIN, "admin")
+    browser = app.test_client()
+    assert login(browser, ADMIN, ADMIN_PIN).status_code == 302
+    return browser
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -12,9 +13,41 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from edge.webapp import images, store
+from edge.webapp import accounts, images, store
 
 AppFactory = Callable[..., Flask]
+
+NURSE, NURSE_PIN = "Amina Nurse", "246810"
+ADMIN, ADMIN_PIN = "Joao Admin", "135790"
+
+
+def add_staff(app: Flask, name: str, pin: str, role: str = "staff") -> accounts.Staff:
+    """Create a staff login straight in the app's database (as an administrator would)."""
+    conn = store.connect(store.db_path(app.config["DATA_DIR"]))
+    try:
+        return accounts.add_staff(conn, name, pin, role, store.Actor(None, "test set-up"))
+    finally:
+        conn.close()
+
+
+def login(client: FlaskClient, name: str = NURSE, pin: str = NURSE_PIN, target: str = "/") -> TestResponse:
+    """Log in through the login form (CSRF token included when the app checks it)."""
+    page = client.get("/login").data.decode()
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    form = {"name": name, "pin": pin, "next": target}
+    if match:
+        form["csrf_token"] = match.group(1)
+    return client.post("/login", data=form)
+
+
+def audit_rows(data_dir: Path) -> list[dict[str, Any]]:
+    """The audit log, oldest first, read straight from the database."""
+    conn = sqlite3.connect(store.db_path(data_dir))
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in conn.execute("SELECT * FROM audit_log ORDER BY id")]
+    finally:
+        conn.close()
 
 
 def post_file(

@@ -58,7 +58,7 @@ def test_results_filter_and_page(
         for s in range(5)
     ]
     rejected = post_file(client, "/api/v1/predict", colour_photo, case_ref="P-1").get_json()["id"]
-    client.post(f"/cases/{ids[0]}/diagnosis", data={"diagnosis": "PNEUMONIA"})
+    client.post(f"/cases/{ids[0]}/diagnosis", data={"diagnosis": "PNEUMONIA", "confirmed": "yes"})
 
     def result_ids(query: str) -> list[int]:
         return [case["id"] for case in client.get(f"/api/v1/results?{query}").get_json()["results"]]

@@ -22,7 +22,7 @@ from edge.webapp import history, store
 from edge.webapp.export import CSV_COLUMNS
 
 from .bad_uploads import dicom
-from .helpers import post_file
+from .helpers import NURSE, post_file
 from .test_pages import alert_text
 
 XrayFactory = Callable[..., bytes]
@@ -35,7 +35,16 @@ def assess(client: FlaskClient, data: bytes, case_ref: str | None = None, filena
 
 
 def confirm(client: FlaskClient, case_id: int, diagnosis: str) -> None:
-    assert client.post(f"/cases/{case_id}/diagnosis", data={"diagnosis": diagnosis}).status_code == 303
+    """Both taps: the diagnosis, then 'Yes, record it' on the confirmation step."""
+    first = client.post(f"/cases/{case_id}/diagnosis", data={"diagnosis": diagnosis})
+    assert first.status_code == 200, first.data
+    previous = re.search(r'name="previous" value="([^"]*)"', first.data.decode())
+    assert previous is not None
+    second = client.post(
+        f"/cases/{case_id}/diagnosis",
+        data={"diagnosis": diagnosis, "confirmed": "yes", "previous": previous.group(1)},
+    )
+    assert second.status_code == 303, second.data
 
 
 def history_case_refs(client: FlaskClient, query: str) -> list[str]:
@@ -79,7 +88,8 @@ def test_confirmed_diagnosis_is_recorded_with_its_time_and_can_be_corrected(
     case = store.get_case(store.connect(store.db_path(data_dir)), case_id)
     assert case is not None and case.confirmed_label == "NORMAL"
     assert case.confirmed_utc is not None and case.confirmed_utc >= case.created_utc
-    assert "NORMAL (" in client.get(f"/cases/{case_id}").data.decode()
+    assert case.confirmed_by == NURSE
+    assert f"NORMAL by {NURSE} (" in client.get(f"/cases/{case_id}").data.decode()
 
 
 @pytest.mark.parametrize(
@@ -122,7 +132,8 @@ def test_dataset_export_is_the_kermany_layout_of_confirmed_deidentified_images(
     confirm(client, ids[1], "PNEUMONIA")
     confirm(client, ids[2], "PNEUMONIA")  # the same image again, with another diagnosis: a conflict
     confirm(client, assess(client, uploads[2]), "NORMAL")
-    confirm(client, assess(client, colour_photo), "NORMAL")  # refused by the gate: not exported
+    refused = assess(client, colour_photo)  # refused by the gate: cannot be confirmed, not exported
+    assert client.post(f"/cases/{refused}/diagnosis", data={"diagnosis": "NORMAL"}).status_code == 409
     # seed 3 is never confirmed: not exported
 
     response = client.get("/history/confirmed-dataset.zip")

@@ -11,9 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
-from edge.webapp import security
+from edge.webapp import accounts, security
 
-from .helpers import AppFactory, post_file, stored_state
+from .helpers import NURSE, NURSE_PIN, AppFactory, add_staff, login, post_file, stored_state
 from .test_pages import alert_text
 
 CODE = "correct-horse-battery"
@@ -28,11 +28,6 @@ def csrf_token(page: bytes) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', page.decode())
     assert match, "the form carries no CSRF token"
     return match.group(1)
-
-
-def login(client: FlaskClient, code: str = CODE, target: str = "/") -> object:
-    token = csrf_token(client.get("/login").data)
-    return client.post("/login", data={"access_code": code, "csrf_token": token, "next": target})
 
 
 def test_every_page_and_api_response_is_hardened(client: FlaskClient) -> None:
@@ -59,7 +54,10 @@ def test_templates_hold_no_inline_script_or_style() -> None:
 def test_forms_need_a_csrf_token_but_the_api_does_not(
     make_app: AppFactory, data_dir: Path, small_xray: bytes
 ) -> None:
-    client = make_app(WTF_CSRF_ENABLED=True).test_client()
+    app = make_app(WTF_CSRF_ENABLED=True)
+    add_staff(app, NURSE, NURSE_PIN)
+    client = app.test_client()
+    assert login(client).status_code == 302  # the login form itself carries a token
     refused = post_file(client, "/assess", small_xray)
     assert refused.status_code == 400
     assert alert_text(refused.data).startswith("This form has expired or did not come from this kiosk.")
@@ -74,40 +72,52 @@ def test_forms_need_a_csrf_token_but_the_api_does_not(
     assert post_file(client, "/api/v1/predict", small_xray).status_code == 201
 
 
-def test_pages_need_a_login_when_an_access_code_is_set(locked_app: Flask) -> None:
-    client = locked_app.test_client()
+def test_pages_need_a_personal_login(app: Flask) -> None:
+    add_staff(app, NURSE, NURSE_PIN)
+    client = app.test_client()
     response = client.get("/history?case_ref=A")
     assert response.status_code == 302
     assert response.headers["Location"] == "/login?next=/history?case_ref%3DA"
-    wrong = login(client, "wrong-code-123")
-    assert wrong.status_code == 401 and alert_text(wrong.data) == "That access code is wrong."
+    wrong = login(client, NURSE, "000000")
+    assert wrong.status_code == 401
+    assert alert_text(wrong.data) == "That name and PIN do not match an active login. Check both and try again."
     assert client.get("/").status_code == 302
     right = login(client, target="/history")
     assert right.status_code == 302 and right.headers["Location"] == "/history"
-    assert client.get("/").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and NURSE in page.data.decode()  # who is logged in is shown
     assert client.get("/healthz").status_code == 200
 
 
-def test_login_never_redirects_off_the_kiosk(locked_app: Flask) -> None:
-    client = locked_app.test_client()
-    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
-        assert login(client, target=target).headers["Location"] == "/"
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/\t/evil.example",  # /login?next=/%09/evil.example: browsers drop the tab
+        "/\n/evil.example",
+        "/x\r\nSet-Cookie: a=b",
+        "/ /evil.example",
+        "javascript:alert(1)",
+    ],
+)
+def test_login_never_redirects_off_the_kiosk(app: Flask, target: str) -> None:
+    add_staff(app, NURSE, NURSE_PIN)
+    client = app.test_client()
+    assert client.get("/login", query_string={"next": target}).status_code == 200
+    response = login(client, target=target)
+    assert response.status_code == 302 and response.headers["Location"] == "/"
 
 
-def test_changing_the_access_code_logs_everyone_out(make_app: AppFactory, locked_app: Flask) -> None:
-    client = locked_app.test_client()
-    login(client)
-    assert client.get("/").status_code == 200
-    relocked = make_app(ACCESS_CODE_HASH=generate_password_hash("another-code-456"))
-    with client.session_transaction() as session:
-        cookie_session = dict(session)
-    other = relocked.test_client()
-    with other.session_transaction() as session:
-        session.update(cookie_session)
-    assert other.get("/").status_code == 302
+def test_a_same_site_next_path_is_kept(app: Flask) -> None:
+    add_staff(app, NURSE, NURSE_PIN)
+    client = app.test_client()
+    assert login(client, target="/cases/3?x=1").headers["Location"] == "/cases/3?x=1"
 
 
 def test_api_needs_the_code_as_a_bearer_token_not_the_cookie(locked_app: Flask, small_xray: bytes) -> None:
+    add_staff(locked_app, NURSE, NURSE_PIN)
     client = locked_app.test_client()
     login(client)  # a logged-in browser session must not authorise the CSRF-exempt API
     missing = post_file(client, "/api/v1/predict", small_xray)
@@ -125,14 +135,13 @@ def test_api_needs_the_code_as_a_bearer_token_not_the_cookie(locked_app: Flask, 
 
 def test_repeated_wrong_codes_lock_the_address_out(locked_app: Flask) -> None:
     client = locked_app.test_client()
-    for _ in range(security.MAX_FAILURES):
+    for _ in range(accounts.MAX_FAILURES):
         assert (
             client.get("/api/v1/results", headers={"Authorization": "Bearer wrong-code"}).status_code == 401
         )
     locked = client.get("/api/v1/results", headers={"Authorization": f"Bearer {CODE}"})
     assert locked.status_code == 429
     assert "Too many wrong access codes" in locked.get_json()["error"]["message"]
-    assert login(client).status_code == 429
 
 
 @pytest.mark.parametrize(
@@ -149,10 +158,11 @@ def test_weak_access_codes_are_refused(data_dir: Path, code: str, message: str) 
     assert security.load_access_code_hash(data_dir) is None
 
 
-def test_access_code_is_stored_only_as_a_private_hash(data_dir: Path) -> None:
+def test_access_code_is_stored_only_as_a_private_hash(app: Flask, data_dir: Path) -> None:
     security.store_access_code(data_dir, CODE)
     path = data_dir / security.ACCESS_CODE_FILE
     assert CODE not in path.read_text()
     assert path.stat().st_mode & 0o777 == 0o600
     guard = security.AccessGuard(security.load_access_code_hash(data_dir))
-    assert guard.check(CODE, "127.0.0.1") and not guard.check(CODE + "x", "127.0.0.1")
+    with app.app_context():
+        assert guard.check(CODE, "127.0.0.1") and not guard.check(CODE + "x", "127.0.0.1")

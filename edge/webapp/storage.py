@@ -1,0 +1,189 @@
+"""The data folder's health: free space, writability, retention of stored images, crash leftovers.
+
+- Before an upload is scored the free space is checked against a floor (MIN_FREE_MB); below it the
+  kiosk refuses new work with a plain "storage full" answer (507) instead of failing half-way, and
+  `/healthz` reports it.
+- `/healthz` is unhealthy when the database or the image folder cannot be written.
+- Retention (RETENTION_DAYS, 0 = keep for ever): de-identified images and heatmaps of cases older
+  than that are deleted; the results themselves (label, probability, confirmation, audit) stay.
+- At start, images that no case refers to (written just before a crash, never committed) are removed.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from flask import Flask
+
+from edge.webapp import images, store
+
+log = logging.getLogger(__name__)
+
+STORAGE_FULL_MESSAGE = (
+    "The kiosk's storage is full, so nothing was saved. Ask the technician to free space: export "
+    "the confirmed images and the case list, then shorten the image retention or remove old images. "
+    "Screening will work again once there is space."
+)
+#: How often retention runs while the kiosk is up (it also runs at every start).
+RETENTION_EVERY_S = 3600.0
+
+
+class StorageFullError(OSError):
+    """Free space is below the floor, or a write failed for lack of space."""
+
+    def __init__(self, message: str = STORAGE_FULL_MESSAGE) -> None:
+        super().__init__(errno.ENOSPC, message)
+        self.message = message
+
+
+def free_bytes(data_dir: Path | str) -> int:
+    return shutil.disk_usage(data_dir).free
+
+
+def require_space(data_dir: Path | str, min_free_mb: float) -> None:
+    """StorageFull when the data folder's file system has less than `min_free_mb` free."""
+    if free_bytes(data_dir) < min_free_mb * 1024 * 1024:
+        raise StorageFullError()
+
+
+def is_out_of_space(error: BaseException) -> bool:
+    """A write that failed for lack of space: ENOSPC/EDQUOT, or SQLite's 'database or disk is full'."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(error, sqlite3.Error) and "full" in str(error).lower()
+
+
+@dataclass(frozen=True)
+class Health:
+    database: str  # "ok" | "error"
+    images: str  # "ok" | "error"
+    storage: str  # "ok" | "low"
+    free_mb: float
+
+    @property
+    def ok(self) -> bool:
+        return self.database == self.images == self.storage == "ok"
+
+
+def check_health(conn: sqlite3.Connection, data_dir: Path | str, min_free_mb: float) -> Health:
+    """Can the kiosk record a case right now? Writes nothing that stays."""
+    database = "ok"
+    try:
+        conn.execute("SELECT 1 FROM cases LIMIT 1").fetchall()
+        conn.execute("BEGIN IMMEDIATE")  # takes the write lock: fails on a read-only database
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS health_probe (x)")
+        conn.execute("ROLLBACK")
+        with store.db_path(data_dir).open("r+b"):  # the file itself must be writable
+            pass
+    except (sqlite3.Error, OSError) as e:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        log.error("health check: the database cannot be written (%s)", type(e).__name__)
+        database = "error"
+    image_state = "ok"
+    try:
+        folder = images.images_dir(data_dir)
+        probe = folder / f".health-{os.getpid()}-{threading.get_ident()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        log.error("health check: the image folder cannot be written (%s)", type(e).__name__)
+        image_state = "error"
+    try:
+        free = free_bytes(data_dir)
+    except OSError:
+        free = 0
+    storage = "ok" if free >= min_free_mb * 1024 * 1024 else "low"
+    return Health(database, image_state, storage, round(free / (1024 * 1024), 1))
+
+
+def apply_retention(conn: sqlite3.Connection, data_dir: Path | str, days: float) -> int:
+    """Delete images and heatmaps of cases older than `days` (0: keep all); the results stay.
+
+    Returns how many image files were deleted."""
+    if days <= 0:
+        return 0
+    cutoff = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat(timespec="milliseconds")
+    cutoff = cutoff.replace("+00:00", "Z")
+    # An image shared by several cases (the same upload screened again) goes when its newest case does.
+    rows = conn.execute(
+        "SELECT image_file FROM cases WHERE image_file IS NOT NULL GROUP BY image_file "
+        "HAVING max(created_utc) < ?",
+        (cutoff,),
+    ).fetchall()
+    names = [row["image_file"] for row in rows]
+    with store.write(conn):
+        conn.executemany("UPDATE cases SET image_file = NULL WHERE image_file = ?", [(n,) for n in names])
+        conn.execute(
+            "DELETE FROM heatmaps WHERE case_id IN (SELECT id FROM cases WHERE created_utc < ?)", (cutoff,)
+        )
+    removed = 0
+    for name in names:  # after the commit: a crash in between leaves files that the start-up sweep removes
+        try:
+            images.path_of(data_dir, name).unlink(missing_ok=True)
+            removed += 1
+        except (OSError, ValueError) as e:
+            log.warning("retention: could not delete a stored image (%s)", type(e).__name__)
+    if names:
+        log.info("retention: deleted %d stored images of cases older than %g days", removed, days)
+    return removed
+
+
+def remove_orphans(conn: sqlite3.Connection, data_dir: Path | str) -> int:
+    """Delete stored images that no case refers to (left by a crash between image and commit)."""
+    referenced = {
+        row[0] for row in conn.execute("SELECT DISTINCT image_file FROM cases WHERE image_file IS NOT NULL")
+    }
+    removed = 0
+    for path in images.images_dir(data_dir).glob("*.png"):
+        if path.name not in referenced:
+            log.warning("removing an image without a case, left by an interrupted upload")
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def init_app(app: Flask) -> None:
+    """At start: remove crash leftovers and apply retention; then apply retention every hour."""
+    data_dir = app.config["DATA_DIR"]
+    conn = store.connect(store.db_path(data_dir))
+    try:
+        remove_orphans(conn, data_dir)
+        apply_retention(conn, data_dir, float(app.config["RETENTION_DAYS"]))
+    finally:
+        conn.close()
+    if float(app.config["RETENTION_DAYS"]) > 0 and not app.config.get("TESTING"):
+        _start_retention_timer(data_dir, float(app.config["RETENTION_DAYS"]))
+
+
+def _start_retention_timer(data_dir: str, days: float) -> None:
+    def run() -> None:
+        conn = store.connect(store.db_path(data_dir))
+        try:
+            apply_retention(conn, data_dir, days)
+        except (OSError, sqlite3.Error) as e:
+            log.error("retention failed (%s); it is tried again in an hour", type(e).__name__)
+        finally:
+            conn.close()
+        _start_retention_timer(data_dir, days)
+
+    timer = threading.Timer(RETENTION_EVERY_S, run)
+    timer.daemon = True
+    timer.start()
+
+
+def remove_if_unreferenced(conn: sqlite3.Connection, data_dir: Path | str, name: str) -> None:
+    """After a failed commit: delete the image just written unless another case already uses it."""
+    try:
+        if conn.execute("SELECT 1 FROM cases WHERE image_file = ?", (name,)).fetchone() is None:
+            images.path_of(data_dir, name).unlink(missing_ok=True)
+    except (OSError, sqlite3.Error, ValueError) as e:
+        log.warning("could not remove an uncommitted image (%s); it goes at the next start", type(e).__name__)
