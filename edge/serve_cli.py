@@ -33,6 +33,10 @@ DEFAULT_DATA_DIR = "kiosk-data"
 DEFAULT_THREADS = 4
 DEFAULT_SCORING_SLOTS = 1
 ACCESS_CODE_ENV = "PNEUMOEDGE_ACCESS_CODE"
+ADMIN_PIN_ENV = "PNEUMOEDGE_ADMIN_PIN"
+DEFAULT_IDLE_LOGOUT_S = 600
+DEFAULT_MIN_FREE_MB = 200
+DEFAULT_RETENTION_DAYS = 0
 _M_ARENA_MAX = -8  # from glibc's malloc.h
 
 
@@ -78,6 +82,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"set the operator access code (stored hashed in the data dir); prefer the {ACCESS_CODE_ENV} "
         "environment variable, since a command line is visible to other users",
     )
+    parser.add_argument(
+        "--admin",
+        default=None,
+        metavar="NAME",
+        help=f"create the administrator NAME (or reset its PIN) with the PIN in {ADMIN_PIN_ENV}; "
+        "administrators add the other staff logins on the Staff page",
+    )
+    parser.add_argument(
+        "--idle-logout",
+        type=_positive,
+        default=DEFAULT_IDLE_LOGOUT_S,
+        metavar="SECONDS",
+        help="log a staff member out after this long without using the kiosk",
+    )
+    parser.add_argument(
+        "--min-free-mb",
+        type=_non_negative,
+        default=DEFAULT_MIN_FREE_MB,
+        metavar="MB",
+        help="refuse new uploads ('storage full') and report unhealthy below this much free space",
+    )
+    parser.add_argument(
+        "--retention-days",
+        type=_non_negative,
+        default=DEFAULT_RETENTION_DAYS,
+        metavar="DAYS",
+        help="delete stored images and heatmaps of cases older than this (results are kept); 0 keeps them",
+    )
     parser.set_defaults(func=run)
 
 
@@ -108,6 +140,7 @@ def is_loopback(host: str) -> bool:
 def _build_app(args: argparse.Namespace) -> Flask:
     """Check the data folder and access code, then build the app (which verifies the model)."""
     from edge.webapp import create_app, security
+    from edge.webapp.accounts import AccountError
 
     data_dir: Path = args.data_dir
     try:
@@ -123,6 +156,10 @@ def _build_app(args: argparse.Namespace) -> Flask:
         raise StartupError(
             f"the data folder {data_dir} cannot be used ({e}); pass a writable --data-dir"
         ) from e
+    admin = getattr(args, "admin", None)
+    admin_pin = os.environ.get(ADMIN_PIN_ENV, "")
+    if admin and not admin_pin:
+        raise StartupError(f"--admin {admin} needs the administrator's PIN in the {ADMIN_PIN_ENV} variable")
     if not is_loopback(args.host) and not has_code:
         raise StartupError(
             f"listening on {args.host} lets other machines reach the kiosk, so an operator access code "
@@ -130,17 +167,36 @@ def _build_app(args: argparse.Namespace) -> Flask:
             f"or pass --access-code, or listen on {DEFAULT_HOST}"
         )
     try:
-        return create_app(
+        app = create_app(
             {
                 "DATA_DIR": str(data_dir.resolve()),
                 "MODEL_DIR": str(args.model),
                 "SCORING_SLOTS": args.scoring_slots,
+                "IDLE_LOGOUT_S": getattr(args, "idle_logout", DEFAULT_IDLE_LOGOUT_S),
+                "MIN_FREE_MB": getattr(args, "min_free_mb", DEFAULT_MIN_FREE_MB),
+                "RETENTION_DAYS": getattr(args, "retention_days", DEFAULT_RETENTION_DAYS),
             }
         )
+        if admin:
+            _provision_admin(app, admin, admin_pin)
+        return app
+    except AccountError as e:
+        raise StartupError(f"{e} Choose another name or PIN for --admin.") from e
     except BundleError as e:
         raise StartupError(f"the model bundle cannot be used: {e}") from e
     except (OSError, sqlite3.Error, RuntimeError, ValueError) as e:
         raise StartupError(f"{e}") from e
+
+
+def _provision_admin(app: Flask, name: str, pin: str) -> None:
+    from edge.webapp import accounts, store
+
+    conn = store.connect(store.db_path(app.config["DATA_DIR"]))
+    try:
+        staff = accounts.provision_admin(conn, name, pin)
+    finally:
+        conn.close()
+    log.info("administrator login %r is ready (its PIN is stored hashed)", staff.name)
 
 
 def _serve(app: Flask, args: argparse.Namespace) -> int:
@@ -192,6 +248,12 @@ def _stop(_signum: int, _frame: FrameType | None) -> None:
 def _port(value: str) -> int:
     if not value.isdigit() or not 0 <= int(value) <= 65535:
         raise argparse.ArgumentTypeError(f"a port is a whole number from 0 to 65535, got {value!r}")
+    return int(value)
+
+
+def _non_negative(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, got {value!r}")
     return int(value)
 
 

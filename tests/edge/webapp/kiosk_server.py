@@ -38,12 +38,20 @@ class KioskServer:
     """Start, query and stop (or kill) one kiosk server process."""
 
     def __init__(
-        self, model_dir: Path, data_dir: Path, access_code: str | None = None, threads: int = 4
+        self,
+        model_dir: Path,
+        data_dir: Path,
+        access_code: str | None = None,
+        threads: int = 4,
+        admin: tuple[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.model_dir = model_dir
         self.data_dir = data_dir
         self.access_code = access_code
         self.threads = threads
+        self.admin = admin  # (name, PIN): created at start with --admin
+        self.extra_args = extra_args
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
@@ -57,8 +65,11 @@ class KioskServer:
         command = [
             sys.executable, "-m", "edge", "--log-level", "INFO", "serve",
             "--model", str(self.model_dir), "--host", "127.0.0.1", "--port", str(self.port),
-            "--data-dir", str(self.data_dir), "--threads", str(self.threads),
+            "--data-dir", str(self.data_dir), "--threads", str(self.threads), *self.extra_args,
         ]  # fmt: skip
+        if self.admin:
+            command += ["--admin", self.admin[0]]
+            env["PNEUMOEDGE_ADMIN_PIN"] = self.admin[1]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -78,6 +89,14 @@ class KioskServer:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"the kiosk did not answer /healthz within {START_TIMEOUT_S:.0f} s:\n{self.log()}")
+
+    def peak_rss_mb(self) -> float:
+        """The server process's peak resident memory so far (VmHWM), in MB."""
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM in /proc status")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -12,6 +12,7 @@ import io
 import os
 import re
 import shutil
+import sqlite3
 import time
 import zipfile
 from collections.abc import Iterator
@@ -43,12 +44,19 @@ from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 ACCESS_CODE = "browser-test-code"
+STAFF_NAME = "Grace Nurse"
+STAFF_PIN = "482916"
 WIDTH, HEIGHT = 800, 480
 
 
 @pytest.fixture(scope="module")
 def kiosk(tiny_bundle_int8: Bundle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KioskServer]:
-    server = KioskServer(tiny_bundle_int8.root, tmp_path_factory.mktemp("browser") / "data", ACCESS_CODE)
+    server = KioskServer(
+        tiny_bundle_int8.root,
+        tmp_path_factory.mktemp("browser") / "data",
+        ACCESS_CODE,
+        admin=(STAFF_NAME, STAFF_PIN),
+    )
     server.start()
     yield server
     server.stop()
@@ -137,8 +145,8 @@ def test_upload_result_confirm_history_and_exports(
     base = f"http://127.0.0.1:{kiosk.port}"
 
     browser.get(base + "/")
-    wait_for(browser, "#access_code").send_keys(ACCESS_CODE)
-    browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    log_in(browser)
+    assert browser.find_element(By.ID, "who").text == STAFF_NAME  # who is logged in is on every page
     wait_for(browser, "#file").send_keys(str(xray))
     browser.find_element(By.ID, "case_ref").send_keys("BROWSER-1")
     assert fully_visible(browser, "assess") and fully_visible(browser, "dropzone")
@@ -160,9 +168,21 @@ def test_upload_result_confirm_history_and_exports(
     screenshot(browser, tmp_path, "result")
 
     browser.find_element(By.ID, "confirm-pneumonia").click()
+    question = wait_for(browser, "#confirm-question").text  # the second tap: nothing recorded yet
+    assert "Record PNEUMONIA" in question
+    assert kiosk.request("GET", f"/api/v1/results/{case_id}").json()["confirmed_label"] is None
+    screenshot(browser, tmp_path, "confirm-step")
+    browser.find_element(By.ID, "confirm-yes").click()
     WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
-        lambda d: d.find_element(By.ID, "confirmed").text.startswith("PNEUMONIA")
+        lambda d: d.find_element(By.ID, "confirmed").text.startswith(f"PNEUMONIA by {STAFF_NAME}")
     )
+    conn = sqlite3.connect(kiosk.data_dir / "pneumoedge.sqlite3")
+    entry = conn.execute(
+        "SELECT actor, action, old_value, new_value FROM audit_log WHERE case_id = ? AND action = 'confirm'",
+        (case_id,),
+    ).fetchall()
+    conn.close()
+    assert entry == [(STAFF_NAME, "confirm", None, "PNEUMONIA")]
 
     browser.find_element(By.LINK_TEXT, "History").click()
     row = wait_for(browser, "table.cases tbody tr")
@@ -189,6 +209,16 @@ def test_upload_result_confirm_history_and_exports(
     assert problems == []  # no CSP violations, no missing assets, no script errors
 
 
+def log_in(browser: WebDriver) -> None:
+    """Log in as the named staff member, unless this browser session already is."""
+    if browser.find_elements(By.ID, "who"):
+        return
+    wait_for(browser, "#name").send_keys(STAFF_NAME)
+    browser.find_element(By.ID, "pin").send_keys(STAFF_PIN)
+    browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    wait_for(browser, "#who")
+
+
 DROP_FILE_JS = """
 const [name, b64] = arguments;
 const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
@@ -204,8 +234,7 @@ return document.getElementById("file").files.length;
 
 def test_an_x_ray_dropped_on_the_page_is_assessed(kiosk: KioskServer, browser: WebDriver) -> None:
     browser.get(f"http://127.0.0.1:{kiosk.port}/")
-    wait_for(browser, "#access_code").send_keys(ACCESS_CODE)
-    browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    log_in(browser)
     wait_for(browser, "#dropzone")
     jpeg = base64.b64encode(xray_bytes(seed=22, width=400, height=480)).decode()
     assert browser.execute_script(DROP_FILE_JS, "dropped.jpg", jpeg) == 1

@@ -80,7 +80,9 @@ def test_pages_need_a_personal_login(app: Flask) -> None:
     assert response.headers["Location"] == "/login?next=/history?case_ref%3DA"
     wrong = login(client, NURSE, "000000")
     assert wrong.status_code == 401
-    assert alert_text(wrong.data) == "That name and PIN do not match an active login. Check both and try again."
+    assert (
+        alert_text(wrong.data) == "That name and PIN do not match an active login. Check both and try again."
+    )
     assert client.get("/").status_code == 302
     right = login(client, target="/history")
     assert right.status_code == 302 and right.headers["Location"] == "/history"
