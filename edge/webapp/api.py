@@ -7,6 +7,7 @@ must send it as `Authorization: Bearer <code>` (checked in edge.webapp.security)
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request, url_for
@@ -83,8 +84,12 @@ def healthz() -> tuple[Response, int]:
     """For monitoring: can this kiosk record a case now (database and image folder writable, free
     space above the floor), and which model is loaded. 503 when it cannot."""
     info = kiosk_info()
+    try:
+        conn: sqlite3.Connection | None = store.get_db()
+    except sqlite3.Error:
+        conn = None
     health = storage.check_health(
-        store.get_db(), current_app.config["DATA_DIR"], float(current_app.config["MIN_FREE_MB"])
+        conn, current_app.config["DATA_DIR"], float(current_app.config["MIN_FREE_MB"])
     )
     body = {
         "status": "ok" if health.ok else "error",

@@ -73,10 +73,12 @@ class Health:
         return self.database == self.images == self.storage == "ok"
 
 
-def check_health(conn: sqlite3.Connection, data_dir: Path | str, min_free_mb: float) -> Health:
-    """Can the kiosk record a case right now? Writes nothing that stays."""
+def check_health(conn: sqlite3.Connection | None, data_dir: Path | str, min_free_mb: float) -> Health:
+    """Can the kiosk record a case right now? Writes nothing that stays. `conn` None: it did not open."""
     database = "ok"
     try:
+        if conn is None:
+            raise sqlite3.OperationalError("the database could not be opened")
         conn.execute("SELECT 1 FROM cases LIMIT 1").fetchall()
         conn.execute("BEGIN IMMEDIATE")  # takes the write lock: fails on a read-only database
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS health_probe (x)")
@@ -84,7 +86,7 @@ def check_health(conn: sqlite3.Connection, data_dir: Path | str, min_free_mb: fl
         with store.db_path(data_dir).open("r+b"):  # the file itself must be writable
             pass
     except (sqlite3.Error, OSError) as e:
-        if conn.in_transaction:
+        if conn is not None and conn.in_transaction:
             conn.execute("ROLLBACK")
         log.error("health check: the database cannot be written (%s)", type(e).__name__)
         database = "error"
