@@ -7,6 +7,8 @@ SCRIPT_NAME=build-bundle
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 # shellcheck source=lib/targets.sh
 source "${FIRMWARE_DIR}/lib/targets.sh"
+# shellcheck source=lib/signing.sh
+source "${FIRMWARE_DIR}/lib/signing.sh"
 
 REPO_DIR="$(cd "${FIRMWARE_DIR}/.." && pwd)"
 
@@ -14,8 +16,9 @@ usage() {
 	cat <<USAGE
 Usage: $0 [options]
 
-Build dist/pneumoedge-<version>-<target>.tar.gz (+ .sha256) for devices without network.
-Needs internet for the wheels, unless --wheelhouse points at a folder that has them.
+Build dist/pneumoedge-<version>-<target>.tar.gz (+ .sha256, + .sig: its Ed25519 signature) for
+devices without network. Needs internet for the wheels, unless --wheelhouse points at a folder
+that has them. Devices install only bundles signed with the key they trust.
 
 Options:
   --target PRESET      one of: ${TARGET_PRESETS} (default: pi64-bookworm)
@@ -30,6 +33,8 @@ Options:
   --requirements FILE  override the target's requirements file (default: requirements-edge.txt,
                        or requirements-edge-tflite-runtime.txt for pi32-bookworm)
   --wheelhouse DIR     take the wheels from DIR only (pip --no-index); no internet needed
+  --signing-key FILE   the office's Ed25519 private key (PEM) that signs the bundle (default:
+                       SIGNING_KEY from the config); required except for --dry-run
   --debs DIR           also ship the .deb files in DIR (e.g. cage, chromium for a Lite image);
                        provision.sh installs them without network
   --config FILE        config file (default: firmware_scripts/pneumoedge.conf)
@@ -47,6 +52,7 @@ VERSION=""
 REQUIREMENTS=""
 WHEELHOUSE=""
 DEBS_DIR=""
+SIGNING_KEY_ARG=""
 CONFIG_ARG=""
 
 parse_args() {
@@ -59,6 +65,7 @@ parse_args() {
 		--requirements) REQUIREMENTS="${2:?--requirements needs a file}" && shift ;;
 		--wheelhouse) WHEELHOUSE="${2:?--wheelhouse needs a folder}" && shift ;;
 		--debs) DEBS_DIR="${2:?--debs needs a folder}" && shift ;;
+		--signing-key) SIGNING_KEY_ARG="${2:?--signing-key needs a file}" && shift ;;
 		--config) CONFIG_ARG="${2:?--config needs a file}" && shift ;;
 		--dry-run) DRY_RUN=1 ;;
 		-h | --help) usage && exit 0 ;;
@@ -72,9 +79,11 @@ MODEL_NAME=""
 MODEL_SHA256=""
 RUNTIME_MODULE=""
 BUNDLE_NAME=""
+SIGNING_PUBKEY=""
 
 check_inputs() {
-	need tar gzip sha256sum find sort git date "$BUILD_PYTHON"
+	need tar gzip sha256sum find sort git date openssl "$BUILD_PYTHON"
+	check_signing_key
 	set_target "$TARGET"
 	REQUIREMENTS="${REQUIREMENTS:-${REPO_DIR}/${TARGET_REQUIREMENTS}}"
 	[[ -f "$REQUIREMENTS" ]] || die "requirements file ${REQUIREMENTS} does not exist"
@@ -106,6 +115,22 @@ check_inputs() {
 	BUNDLE_NAME="pneumoedge-${VERSION}-${TARGET}"
 	log "target ${TARGET}: ${TARGET_ARCH}, Python ${TARGET_PYTHON}, $(basename "$REQUIREMENTS"), runtime ${RUNTIME_MODULE%%.*}"
 	log "model ${MODEL_NAME} (sha256 ${MODEL_SHA256}); release ${VERSION}"
+}
+
+# check_signing_key: read the signing key before the long work (a wrong passphrase fails now),
+# and keep its public half to check the signature it makes.
+check_signing_key() {
+	SIGNING_KEY="${SIGNING_KEY_ARG:-$SIGNING_KEY}"
+	if [[ -z "$SIGNING_KEY" ]]; then
+		[[ "$DRY_RUN" == 1 ]] ||
+			die "no signing key: pass --signing-key FILE (or set SIGNING_KEY); devices refuse unsigned bundles. Making a key: docs/deployment.md, 'Signing keys'"
+		warn "no --signing-key: a real build would stop here"
+		return 0
+	fi
+	SIGNING_PUBKEY="$(mktemp)"
+	cleanup_on_exit "$SIGNING_PUBKEY"
+	load_signing_key "$SIGNING_KEY" "$SIGNING_PUBKEY"
+	log "signing with ${SIGNING_KEY}, public key $(key_fingerprint "$SIGNING_PUBKEY")"
 }
 
 WORK=""
@@ -187,7 +212,7 @@ write_metadata() {
 pack() {
 	local tarball="${OUTPUT_DIR}/${BUNDLE_NAME}.tar.gz"
 	if [[ "$DRY_RUN" == 1 ]]; then
-		log "would write ${tarball} and ${tarball}.sha256"
+		log "would write ${tarball}, ${tarball}.sha256 and ${tarball}.sig"
 		return 0
 	fi
 	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$(date +%s)" \
@@ -195,6 +220,11 @@ pack() {
 	mv -f "${WORK}/bundle.tar.gz" "$tarball"
 	(cd "$OUTPUT_DIR" && sha256sum "$(basename "$tarball")") >"${tarball}.sha256.tmp"
 	mv -f "${tarball}.sha256.tmp" "${tarball}.sha256"
+	sign_file "${tarball}.sha256" "${tarball}.sig.tmp"
+	verify_signature "$SIGNING_PUBKEY" "${tarball}.sha256" "${tarball}.sig.tmp" ||
+		die "the signature just made does not verify; this is a bug in the script"
+	mv -f "${tarball}.sig.tmp" "${tarball}.sig"
+	log "signed: ${tarball}.sig ($(key_fingerprint "$SIGNING_PUBKEY"))"
 	log "bundle: ${tarball} ($(du -h "$tarball" | cut -f1)), sha256 $(cut -d' ' -f1 "${tarball}.sha256")"
 	# Machine-readable last line for scripts and tests.
 	printf '%s\n' "$tarball"
@@ -213,7 +243,7 @@ main() {
 	step 02 "Assemble the app, model and scripts" assemble
 	step 03 "Download the wheels" download_wheels
 	step 04 "Write VERSION, MANIFEST, SHA256SUMS" write_metadata
-	step 05 "Pack the tarball" pack
+	step 05 "Pack and sign the tarball" pack
 }
 
 main "$@"

@@ -5,6 +5,8 @@ set -Eeuo pipefail
 SCRIPT_NAME=provision
 # shellcheck source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=lib/signing.sh
+source "${FIRMWARE_DIR}/lib/signing.sh"
 # shellcheck source=lib/release.sh
 source "${FIRMWARE_DIR}/lib/release.sh"
 
@@ -13,16 +15,20 @@ usage() {
 Usage: sudo $0 [options] BUNDLE.tar.gz
 
 Install a PneumoEdge release on this device from BUNDLE.tar.gz (made by build-bundle.sh),
-without network: verify every checksum (any mismatch stops before anything is installed),
+without network: check its Ed25519 signature (BUNDLE.tar.gz.sig) with the office's public key
+and every checksum (any failure stops before anything from the bundle runs),
 create the unprivileged users, a venv installed from the bundle's wheels only, the hardened
 systemd service with its health watchdog, and the full-screen kiosk on the touchscreen.
 Safe to run twice: what is already in place is kept.
 
 Steps: 01 check prerequisites, 02 verify the bundle, 03 offline .deb packages (if any),
-04 users, 05 data directory, 06 release + venv, 07 config, 08 systemd units,
+04 users, 05 data directory, 06 release + venv, 07 config and trusted key, 08 systemd units,
 09 read-only root (optional), 10 health check.
 
 Options:
+  --pubkey FILE       the office's Ed25519 public key (PEM) to trust, installed as TRUSTED_PUBKEY
+                      (/etc/pneumoedge/bundle-signing.pub); needed the first time, later runs
+                      use the installed one. Compare the fingerprint it logs with the custody sheet
   --config FILE       config file (default: /etc/pneumoedge/pneumoedge.conf if present,
                       else firmware_scripts/pneumoedge.conf); env variables override it
   --root DIR          install into DIR as if it were / (DESTDIR style, for rehearsals and
@@ -40,6 +46,7 @@ USAGE
 }
 
 TARBALL=""
+PUBKEY_ARG=""
 WITH_KIOSK=1
 READ_ONLY_ROOT=0
 CONFIG_ARG=""
@@ -49,6 +56,7 @@ parse_args() {
 		case "$1" in
 		--config) CONFIG_ARG="${2:?--config needs a file}" && shift ;;
 		--root) ROOT_DIR="$(realpath -m "${2:?--root needs a directory}")" && shift ;;
+		--pubkey) PUBKEY_ARG="${2:?--pubkey needs a file}" && shift ;;
 		--no-kiosk) WITH_KIOSK=0 ;;
 		--read-only-root) READ_ONLY_ROOT=1 ;;
 		--dry-run) DRY_RUN=1 ;;
@@ -67,13 +75,33 @@ parse_args() {
 
 check_prerequisites() {
 	need_root
-	need tar sha256sum install find sort comm cmp mktemp realpath uname
+	need tar sha256sum install find sort comm cmp mktemp realpath uname openssl sync
 	if [[ -z "$ROOT_DIR" && "$DRY_RUN" != 1 ]]; then
 		need useradd getent systemctl
 	fi
 	if [[ "$READ_ONLY_ROOT" == 1 && -z "$DATA_PARTITION_LABEL" ]]; then
 		die "--read-only-root needs DATA_PARTITION_LABEL (a persistent ext4 partition for the records), or every record would be lost at reboot; see docs/deployment.md"
 	fi
+}
+
+PUBKEY=""
+
+# choose_trusted_key: the key the bundle must be signed with: --pubkey, else the installed one.
+choose_trusted_key() {
+	local installed="${ROOT_DIR}${TRUSTED_PUBKEY}"
+	if [[ -n "$PUBKEY_ARG" ]]; then
+		is_ed25519_pubkey "$PUBKEY_ARG" ||
+			die "--pubkey ${PUBKEY_ARG} is not an Ed25519 public key (PEM); pass the office's public key, e.g. pneumoedge-signing.pub"
+		PUBKEY="$PUBKEY_ARG"
+		if [[ -f "$installed" ]] && ! cmp -s "$installed" "$PUBKEY"; then
+			warn "replacing the trusted key $(key_fingerprint "$installed") with $(key_fingerprint "$PUBKEY")"
+		fi
+	elif [[ -f "$installed" ]]; then
+		PUBKEY="$installed"
+	else
+		die "no trusted signing key: pass --pubkey FILE with the office's public key (docs/deployment.md, 'Signing keys'); nothing was installed"
+	fi
+	log "trusted signing key $(key_fingerprint "$PUBKEY"): it must match the fingerprint on the custody sheet"
 }
 
 # The screen needs Chromium and a Wayland compositor; they come with the OS image or as .debs
@@ -90,7 +118,8 @@ check_kiosk_packages() {
 }
 
 verify_bundle() {
-	stage_bundle "$TARBALL"
+	choose_trusted_key
+	stage_bundle "$TARBALL" "$PUBKEY"
 	check_compatible
 	check_kiosk_packages
 }
@@ -163,23 +192,37 @@ install_and_switch() {
 }
 
 write_config() {
-	local tmp name
+	local tmp name installed="${ROOT_DIR}${TRUSTED_PUBKEY}"
 	tmp="$(mktemp)"
 	cleanup_on_exit "$tmp"
 	{
 		echo "# shellcheck shell=bash disable=SC2034"
 		echo "# Written by provision.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ); see firmware_scripts/pneumoedge.conf"
 		for name in INSTALL_PREFIX DATA_DIR DATA_PARTITION_LABEL LOG_DIR SERVICE_USER KIOSK_USER APP_HOST APP_PORT \
-			DEVICE_PYTHON WATCHDOG_SEC HEALTH_TIMEOUT_SEC KEEP_RELEASES KIOSK_COMPOSITOR KIOSK_TTY; do
+			DEVICE_PYTHON WATCHDOG_SEC HEALTH_TIMEOUT_SEC KEEP_RELEASES KIOSK_COMPOSITOR KIOSK_TTY TRUSTED_PUBKEY; do
 			# shellcheck disable=SC2016  # the ${VAR:-default} is meant literally
 			printf '%s="${%s:-%s}"\n' "$name" "$name" "${!name}"
 		done
 	} >"$tmp"
 	place_file "$tmp" 0644 "${ROOT_DIR}/etc/pneumoedge/pneumoedge.conf"
+	[[ "$PUBKEY" == "$installed" ]] || place_file "$PUBKEY" 0644 "$installed"
+}
+
+# enable_units UNIT...: enable units for the boot (all are WantedBy=multi-user.target, the
+# default target once raspi-config chose the console boot). Under --root, in the tree itself:
+# systemctl --root writes the [Install] symlinks offline, so a prepared image boots into the kiosk.
+enable_units() {
+	if [[ -z "$ROOT_DIR" ]]; then
+		run systemctl enable "$@"
+	elif command -v systemctl >/dev/null; then
+		run systemctl --root "$ROOT_DIR" enable "$@"
+	else
+		warn "systemctl is not installed here, so the units are not enabled in ${ROOT_DIR}"
+	fi
 }
 
 install_units() {
-	local tmp units=(pneumoedge.service) unit
+	local tmp units=(pneumoedge.service pneumoedge-health.service) unit
 	tmp="$(mktemp -d)"
 	cleanup_on_exit "$tmp"
 	[[ "$WITH_KIOSK" == 0 ]] || units+=(pneumoedge-kiosk.service)
@@ -189,14 +232,14 @@ install_units() {
 		place_file "${tmp}/${unit}" 0644 "${ROOT_DIR}/etc/systemd/system/${unit}"
 	done
 	run_system systemctl daemon-reload
-	run_system systemctl enable pneumoedge.service
+	enable_units "${units[@]}"
 	run_system systemctl restart pneumoedge.service
 	if [[ "$WITH_KIOSK" == 1 ]]; then
 		if command -v raspi-config >/dev/null; then
-			# B1: boot to the console without the desktop's auto-login, so the kiosk owns the screen.
+			# B1: boot to the console (multi-user.target) without the desktop's auto-login, so the
+			# kiosk owns the screen.
 			run_system raspi-config nonint do_boot_behaviour B1
 		fi
-		run_system systemctl enable pneumoedge-kiosk.service
 		run_system systemctl restart pneumoedge-kiosk.service
 	fi
 }
@@ -219,6 +262,7 @@ health_check() {
 	fi
 	check_health "$BUNDLE_MODEL_SHA256" ||
 		die "the kiosk did not become healthy; see 'journalctl -u pneumoedge.service'"
+	mark_healthy "$BUNDLE_VERSION"
 }
 
 main() {
@@ -233,7 +277,7 @@ main() {
 	step 04 "Create users" create_users
 	step 05 "Prepare the data directory" prepare_data_dir
 	step 06 "Install the release and its venv" install_and_switch
-	step 07 "Write the device config" write_config
+	step 07 "Write the device config and trusted key" write_config
 	step 08 "Install the systemd units" install_units
 	step 09 "Read-only root" read_only_root
 	step 10 "Health check" health_check

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Update a provisioned PneumoEdge device from a newer offline bundle: verify it, install it
-# beside the running release, switch `current` atomically, restart, health-check the kiosk,
-# and roll back by itself when the new release does not come up healthy.
+# Update a provisioned PneumoEdge device from a newer signed offline bundle: check its signature,
+# install it beside the running release, switch `current` atomically, restart, health-check the
+# kiosk, and roll back when the new release does not come up healthy, also after a power cut.
 set -Eeuo pipefail
 SCRIPT_NAME=update
 # shellcheck source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=lib/signing.sh
+source "${FIRMWARE_DIR}/lib/signing.sh"
 # shellcheck source=lib/release.sh
 source "${FIRMWARE_DIR}/lib/release.sh"
 
@@ -13,24 +15,31 @@ usage() {
 	cat <<USAGE
 Usage: sudo $0 [options] BUNDLE.tar.gz
 
-Run it from the installed release (it verifies the new bundle with the code you already trust):
+Run it from the installed release (it verifies the new bundle with the code you already trust),
+with the bundle's .sha256 and .sig files next to it:
   sudo /opt/pneumoedge/current/firmware_scripts/update.sh /media/usb/pneumoedge-<version>-<target>.tar.gz
 
-Steps: 01 check the device, 02 verify the bundle (checksums; stops on any mismatch),
-03 install it beside the current release (own venv, model verified), 04 switch \`current\`
-in one rename, 05 restart and health-check (/healthz must serve the new model's sha256 within
+Steps: 01 check the device, 02 finish an interrupted update (an update whose health check a power
+cut or a crash interrupted is checked again: kept if healthy, else rolled back), 03 verify the
+bundle (its Ed25519 signature against the device's trusted key, then every checksum; a bundle
+older than the running release is refused unless --reinstall), 04 install it beside the current
+release (own venv, model verified), 05 write the pending-update marker, switch \`current\` in one
+rename, restart and health-check (/healthz must serve the new model's sha256 within
 HEALTH_TIMEOUT_SEC), else roll back to the previous release and check that it serves again,
 06 remove releases beyond KEEP_RELEASES (never the current or the previous one).
 Running it again with the same bundle changes nothing.
 
 Options:
   --config FILE   config file (default: /etc/pneumoedge/pneumoedge.conf)
+  --reinstall     accept a bundle older than the running release (a deliberate downgrade)
+  --rollback      instead of updating: go back to the previous release, if it passed its last
+                  health check; the release left is never rolled back to again
+  --resume        only step 02 (run at boot by pneumoedge-health.service)
   --root DIR      operate on a tree under DIR (rehearsals, tests): the restart is reported, not
                   run, so the health check is skipped
   --dry-run       verify the bundle and print what would be done; change nothing
   -h, --help      show this help
 
-Roll back by hand: sudo $0 --rollback   (points current at the previous release and restarts)
 Log: LOG_DIR/update.log, by default /var/log/pneumoedge/update.log
 USAGE
 }
@@ -38,6 +47,7 @@ USAGE
 TARBALL=""
 CONFIG_ARG=""
 MODE=update
+REINSTALL=0
 
 parse_args() {
 	while (($#)); do
@@ -45,6 +55,8 @@ parse_args() {
 		--config) CONFIG_ARG="${2:?--config needs a file}" && shift ;;
 		--root) ROOT_DIR="$(realpath -m "${2:?--root needs a directory}")" && shift ;;
 		--rollback) MODE=rollback ;;
+		--resume) MODE=resume ;;
+		--reinstall) REINSTALL=1 ;;
 		--dry-run) DRY_RUN=1 ;;
 		-h | --help) usage && exit 0 ;;
 		-*) die "unknown option $1; see $0 --help" ;;
@@ -56,7 +68,7 @@ parse_args() {
 		shift
 	done
 	if [[ "$ROOT_DIR" == / ]]; then ROOT_DIR=""; fi
-	[[ "$MODE" == rollback || -n "$TARBALL" ]] || die "no bundle given; usage: $0 [options] BUNDLE.tar.gz (see --help)"
+	[[ "$MODE" != update || -n "$TARBALL" ]] || die "no bundle given; usage: $0 [options] BUNDLE.tar.gz (see --help)"
 }
 
 OLD_VERSION=""
@@ -65,7 +77,7 @@ OLD_PREVIOUS=""
 check_device() {
 	local prefix
 	prefix="$(prefix_dir)"
-	need tar sha256sum install find sort comm cmp mktemp realpath uname flock
+	need tar sha256sum install find sort comm cmp mktemp realpath uname flock openssl sync
 	[[ -L "${prefix}/current" ]] ||
 		die "${prefix}/current does not exist: this device is not provisioned. Run provision.sh first."
 	[[ -w "$prefix" || "$DRY_RUN" == 1 ]] || die "${prefix} is not writable; run as root (sudo)"
@@ -76,14 +88,78 @@ check_device() {
 		exec 9>"${prefix}/.update.lock"
 		flock -n 9 || die "another update is running (lock ${prefix}/.update.lock); wait for it to finish"
 	fi
-	OLD_VERSION="$(current_version)"
-	OLD_PREVIOUS="$(basename "$(readlink "${prefix}/previous" 2>/dev/null || true)")"
-	log "running release: ${OLD_VERSION}"
+}
+
+# release_sha256 VERSION: the model sha256 an installed release must serve.
+release_sha256() { manifest_get "$(release_dir "$1")/MANIFEST" model_sha256; }
+
+# restore_previous VERSION: point previous at VERSION again, or remove it when there is none.
+restore_previous() {
+	if [[ -n "$1" && -f "$(release_dir "$1")/.installed" ]]; then switch_link previous "$1"; else drop_link previous; fi
+}
+
+# resume_pending: finish an update that was interrupted (power cut, crash, kill) before its health
+# check decided: keep the new release if it serves now, else roll back to the one it replaced.
+resume_pending() {
+	local pending version fallback
+	pending="$(pending_file)"
+	if [[ ! -f "$pending" ]]; then
+		log "no update is waiting for its health check"
+		return 0
+	fi
+	version="$(manifest_get "$pending" version)"
+	fallback="$(manifest_get "$pending" fallback)"
+	if ! health_checks_run; then
+		log "the update to ${version} still waits for its health check; a run on the device finishes it"
+		return 0
+	fi
+	if [[ "$(current_version)" != "$version" ]]; then
+		log "the interrupted update to ${version} never switched (current is $(current_version)); nothing to undo"
+		clear_pending
+		return 0
+	fi
+	log "the update to ${version} was interrupted before its health check finished; checking it now"
+	if restart_and_check "$(release_sha256 "$version")"; then
+		mark_healthy "$version"
+		clear_pending
+		log "release ${version} is healthy; the interrupted update is complete"
+		return 0
+	fi
+	mark_unhealthy "$version" "it failed its health check"
+	roll_back_to "$fallback"
+	restore_previous "$(manifest_get "$pending" previous)"
+	clear_pending
+	die "the interrupted update to ${version} failed its health check and was rolled back; ${fallback} is serving. See 'journalctl -u pneumoedge.service' for why ${version} did not start."
+}
+
+# version_older A B: release name A sorts before B (sort -V: 1.9 < 1.10, dates in order).
+version_older() {
+	local first
+	first="$(printf '%s\n%s\n' "$1" "$2" | sort -V)"
+	[[ "$1" != "$2" && "${first%%$'\n'*}" == "$1" ]]
+}
+
+# check_version: the same release again changes nothing; another bundle with the running
+# release's name is always refused (the running release is never replaced in place), and an
+# older one only with --reinstall.
+check_version() {
+	if [[ "$BUNDLE_VERSION" == "$OLD_VERSION" ]]; then
+		cmp -s "${STAGED}/SHA256SUMS" "$(release_dir "$OLD_VERSION")/SHA256SUMS" ||
+			die "this bundle is named ${BUNDLE_VERSION}, like the running release, but its files differ: build it again with a new --version. Nothing was changed."
+	elif version_older "$BUNDLE_VERSION" "$OLD_VERSION"; then
+		[[ "$REINSTALL" == 1 ]] ||
+			die "release ${BUNDLE_VERSION} is older than the running ${OLD_VERSION}; to go back to it on purpose, run again with --reinstall. Nothing was changed."
+		warn "installing ${BUNDLE_VERSION}, older than the running ${OLD_VERSION}, as asked (--reinstall)"
+	fi
 }
 
 verify_bundle() {
-	stage_bundle "$TARBALL"
+	local pubkey="${ROOT_DIR}${TRUSTED_PUBKEY}"
+	[[ -f "$pubkey" ]] ||
+		die "this device trusts no signing key (${pubkey} is missing); run provision.sh --pubkey FILE once with the office's public key (see docs/deployment.md)"
+	stage_bundle "$TARBALL" "$pubkey"
 	check_compatible
+	check_version
 }
 
 NEW_WAS_INSTALLED=0
@@ -98,7 +174,7 @@ install_side_by_side() {
 restart_and_check() {
 	# 9>&-: whatever the restart spawns must not inherit (and so hold) the update lock.
 	run_system systemctl restart pneumoedge.service 9>&- || return 1
-	if [[ -n "$ROOT_DIR" || "$DRY_RUN" == 1 ]]; then
+	if ! health_checks_run; then
 		log "health check skipped: nothing was restarted (--root or --dry-run)"
 		return 0
 	fi
@@ -108,13 +184,13 @@ restart_and_check() {
 
 # roll_back_to VERSION: point current at VERSION again and prove it serves.
 roll_back_to() {
-	local version="$1" sha
+	local version="$1"
 	warn "rolling back to release ${version}"
 	switch_link current "$version"
-	sha="$(manifest_get "$(release_dir "$version")/MANIFEST" model_sha256)"
-	if ! restart_and_check "$sha"; then
+	if ! restart_and_check "$(release_sha256 "$version")"; then
 		die "ROLLBACK FAILED: release ${version} is not healthy either. See 'journalctl -u pneumoedge.service'; reprovision with a known-good bundle."
 	fi
+	if health_checks_run; then mark_healthy "$version"; fi
 	log "release ${version} is serving again"
 }
 
@@ -123,18 +199,23 @@ switch_and_check() {
 		log "release ${BUNDLE_VERSION} is already the current one; nothing to switch"
 		return 0
 	fi
+	if health_checks_run; then write_pending "$BUNDLE_VERSION" "$OLD_VERSION" "$OLD_PREVIOUS"; fi
 	switch_link previous "$OLD_VERSION"
 	switch_link current "$BUNDLE_VERSION"
 	if restart_and_check "$BUNDLE_MODEL_SHA256"; then
-		if [[ -n "$ROOT_DIR" || "$DRY_RUN" == 1 ]]; then
-			log "switched to ${BUNDLE_VERSION} without a health check; ${OLD_VERSION} is kept as the previous release"
-		else
+		if health_checks_run; then
+			mark_healthy "$BUNDLE_VERSION"
+			clear_pending
 			log "release ${BUNDLE_VERSION} is healthy; ${OLD_VERSION} is kept as the previous release"
+		else
+			log "switched to ${BUNDLE_VERSION} without a health check; ${OLD_VERSION} is kept as the previous release"
 		fi
 		return 0
 	fi
+	mark_unhealthy "$BUNDLE_VERSION" "it failed its health check"
 	roll_back_to "$OLD_VERSION"
-	if [[ -n "$OLD_PREVIOUS" ]]; then switch_link previous "$OLD_PREVIOUS"; else run rm -f -- "$(prefix_dir)/previous"; fi
+	restore_previous "$OLD_PREVIOUS"
+	clear_pending
 	if [[ "$NEW_WAS_INSTALLED" == 0 ]]; then
 		run rm -rf -- "$(release_dir "$BUNDLE_VERSION")"
 		log "removed the failed release ${BUNDLE_VERSION}"
@@ -142,13 +223,17 @@ switch_and_check() {
 	die "the update to ${BUNDLE_VERSION} failed its health check and was rolled back; ${OLD_VERSION} is serving. See 'journalctl -u pneumoedge.service' for why the new release did not start."
 }
 
+# manual_rollback: go back to the previous release, only if it passed its last health check. The
+# release left behind loses its healthy mark, so a second --rollback never returns to it.
 manual_rollback() {
-	local prefix previous
-	prefix="$(prefix_dir)"
-	previous="$(basename "$(readlink "${prefix}/previous" 2>/dev/null || true)")"
-	[[ -n "$previous" && -f "$(release_dir "$previous")/.installed" ]] ||
-		die "there is no previous release to roll back to (${prefix}/previous is missing)"
-	switch_link previous "$OLD_VERSION"
+	local previous
+	previous="$(link_version previous)"
+	[[ -n "$previous" && "$previous" != "$OLD_VERSION" && -f "$(release_dir "$previous")/.installed" ]] ||
+		die "there is no previous release to roll back to; nothing was changed"
+	is_healthy "$previous" ||
+		die "the previous release ${previous} has not passed a health check since it was last switched to; refusing to go back to it. Install a known-good bundle with update.sh instead. Nothing was changed."
+	mark_unhealthy "$OLD_VERSION" "rolled back by hand"
+	drop_link previous
 	roll_back_to "$previous"
 }
 
@@ -158,15 +243,22 @@ main() {
 	load_config "$CONFIG_ARG"
 	open_log "${ROOT_DIR}${LOG_DIR}/update.log"
 	step 01 "Check the device" check_device
-	if [[ "$MODE" == rollback ]]; then
-		step 02 "Roll back to the previous release" manual_rollback
+	step 02 "Finish an interrupted update" resume_pending
+	OLD_VERSION="$(current_version)"
+	OLD_PREVIOUS="$(link_version previous)"
+	log "running release: ${OLD_VERSION}"
+	case "$MODE" in
+	resume) return 0 ;;
+	rollback)
+		step 03 "Roll back to the previous release" manual_rollback
 		return 0
-	fi
+		;;
+	esac
 	log "updating from ${TARBALL}$([[ "$DRY_RUN" == 1 ]] && echo ' (dry run)')"
-	step 02 "Verify the bundle" verify_bundle
-	step 03 "Install beside the current release" install_side_by_side
-	step 04 "Switch, restart and health-check" switch_and_check
-	step 05 "Remove old releases" prune_releases
+	step 03 "Verify the bundle" verify_bundle
+	step 04 "Install beside the current release" install_side_by_side
+	step 05 "Switch, restart and health-check" switch_and_check
+	step 06 "Remove old releases" prune_releases
 	log "done: release ${BUNDLE_VERSION} with model ${BUNDLE_MODEL} is current"
 }
 

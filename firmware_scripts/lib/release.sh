@@ -40,25 +40,38 @@ check_tar_members() {
 	fi
 }
 
-# stage_bundle TARBALL: check the tarball's .sha256 (when present), unpack it to a scratch
-# folder, verify SHA256SUMS and read the MANIFEST. Nothing is installed before this passes.
+# verify_signed_copy TARBALL PUBKEY DIR: copy the tarball, its .sha256 and its .sig into DIR,
+# check that the .sha256 line is signed by PUBKEY and names the copy's sha256. The checks run on
+# the copies, so the file cannot be swapped between the check and the unpacking.
+verify_signed_copy() {
+	local tarball="$1" pubkey="$2" dir="$3" expected
+	[[ -f "${tarball}.sha256" && -f "${tarball}.sig" ]] ||
+		die "${tarball} is not signed: ${tarball}.sha256 and ${tarball}.sig must be next to it. Copy all three files from the laptop; unsigned bundles are never installed. Nothing was installed."
+	cp -- "$tarball" "${dir}/bundle.tar.gz"
+	cp -- "${tarball}.sha256" "${dir}/bundle.sha256"
+	cp -- "${tarball}.sig" "${dir}/bundle.sig"
+	verify_signature "$pubkey" "${dir}/bundle.sha256" "${dir}/bundle.sig" ||
+		die "the signature ${tarball}.sig is not valid for this device's trusted key $(key_fingerprint "$pubkey"): the bundle was altered, or signed with another key. Nothing was installed."
+	log "signature verified (key $(key_fingerprint "$pubkey"))"
+	read -r expected _ <"${dir}/bundle.sha256"
+	[[ "$(sha256sum "${dir}/bundle.tar.gz" | cut -d' ' -f1)" == "$expected" ]] ||
+		die "${tarball} does not match ${tarball}.sha256: the copy is damaged. Copy it again; nothing was installed."
+	log "tarball matches its signed sha256"
+}
+
+# stage_bundle TARBALL PUBKEY: check the bundle's signature with PUBKEY, unpack it to a scratch
+# folder, verify SHA256SUMS and read the MANIFEST. Nothing from the bundle runs before this passes.
 stage_bundle() {
-	local tarball="$1" scratch top sidecar="${1}.sha256" expected
+	local tarball="$1" pubkey="$2" scratch top
 	[[ -f "$tarball" ]] || die "bundle ${tarball} does not exist; pass the .tar.gz made by build-bundle.sh"
-	if [[ -f "$sidecar" ]]; then
-		read -r expected _ <"$sidecar"
-		[[ "$(sha256sum "$tarball" | cut -d' ' -f1)" == "$expected" ]] ||
-			die "${tarball} does not match ${sidecar}: the copy is damaged. Copy it again; nothing was installed."
-		log "tarball matches ${sidecar}"
-	else
-		warn "no ${sidecar} next to the bundle; relying on the SHA256SUMS inside it"
-	fi
-	check_tar_members "$tarball"
 	scratch="$(mktemp -d "${TMPDIR:-/var/tmp}/pneumoedge-stage.XXXXXX")"
 	cleanup_on_exit "$scratch"
-	tar -xzf "$tarball" -C "$scratch" --no-same-owner ||
+	verify_signed_copy "$tarball" "$pubkey" "$scratch"
+	check_tar_members "${scratch}/bundle.tar.gz"
+	mkdir "${scratch}/unpacked"
+	tar -xzf "${scratch}/bundle.tar.gz" -C "${scratch}/unpacked" --no-same-owner ||
 		die "${tarball} is not a readable .tar.gz; copy it again"
-	top="$(find "$scratch" -mindepth 1 -maxdepth 1)"
+	top="$(find "${scratch}/unpacked" -mindepth 1 -maxdepth 1)"
 	[[ -d "$top" && "$(printf '%s\n' "$top" | wc -l)" == 1 ]] ||
 		die "${tarball} must hold exactly one top-level folder; it was not made by build-bundle.sh"
 	verify_sha256sums "$top"
@@ -107,6 +120,8 @@ install_release() {
 		return 0
 	fi
 	if [[ -e "$dest" ]]; then
+		[[ "$BUNDLE_VERSION" != "$(current_version)" ]] ||
+			die "this bundle is named ${BUNDLE_VERSION}, like the running release, but its files differ: build it again with a new --version. The running release was not touched."
 		warn "removing the incomplete or different release at ${dest}"
 		run rm -rf -- "$dest"
 	fi
@@ -133,7 +148,8 @@ install_release() {
 			die "the TFLite runtime ${BUNDLE_RUNTIME_MODULE} does not import in the new venv (tflite-runtime needs numpy<2); see docs/deployment.md"
 		log "the TFLite runtime ${BUNDLE_RUNTIME_MODULE} imports"
 	fi
-	date -u +%Y-%m-%dT%H:%M:%SZ >"${dest}/.installed"
+	sync --file-system "$dest"
+	write_durably "${dest}/.installed" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	keep_path "$dest"
 	log "release ${BUNDLE_VERSION} installed at ${dest}"
 }
@@ -151,34 +167,98 @@ verify_release_model() {
 	log "model ${BUNDLE_MODEL} verified (sha256 ${sha})"
 }
 
-# current_version: the version `current` points at, or nothing.
-current_version() {
+# link_version NAME: the release INSTALL_PREFIX/NAME (current, previous) points at, or nothing.
+link_version() {
 	local link
-	link="$(readlink "$(prefix_dir)/current" 2>/dev/null)" || return 0
+	link="$(readlink "$(prefix_dir)/$1" 2>/dev/null)" || return 0
 	basename "$link"
 }
 
-# switch_link NAME VERSION: point INSTALL_PREFIX/NAME at releases/VERSION in one rename.
+# current_version: the version `current` points at, or nothing.
+current_version() { link_version current; }
+
+# write_durably FILE TEXT: replace FILE with TEXT so that a power cut leaves the old or the new
+# file, never a torn one: write a temporary file, flush it, rename, flush the folder.
+write_durably() {
+	local file="$1" text="$2"
+	if [[ "$DRY_RUN" == 1 ]]; then
+		log "would write ${file}"
+		return 0
+	fi
+	printf '%s\n' "$text" >"${file}.tmp"
+	sync -- "${file}.tmp"
+	mv -f -- "${file}.tmp" "$file"
+	sync -- "$(dirname "$file")"
+}
+
+# switch_link NAME VERSION: point INSTALL_PREFIX/NAME at releases/VERSION in one rename. The
+# release's files are flushed first and the folder after, so after a power cut the link is the
+# old or the new one and the release it names is whole.
 switch_link() {
 	local name="$1" version="$2" prefix
 	prefix="$(prefix_dir)"
+	run sync --file-system "$(release_dir "$version")"
 	run ln -sfn "releases/${version}" "${prefix}/.${name}.new"
 	run mv -T "${prefix}/.${name}.new" "${prefix}/${name}"
+	run sync -- "$prefix"
 	log "${name} -> releases/${version}"
 }
 
-# prune_releases: keep the KEEP_RELEASES newest installed releases, never current or previous.
+# drop_link NAME: remove INSTALL_PREFIX/NAME (previous), durably.
+drop_link() {
+	run rm -f -- "$(prefix_dir)/$1"
+	run sync -- "$(prefix_dir)"
+}
+
+# --- Health: which releases passed their check, and updates still waiting for theirs ---------
+
+# A release that served its model on /healthz after being switched to holds .healthy; one that
+# failed its check, or was rolled back from, loses it. Only healthy releases are rolled back to.
+is_healthy() { [[ -f "$(release_dir "$1")/.healthy" ]]; }
+
+mark_healthy() {
+	write_durably "$(release_dir "$1")/.healthy" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+}
+
+# mark_unhealthy VERSION REASON
+mark_unhealthy() {
+	run rm -f -- "$(release_dir "$1")/.healthy"
+	log "release $1 is no longer a rollback target: $2"
+}
+
+# The pending-update marker: written before `current` moves to a new release, removed once that
+# release passed its health check or was rolled back. While it exists the switch is unconfirmed:
+# update.sh --resume (run at boot by pneumoedge-health.service, and by every update.sh run)
+# checks the release again and rolls back to the fallback if it is not healthy.
+pending_file() { printf '%s/.pending-update' "$(prefix_dir)"; }
+
+# write_pending VERSION FALLBACK PREVIOUS: the switch to VERSION is about to happen; FALLBACK was
+# current and PREVIOUS was the previous release before it.
+write_pending() {
+	write_durably "$(pending_file)" "$(printf 'version=%s\nfallback=%s\nprevious=%s' "$1" "$2" "$3")"
+}
+
+clear_pending() {
+	run rm -f -- "$(pending_file)"
+	run sync -- "$(prefix_dir)"
+}
+
+# health_checks_run: a real run on the device restarts the app and checks it; --root and
+# --dry-run do neither.
+health_checks_run() { [[ -z "$ROOT_DIR" && "$DRY_RUN" != 1 ]]; }
+
+# prune_releases: keep the KEEP_RELEASES newest installed releases, never current, previous or
+# the fallback of a pending update.
 prune_releases() {
-	local prefix keep current previous dir n=0
+	local prefix keep dir version n=0 protected=()
 	prefix="$(prefix_dir)"
-	current="$(current_version)"
-	previous="$(basename "$(readlink "${prefix}/previous" 2>/dev/null || true)")"
+	protected=("$(current_version)" "$(link_version previous)")
+	if [[ -f "$(pending_file)" ]]; then protected+=("$(manifest_get "$(pending_file)" fallback)"); fi
 	keep="$KEEP_RELEASES"
 	while IFS= read -r dir; do
 		n=$((n + 1))
-		local version
 		version="$(basename "$dir")"
-		if ((n > keep)) && [[ "$version" != "$current" && "$version" != "$previous" ]]; then
+		if ((n > keep)) && [[ " ${protected[*]} " != *" ${version} "* ]]; then
 			log "removing old release ${version} (KEEP_RELEASES=${keep})"
 			run rm -rf -- "$dir"
 		fi

@@ -1,8 +1,9 @@
 """Fixtures for the firmware script tests: run the real scripts against temporary roots.
 
 Nothing here touches the real system: provisioning goes to `--root` trees, updates to a prefix
-under tmp_path with a stand-in `systemctl` that (re)starts the real kiosk, flashing to regular files
-behind a fake /sys/block tree.
+under tmp_path with a stand-in `systemctl` that (re)starts the real kiosk (or, for the quick tests,
+tests/firmware/fake_kiosk.py), flashing to regular files behind a fake /sys/block tree. Bundles are
+signed with a throwaway Ed25519 key made for the session (`signing_key`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tarfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,9 +27,53 @@ from edge.bundle import Bundle
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware_scripts"
+FAKE_KIOSK = Path(__file__).with_name("fake_kiosk.py")
 SCRIPT_TIMEOUT_S = 300
 #: Where `make wheelhouse` puts the kiosk's wheels for this machine (pip download -r requirements-edge.txt).
 DEFAULT_WHEELHOUSE = Path.home() / ".cache" / "pneumoedge" / "wheelhouse"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """An Ed25519 key pair in PEM, as the office makes it with openssl (docs/deployment.md)."""
+
+    private: Path
+    public: Path
+
+
+def make_signing_key(folder: Path, name: str = "pneumoedge-signing") -> SigningKey:
+    """Generate a key pair under `folder` with the openssl command line."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = SigningKey(folder / f"{name}.key", folder / f"{name}.pub")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key.private], check=True)
+    subprocess.run(["openssl", "pkey", "-in", key.private, "-pubout", "-out", key.public], check=True)
+    return key
+
+
+def sign_bundle(tarball: Path, key: Path) -> Path:
+    """Write the tarball's .sha256 and its .sig made with `key`, as build-bundle.sh does."""
+    digest = subprocess.run(["sha256sum", tarball.name], cwd=tarball.parent, capture_output=True, check=True)
+    sidecar = Path(f"{tarball}.sha256")
+    sidecar.write_bytes(digest.stdout)
+    subprocess.run(
+        ["openssl", "pkeyutl", "-sign", "-rawin", "-inkey", key, "-in", sidecar, "-out", f"{tarball}.sig"],
+        check=True,
+    )
+    return tarball
+
+
+def trusted_pubkey() -> Path:
+    """The public half of the session's signing key (see the `signing_key` fixture)."""
+    return Path(os.environ["SIGNING_KEY"]).with_suffix(".pub")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningKey]:
+    """The session's office key: build-bundle.sh signs with it ($SIGNING_KEY), devices trust it."""
+    key = make_signing_key(tmp_path_factory.mktemp("signing-key"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIGNING_KEY", str(key.private))
+        yield key
 
 
 def base_python() -> str:
@@ -91,10 +137,17 @@ def build_bundle(
     return tarball
 
 
-def repack(tarball: Path, out: Path, mutate: Callable[[Path], None], resum: bool = False) -> Path:
+def repack(
+    tarball: Path,
+    out: Path,
+    mutate: Callable[[Path], None],
+    resum: bool = False,
+    sign_with: Path | None = None,
+) -> Path:
     """Unpack a bundle, let `mutate` change its folder, pack it again as `out` (no .sha256 file).
 
-    `resum=True` rewrites SHA256SUMS after the change, as a careless or hostile builder would.
+    `resum=True` rewrites SHA256SUMS after the change, as a careless or hostile builder would;
+    `sign_with` a private key also writes the .sha256 and the .sig, as build-bundle.sh would.
     """
     work = out.parent / f".{out.name}.work"
     with tarfile.open(tarball) as tar:
@@ -114,7 +167,7 @@ def repack(tarball: Path, out: Path, mutate: Callable[[Path], None], resum: bool
     with tarfile.open(out, "w:gz") as tar:
         tar.add(top, arcname=top.name)
     shutil.rmtree(work)
-    return out
+    return sign_bundle(out, sign_with) if sign_with else out
 
 
 @pytest.fixture(scope="session")
@@ -169,6 +222,36 @@ def tiny_dep_bundle(
 
 
 @pytest.fixture(scope="session")
+def tiny_dep_bundles(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_wheelhouse: tuple[Path, Path],
+    tiny_bundle_float: Bundle,
+    tiny_dep_bundle: Path,
+) -> dict[str, Path]:
+    """Tiny-wheel bundles 1.0.0 (int8 model), 2.0.0 and 3.0.0 (float model)."""
+    tmp = tmp_path_factory.mktemp("tiny-dep-bundles")
+    wheels, requirements = tiny_wheelhouse
+    env = script_env(tmp)
+    bundles = {"1.0.0": tiny_dep_bundle}
+    for version in ("2.0.0", "3.0.0"):
+        bundles[version] = build_bundle(
+            env, tiny_bundle_float.root, tmp / "dist", version, wheels, "--requirements", requirements
+        )
+    return bundles
+
+
+def provision_rooted(tmp_path: Path, tarball: Path) -> tuple[Path, dict[str, str]]:
+    """provision.sh --root into tmp_path/root, trusting the session key; return the root and env."""
+    root = tmp_path / "root"
+    env = script_env(tmp_path)
+    provisioned = run_script(
+        "provision.sh", "--root", root, "--no-kiosk", "--pubkey", trusted_pubkey(), tarball, env=env
+    )
+    assert provisioned.returncode == 0, provisioned.stderr
+    return root, env
+
+
+@pytest.fixture(scope="session")
 def edge_wheelhouse() -> Path:
     """The kiosk's real wheels for this machine, prepared offline beforehand (`make wheelhouse`)."""
     path = Path(os.environ.get("PNEUMOEDGE_WHEELHOUSE", DEFAULT_WHEELHOUSE))
@@ -185,6 +268,7 @@ STUB_SYSTEMCTL = """#!/usr/bin/env bash
 # Test stand-in for systemctl (no systemd in the test sandbox). 'restart pneumoedge.service' stops
 # the kiosk it started before and starts the real one from INSTALL_PREFIX/current through the
 # release's own serve.sh, as the unit does. Every call is recorded.
+# With FAKE_KIOSK set, tests/firmware/fake_kiosk.py stands in for the kiosk.
 set -euo pipefail
 echo "$*" >>"$STUB_STATE/calls"
 if [[ "$1" == restart && "$2" == pneumoedge.service ]]; then
@@ -193,7 +277,12 @@ if [[ "$1" == restart && "$2" == pneumoedge.service ]]; then
         kill "$pid" 2>/dev/null || true
         for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
-    "$INSTALL_PREFIX/current/firmware_scripts/serve.sh" >>"$STUB_STATE/serve.log" 2>&1 </dev/null &
+    if [[ -n "${FAKE_KIOSK:-}" ]]; then
+        kiosk=("$DEVICE_PYTHON" "$FAKE_KIOSK")
+    else
+        kiosk=("$INSTALL_PREFIX/current/firmware_scripts/serve.sh")
+    fi
+    "${kiosk[@]}" >>"$STUB_STATE/serve.log" 2>&1 </dev/null &
     echo $! >"$STUB_STATE/pid"
 fi
 """
@@ -202,7 +291,7 @@ fi
 class Device:
     """A provisioned device under tmp_path: its root, the env update.sh runs with, its kiosk URL."""
 
-    def __init__(self, tmp_path: Path, port: int) -> None:
+    def __init__(self, tmp_path: Path, port: int, fake_kiosk: bool = False) -> None:
         self.root = tmp_path / "root"
         self.prefix = self.root / "opt/pneumoedge"
         self.state = tmp_path / "systemctl-state"
@@ -222,12 +311,22 @@ class Device:
             APP_PORT=str(port),
             HEALTH_TIMEOUT_SEC="60",
             STUB_STATE=str(self.state),
+            TRUSTED_PUBKEY=str(self.root / "etc/pneumoedge/bundle-signing.pub"),
             PATH=f"{bin_dir}:{os.environ['PATH']}",
         )
+        if fake_kiosk:
+            self.env["FAKE_KIOSK"] = str(FAKE_KIOSK)
 
     def provision(self, tarball: Path) -> None:
         result = run_script(
-            "provision.sh", "--root", self.root, "--no-kiosk", tarball, env=self.provision_env
+            "provision.sh",
+            "--root",
+            self.root,
+            "--no-kiosk",
+            "--pubkey",
+            trusted_pubkey(),
+            tarball,
+            env=self.provision_env,
         )
         assert result.returncode == 0, result.stderr
         self.env["PNEUMOEDGE_CONFIG"] = str(self.root / "etc/pneumoedge/pneumoedge.conf")

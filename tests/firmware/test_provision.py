@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.firmware.conftest import repack, run_script, script_env
+from tests.firmware.conftest import SigningKey, repack, run_script, script_env, trusted_pubkey
 
 HARDENING = (
     "NoNewPrivileges=yes",
@@ -23,7 +23,9 @@ HARDENING = (
 
 
 def _provision(root: Path, tarball: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_script("provision.sh", "--root", root, *args, tarball, env=script_env(tmp_path))
+    return run_script(
+        "provision.sh", "--root", root, "--pubkey", trusted_pubkey(), *args, tarball, env=script_env(tmp_path)
+    )
 
 
 def _installed_anything(root: Path) -> list[str]:
@@ -106,9 +108,10 @@ def test_second_run_keeps_what_is_installed(tiny_dep_bundle: Path, tmp_path: Pat
     ],
 )
 def test_checksum_failure_stops_before_anything_is_installed(
-    case: str, mutate, tiny_dep_bundle: Path, tmp_path: Path
+    case: str, mutate, tiny_dep_bundle: Path, tmp_path: Path, signing_key: SigningKey
 ) -> None:
-    bad = repack(tiny_dep_bundle, tmp_path / "bad.tar.gz", mutate)
+    # Signed with the trusted key, so that the SHA256SUMS check inside is what stops it.
+    bad = repack(tiny_dep_bundle, tmp_path / "bad.tar.gz", mutate, sign_with=signing_key.private)
     root = tmp_path / "root"
     result = _provision(root, bad, tmp_path)
     assert result.returncode != 0, case
@@ -123,6 +126,7 @@ def test_damaged_copy_is_caught_by_the_sidecar(tiny_dep_bundle: Path, tmp_path: 
     data[len(data) // 2] ^= 0xFF
     copy.write_bytes(bytes(data))
     shutil.copy(f"{tiny_dep_bundle}.sha256", f"{copy}.sha256")
+    shutil.copy(f"{tiny_dep_bundle}.sig", f"{copy}.sig")
     root = tmp_path / "root"
     result = _provision(root, copy, tmp_path)
     assert result.returncode != 0
@@ -130,12 +134,18 @@ def test_damaged_copy_is_caught_by_the_sidecar(tiny_dep_bundle: Path, tmp_path: 
     assert _installed_anything(root) == []
 
 
-def test_wrong_python_is_refused(tiny_dep_bundle: Path, tmp_path: Path) -> None:
+def test_wrong_python_is_refused(tiny_dep_bundle: Path, tmp_path: Path, signing_key: SigningKey) -> None:
     def claim_other_python(top: Path) -> None:
         manifest = top / "MANIFEST"
         manifest.write_text(manifest.read_text().replace("python_version=", "python_version=2.7\nold="))
 
-    bad = repack(tiny_dep_bundle, tmp_path / "py27.tar.gz", claim_other_python, resum=True)
+    bad = repack(
+        tiny_dep_bundle,
+        tmp_path / "py27.tar.gz",
+        claim_other_python,
+        resum=True,
+        sign_with=signing_key.private,
+    )
     root = tmp_path / "root"
     result = _provision(root, bad, tmp_path)
     assert result.returncode != 0
@@ -162,15 +172,31 @@ def test_read_only_root_needs_a_data_partition(tiny_dep_bundle: Path, tmp_path: 
 def test_read_only_root_with_data_partition(tiny_dep_bundle: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     env = script_env(tmp_path, DATA_PARTITION_LABEL="PNEUMODATA")
-    result = run_script("provision.sh", "--root", root, "--read-only-root", tiny_dep_bundle, env=env)
+    result = run_script(
+        "provision.sh",
+        "--root",
+        root,
+        "--pubkey",
+        trusted_pubkey(),
+        "--read-only-root",
+        tiny_dep_bundle,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     mount = (root / "etc/systemd/system/var-lib-pneumoedge.mount").read_text()
     assert "What=/dev/disk/by-label/PNEUMODATA" in mount and "Where=/var/lib/pneumoedge" in mount
     assert "raspi-config nonint do_overlayfs 0" in result.stderr
 
 
-def test_a_bundle_with_links_is_refused_before_unpacking(tiny_dep_bundle: Path, tmp_path: Path) -> None:
-    bad = repack(tiny_dep_bundle, tmp_path / "link.tar.gz", lambda top: (top / "app/etc").symlink_to("/etc"))
+def test_a_bundle_with_links_is_refused_before_unpacking(
+    tiny_dep_bundle: Path, tmp_path: Path, signing_key: SigningKey
+) -> None:
+    bad = repack(
+        tiny_dep_bundle,
+        tmp_path / "link.tar.gz",
+        lambda top: (top / "app/etc").symlink_to("/etc"),
+        sign_with=signing_key.private,
+    )
     root = tmp_path / "root"
     result = _provision(root, bad, tmp_path)
     assert result.returncode != 0

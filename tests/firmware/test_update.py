@@ -12,40 +12,22 @@ from pathlib import Path
 import pytest
 
 from edge.bundle import Bundle, sha256_of, write_bundle
-from tests.firmware.conftest import Device, build_bundle, repack, run_script, script_env, serving_sha256
-
-
-@pytest.fixture(scope="session")
-def tiny_dep_bundles(
-    tmp_path_factory: pytest.TempPathFactory,
-    tiny_wheelhouse: tuple[Path, Path],
-    tiny_bundle_float: Bundle,
-    tiny_dep_bundle: Path,
-) -> dict[str, Path]:
-    """Tiny-wheel bundles 1.0.0 (int8 model), 2.0.0 and 3.0.0 (float model)."""
-    tmp = tmp_path_factory.mktemp("tiny-dep-bundles")
-    wheels, requirements = tiny_wheelhouse
-    env = script_env(tmp)
-    bundles = {"1.0.0": tiny_dep_bundle}
-    for version in ("2.0.0", "3.0.0"):
-        bundles[version] = build_bundle(
-            env, tiny_bundle_float.root, tmp / "dist", version, wheels, "--requirements", requirements
-        )
-    return bundles
-
-
-def _rooted(tmp_path: Path, bundles: dict[str, Path]) -> tuple[Path, dict[str, str]]:
-    root = tmp_path / "root"
-    env = script_env(tmp_path)
-    provisioned = run_script("provision.sh", "--root", root, "--no-kiosk", bundles["1.0.0"], env=env)
-    assert provisioned.returncode == 0, provisioned.stderr
-    return root, env
+from tests.firmware.conftest import (
+    Device,
+    SigningKey,
+    build_bundle,
+    provision_rooted,
+    repack,
+    run_script,
+    script_env,
+    serving_sha256,
+)
 
 
 def test_update_under_root_installs_beside_and_switches(
     tmp_path: Path, tiny_dep_bundles: dict[str, Path]
 ) -> None:
-    root, env = _rooted(tmp_path, tiny_dep_bundles)
+    root, env = provision_rooted(tmp_path, tiny_dep_bundles["1.0.0"])
     prefix = root / "opt/pneumoedge"
     dry = run_script("update.sh", "--root", root, "--dry-run", tiny_dep_bundles["2.0.0"], env=env)
     assert dry.returncode == 0, dry.stderr
@@ -66,7 +48,7 @@ def test_update_under_root_installs_beside_and_switches(
 def test_old_releases_are_pruned_but_never_current_or_previous(
     tmp_path: Path, tiny_dep_bundles: dict[str, Path]
 ) -> None:
-    root, env = _rooted(tmp_path, tiny_dep_bundles)
+    root, env = provision_rooted(tmp_path, tiny_dep_bundles["1.0.0"])
     env["KEEP_RELEASES"] = "1"
     for version in ("2.0.0", "3.0.0"):
         result = run_script("update.sh", "--root", root, tiny_dep_bundles[version], env=env)
@@ -76,15 +58,21 @@ def test_old_releases_are_pruned_but_never_current_or_previous(
 
 
 def test_a_bad_model_under_root_is_never_switched_to(
-    tmp_path: Path, tiny_dep_bundles: dict[str, Path]
+    tmp_path: Path, tiny_dep_bundles: dict[str, Path], signing_key: SigningKey
 ) -> None:
-    root, env = _rooted(tmp_path, tiny_dep_bundles)
+    root, env = provision_rooted(tmp_path, tiny_dep_bundles["1.0.0"])
 
     def swap_model(top: Path) -> None:
         model = next((top / "models").iterdir()) / "model.tflite"
         model.write_bytes(model.read_bytes()[:-16] + b"\0" * 16)
 
-    bad = repack(tiny_dep_bundles["2.0.0"], tmp_path / "bad.tar.gz", swap_model, resum=True)
+    bad = repack(
+        tiny_dep_bundles["2.0.0"],
+        tmp_path / "bad.tar.gz",
+        swap_model,
+        resum=True,
+        sign_with=signing_key.private,
+    )
     result = run_script("update.sh", "--root", root, bad, env=env)
     assert result.returncode != 0
     assert "failed verification" in result.stderr
@@ -112,7 +100,7 @@ def test_update_switches_keeps_the_previous_release_and_rolls_back_on_request(
     new_sha = serving_sha256(device.url)
     assert new_sha == _model_sha("2.0.0", device) != old_sha
     log = (device.root / "var/log/pneumoedge/update.log").read_text()
-    assert "Begin 04 Switch, restart and health-check" in log and "is healthy" in log
+    assert "Begin 05 Switch, restart and health-check" in log and "is healthy" in log
 
     again = device.update(edge_bundles["2.0.0"])
     assert again.returncode == 0, again.stderr
@@ -126,7 +114,7 @@ def test_update_switches_keeps_the_previous_release_and_rolls_back_on_request(
 
 @pytest.mark.slow
 def test_a_model_that_fails_verification_is_never_switched_to(
-    device: Device, edge_bundles: dict[str, Path], tmp_path: Path
+    device: Device, edge_bundles: dict[str, Path], tmp_path: Path, signing_key: SigningKey
 ) -> None:
     old_sha = serving_sha256(device.url)
 
@@ -137,7 +125,13 @@ def test_a_model_that_fails_verification_is_never_switched_to(
         model = next((top / "models").iterdir()) / "model.tflite"
         model.write_bytes(model.read_bytes()[:-16] + b"\0" * 16)  # no longer the measured model
 
-    bad = repack(edge_bundles["2.0.0"], tmp_path / "bad-model.tar.gz", swap_model, resum=True)
+    bad = repack(
+        edge_bundles["2.0.0"],
+        tmp_path / "bad-model.tar.gz",
+        swap_model,
+        resum=True,
+        sign_with=signing_key.private,
+    )
     restarts = device.restarts()
     result = device.update(bad)
     assert result.returncode != 0

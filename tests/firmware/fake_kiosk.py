@@ -1,0 +1,46 @@
+"""A stand-in for the kiosk web app in the quick firmware tests: /healthz of the release `current` names.
+
+The test `systemctl` stub starts it instead of serve.sh when FAKE_KIOSK is set. Like serve.sh it pins
+the release `$INSTALL_PREFIX/current` points at when it starts, and serves that release's model sha256
+(from its MANIFEST) on $APP_HOST:$APP_PORT. A release holding a file named BROKEN makes it exit at
+once, like an app that cannot start. Standard library only: it runs with the device's Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+
+def model_sha256(release: Path) -> str:
+    """The model_sha256 line of the release's MANIFEST."""
+    for line in (release / "MANIFEST").read_text().splitlines():
+        if line.startswith("model_sha256="):
+            return line.split("=", 1)[1]
+    raise ValueError(f"{release}/MANIFEST has no model_sha256")
+
+
+def main() -> int:
+    release = (Path(os.environ["INSTALL_PREFIX"]) / "current").resolve()
+    if (release / "BROKEN").exists():
+        print(f"release {release.name} is broken; exiting", file=sys.stderr)
+        return 1
+    body = json.dumps({"status": "ok", "model": {"sha256": model_sha256(release)}}).encode()
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/healthz" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = HTTPServer((os.environ.get("APP_HOST", "127.0.0.1"), int(os.environ["APP_PORT"])), Health)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
