@@ -87,13 +87,25 @@ def add_config_options(parser: argparse.ArgumentParser, skip: Collection[str] = 
             {"default": None, "help": f"first layer fine-tuned; default per architecture {FINE_TUNE_FROM}"},
         ),
         ("--dropout", {"type": float, "default": defaults.dropout, "help": "before the sigmoid unit"}),
+        ("--weight-decay", {"type": float, "default": defaults.weight_decay, "help": "adamw only"}),
         (
-            "--patience",
+            "--label-smoothing",
+            {"type": float, "default": defaults.label_smoothing, "help": "targets 0/1 become s/2, 1-s/2"},
+        ),
+        (
+            "--train-batchnorm",
             {
-                "dest": "early_stopping_patience",
-                "type": int,
-                "default": defaults.early_stopping_patience,
-                "help": "stop fine-tuning after this many epochs without a better validation AUC",
+                "action": argparse.BooleanOptionalAction,
+                "default": defaults.train_batchnorm,
+                "help": "update BatchNorm statistics while fine-tuning (default: frozen, ImageNet's)",
+            },
+        ),
+        (
+            "--acquisition",
+            {
+                "action": argparse.BooleanOptionalAction,
+                "default": defaults.acquisition,
+                "help": "acquisition augmentation: resampling, JPEG, gamma, blur/sharpen, noise",
             },
         ),
         (
@@ -136,6 +148,13 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Kermany-layout folder")
     parser.add_argument("--out", type=Path, required=True, help="run directory, e.g. runs/NAME")
+    parser.add_argument(
+        "--monitor",
+        type=Path,
+        default=None,
+        help="folder with NORMAL/ and PNEUMONIA/ (e.g. ../shared/data/site-calibration) whose AUC is "
+        "logged after every epoch; it is never trained on and chooses nothing",
+    )
     add_config_options(parser)
     parser.set_defaults(func=_train)
 
@@ -146,7 +165,7 @@ def _train(args: argparse.Namespace) -> int:
     from trainer.train import train  # TensorFlow loads only once the options are known to be good
 
     try:
-        train(config, args.data, args.out)
+        train(config, args.data, args.out, args.monitor)
     except FileNotFoundError as e:  # the data folder: scan_split says which layout it expected
         sys.exit(f"train: {e}")
     return 0

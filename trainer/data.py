@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,9 @@ from tqdm import tqdm
 
 from edge.kermany import Sample, drop_duplicates, scan_split
 from edge.preprocess import ImageError, load_model_input
+from trainer import acquisition
 from trainer.config import TrainConfig
-from trainer.tf_env import keras, tf
+from trainer.tf_env import tf
 
 log = logging.getLogger(__name__)
 
@@ -52,33 +54,34 @@ def load_images(samples: Sequence[Sample], size: int, desc: str = "decoding") ->
     return ImageSet(array, labels, kept, skipped)
 
 
-def augmenter(config: TrainConfig) -> keras.Sequential:
-    """Small geometric and photometric changes a real acquisition could make. No flips: the heart is
-    on the left and markers would read mirrored, so a flipped film is not a plausible X-ray."""
-    layers = keras.layers
-    fill = {"fill_mode": "constant", "fill_value": 0.0}
-    return keras.Sequential(
-        [
-            layers.RandomRotation(config.rotation_degrees / 360.0, **fill, seed=config.seed),
-            layers.RandomTranslation(config.shift_fraction, config.shift_fraction, **fill, seed=config.seed),
-            layers.RandomZoom(config.zoom_fraction, **fill, seed=config.seed),
-            layers.RandomBrightness(config.brightness, value_range=(0.0, 255.0), seed=config.seed),
-            layers.RandomContrast(config.contrast, seed=config.seed),
-        ],
-        name="augment",
+def augment_ranges(config: TrainConfig) -> acquisition.AugmentRanges:
+    return acquisition.AugmentRanges(
+        rotation_degrees=config.rotation_degrees,
+        shift_fraction=config.shift_fraction,
+        zoom_fraction=config.zoom_fraction,
+        brightness=config.brightness,
+        contrast=config.contrast,
+        acquisition=config.acquisition,
     )
 
 
-def make_dataset(data: ImageSet, batch_size: int, config: TrainConfig, training: bool) -> tf.data.Dataset:
-    """Shuffled and augmented for training; in order and untouched for validation."""
+def training_dataset(data: ImageSet, config: TrainConfig) -> tuple[tf.data.Dataset, int]:
+    """Endless shuffled batches drawn from one augmented copy of every film per epoch; and steps per epoch.
+
+    No flips: the heart is on the left and markers would read mirrored, so a flipped film is not a
+    plausible X-ray.
+    """
+    copies = config.head_epochs + config.fine_tune_epochs
+    log.info("augmenting %d copies of %d films", copies, len(data.labels))
+    pool = acquisition.augmented_copies(data.images, copies, augment_ranges(config), config.seed)
+    labels = np.tile(data.labels, copies)
+    ds = tf.data.Dataset.from_tensor_slices((pool, labels))
+    ds = ds.shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).batch(config.batch_size)
+    return ds.prefetch(tf.data.AUTOTUNE), math.ceil(len(data.labels) / config.batch_size)
+
+
+def evaluation_dataset(data: ImageSet, batch_size: int = 64) -> tf.data.Dataset:
+    """In order and untouched."""
     ds = tf.data.Dataset.from_tensor_slices((data.images, data.labels))
-    if training:
-        ds = ds.shuffle(len(data.labels), seed=config.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
-    if training:
-        augment = augmenter(config)
-        ds = ds.map(
-            lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 255.0), y),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).batch(batch_size).prefetch(tf.data.AUTOTUNE)

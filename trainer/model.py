@@ -43,32 +43,52 @@ def freeze_backbone(model: keras.Model) -> None:
         layer.trainable = layer.name in _HEAD_LAYERS
 
 
-def unfreeze_top(model: keras.Model, first_layer: str) -> None:
-    """Phase 2: unfreeze from `first_layer` up; BatchNorm stays frozen (inference mode) because
-    small batches would corrupt its ImageNet statistics."""
+def unfreeze_top(model: keras.Model, first_layer: str, train_batchnorm: bool = False) -> None:
+    """Phase 2: unfreeze from `first_layer` up. BatchNorm stays frozen (inference mode, ImageNet
+    statistics) unless `train_batchnorm`: small single-cohort batches would pull its statistics
+    towards the training cohort's look."""
     names = [layer.name for layer in model.layers]
     if first_layer not in names:
         raise ValueError(f"layer {first_layer!r} is not in the model; e.g. {names[-20:]}")
     start = names.index(first_layer)
     for index, layer in enumerate(model.layers):
         is_bn = isinstance(layer, keras.layers.BatchNormalization)
-        layer.trainable = layer.name in _HEAD_LAYERS or (index >= start and not is_bn)
+        layer.trainable = layer.name in _HEAD_LAYERS or (index >= start and (train_batchnorm or not is_bn))
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+def cosine_schedule(
+    peak: float, total_steps: int, warmup_steps: int
+) -> keras.optimizers.schedules.CosineDecay:
+    """Linear warm-up to `peak`, then cosine decay to 0 at the last step: the last epoch is the model."""
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak / 100.0,
+        decay_steps=max(1, total_steps - warmup_steps),
+        alpha=0.0,
+        warmup_target=peak,
+        warmup_steps=warmup_steps,
+    )
+
+
+def make_optimizer(
+    name: str,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+    weight_decay: float = 0.0,
+) -> keras.optimizers.Optimizer:
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
     if name == "adam":
         return keras.optimizers.Adam(learning_rate)
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
     if name == "rmsprop":
         return keras.optimizers.RMSprop(learning_rate)
-    raise ValueError(f"optimizer {name!r} unknown; use adam, sgd or rmsprop")
+    raise ValueError(f"optimizer {name!r} unknown; use adamw, adam, sgd or rmsprop")
 
 
-def compile_model(model: keras.Model, optimizer: str, learning_rate: float) -> None:
+def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, label_smoothing: float) -> None:
     model.compile(
-        optimizer=make_optimizer(optimizer, learning_rate),
-        loss=keras.losses.BinaryCrossentropy(),
+        optimizer=optimizer,
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
     )
 

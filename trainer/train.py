@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.kermany import LABELS, manifest_sha256
-from edge.metrics import binary_metrics, choose_threshold
+from edge.kermany import LABELS, manifest_sha256, scan_split
+from edge.metrics import binary_metrics, choose_threshold, roc_auc
 from trainer import data, model, plots
 from trainer.config import TrainConfig
 from trainer.split import class_weights, patient_split, write_split
@@ -31,20 +31,25 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
 
 
-def train(config: TrainConfig, data_root: Path, out_dir: Path) -> dict[str, Any]:
-    """Train, pick the threshold on validation patients, and write the run; returns run.json."""
+def train(config: TrainConfig, data_root: Path, out_dir: Path, monitor: Path | None = None) -> dict[str, Any]:
+    """Train, pick the threshold on validation patients, and write the run; returns run.json.
+
+    `monitor`: a Kermany-layout folder ({NORMAL,PNEUMONIA}/) scored after every epoch, never trained on.
+    """
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "history.csv").unlink(missing_ok=True)  # CSVLogger appends: a rerun must not mix in old rows
     file_log = _log_to_file(out_dir / "train.log")
     try:
-        return _train(config, data_root, out_dir, started)
+        return _train(config, data_root, out_dir, started, monitor)
     finally:
         logging.getLogger().removeHandler(file_log)  # a sweep trains many runs in one process
         file_log.close()
 
 
-def _train(config: TrainConfig, data_root: Path, out_dir: Path, started: float) -> dict[str, Any]:
+def _train(
+    config: TrainConfig, data_root: Path, out_dir: Path, started: float, monitor: Path | None
+) -> dict[str, Any]:
     keras.utils.set_random_seed(config.seed)
     config.save(out_dir / "config.json")
 
@@ -60,8 +65,11 @@ def _train(config: TrainConfig, data_root: Path, out_dir: Path, started: float) 
         "train %d / val %d images; class weights %s", len(train_set.samples), len(val_set.samples), weights
     )
 
+    monitor_set = None
+    if monitor is not None:
+        monitor_set = data.load_images(scan_split(monitor.parent, monitor.name), config.input_size, "monitor")
     net = model.build_model(config)
-    history = _fit(net, config, train_set, val_set, weights, out_dir)
+    history = _fit(net, config, train_set, val_set, weights, out_dir, monitor_set)
     best = keras.models.load_model(out_dir / MODEL_FILE)
     probabilities = best.predict(val_set.images.astype(np.float32), batch_size=64, verbose=0).ravel()
     threshold = choose_threshold(val_set.labels, probabilities, config.min_recall)
@@ -85,6 +93,7 @@ def _train(config: TrainConfig, data_root: Path, out_dir: Path, started: float) 
         "counts": _counts(train_set.samples, val_set.samples),
         "class_weights": {LABELS[k]: v for k, v in weights.items()},
         "epochs_run": len(history),
+        "monitor": str(monitor.resolve()) if monitor else None,
         "threshold": threshold,
         "threshold_rule": f"highest threshold with validation recall >= {config.min_recall}",
         "labels": list(LABELS),
@@ -106,45 +115,71 @@ def _fit(
     val_set: data.ImageSet,
     weights: dict[int, float],
     out_dir: Path,
+    monitor: data.ImageSet | None,
 ) -> list[dict[str, float]]:
-    """Head-only phase, then fine-tuning of the upper backbone; best validation AUC kept."""
-    train_ds = data.make_dataset(train_set, config.batch_size, config, training=True)
-    val_ds = data.make_dataset(val_set, 64, config, training=False)
-    checkpoint = keras.callbacks.ModelCheckpoint(
-        str(out_dir / MODEL_FILE), monitor="val_auc", mode="max", save_best_only=True
-    )
-    csv_logger = keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True)
-    epoch_log = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: log.info("epoch %d: %s", epoch + 1, _fmt(logs))
-    )
+    """Head-only phase, then fine-tuning on a cosine schedule; the last epoch is saved.
 
+    `monitor` films (a shift set such as site-calibration/) are scored after every epoch and logged
+    beside the validation figures, to see how a recipe behaves on a new cohort; they choose nothing.
+    """
+    train_ds, steps_per_epoch = data.training_dataset(train_set, config)
+    val_ds = data.evaluation_dataset(val_set)
+    callbacks = [] if monitor is None else [_MonitorAuc(monitor)]
+    callbacks += [
+        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
+        keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: log.info("epoch %d: %s", epoch + 1, _fmt(logs))
+        ),
+    ]
     model.freeze_backbone(net)
-    model.compile_model(net, config.optimizer, config.head_learning_rate)
+    head_optimizer = model.make_optimizer(config.optimizer, config.head_learning_rate, config.weight_decay)
+    model.compile_model(net, head_optimizer, config.label_smoothing)
     log.info("phase 1: head only, %d epochs at lr %g", config.head_epochs, config.head_learning_rate)
     first = net.fit(
         train_ds,
         validation_data=val_ds,
         epochs=config.head_epochs,
+        steps_per_epoch=steps_per_epoch,
         class_weight=weights,
-        callbacks=[checkpoint, csv_logger, epoch_log],
+        callbacks=callbacks,
         verbose=1,
     )
-    model.unfreeze_top(net, config.fine_tune_from)
-    model.compile_model(net, config.optimizer, config.fine_tune_learning_rate)
-    log.info("phase 2: fine-tuning from %s, lr %g", config.fine_tune_from, config.fine_tune_learning_rate)
-    stop = keras.callbacks.EarlyStopping(
-        monitor="val_auc", mode="max", patience=config.early_stopping_patience
+    model.unfreeze_top(net, config.fine_tune_from, config.train_batchnorm)
+    steps = steps_per_epoch * config.fine_tune_epochs
+    schedule = model.cosine_schedule(config.fine_tune_learning_rate, steps, warmup_steps=steps_per_epoch // 3)
+    model.compile_model(
+        net, model.make_optimizer(config.optimizer, schedule, config.weight_decay), config.label_smoothing
+    )
+    log.info(
+        "phase 2: fine-tuning from %s, cosine from lr %g",
+        config.fine_tune_from,
+        config.fine_tune_learning_rate,
     )
     second = net.fit(
         train_ds,
         validation_data=val_ds,
         initial_epoch=config.head_epochs,
         epochs=config.head_epochs + config.fine_tune_epochs,
+        steps_per_epoch=steps_per_epoch,
         class_weight=weights,
-        callbacks=[checkpoint, csv_logger, epoch_log, stop],
+        callbacks=callbacks,
         verbose=1,
     )
+    net.save(out_dir / MODEL_FILE)
     return _rows(first.history) + _rows(second.history)
+
+
+class _MonitorAuc(keras.callbacks.Callback):
+    """Adds `monitor_auc` to each epoch's logs (listed before the CSV logger, which then records it)."""
+
+    def __init__(self, images: data.ImageSet) -> None:
+        super().__init__()
+        self.images = images
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        scores = self.model.predict(self.images.images.astype(np.float32), batch_size=64, verbose=0).ravel()
+        if logs is not None:
+            logs["monitor_auc"] = roc_auc(self.images.labels, scores)
 
 
 def _rows(history: dict[str, list[float]]) -> list[dict[str, float]]:

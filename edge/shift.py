@@ -1,0 +1,214 @@
+"""Evaluations that can see shift: the robustness suite and the full-resolution agreement check.
+
+A validation split from the training pool shares its acquisition path (one resampling, JPEG quality
+75, one exposure curve), so it cannot see what changes between sites. These checks can:
+
+- the robustness suite re-acquires held-out films in realistic ways (resampling chains, JPEG
+  quality 30-95, gamma, blur and sharpening, noise, border crop and padding, small rotations) and
+  reports AUC, sensitivity and specificity per change;
+- the full-resolution check gives the same film at its original aspect ratio and at 224 px and
+  counts label disagreements and gate refusals.
+
+Transforms use Pillow (the kiosk's own imaging library), independently of the TensorFlow training
+augmentation, so a model cannot pass the suite by fitting one implementation's kernels. A scorer is
+any function from decoded films to probabilities (NaN where the quality gate refused), so the same
+code measures a Keras model in `trainer` and a bundle in `quantize`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from edge.metrics import confusion, roc_auc, wilson_interval
+from edge.preprocess import XrayImage
+
+Transform = Callable[[np.ndarray], np.ndarray]
+#: Films in, one probability each out (NaN: refused by the quality gate).
+Scorer = Callable[[Sequence[XrayImage]], np.ndarray]
+
+
+def _pil(pixels: np.ndarray) -> Image.Image:
+    return Image.fromarray(pixels, mode="L")
+
+
+def _back(img: Image.Image) -> np.ndarray:
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def rescale(factor: float, down: Image.Resampling, up: Image.Resampling) -> Transform:
+    """Resize by `factor` with one kernel and back with another, as two export paths would."""
+
+    def apply(pixels: np.ndarray) -> np.ndarray:
+        img = _pil(pixels)
+        size = (max(8, round(img.width * factor)), max(8, round(img.height * factor)))
+        return _back(img.resize(size, down).resize(img.size, up))
+
+    return apply
+
+
+def enlarge(factor: float, method: Image.Resampling) -> Transform:
+    """A larger film than the training copies: the kiosk's own resize then brings it to the model."""
+
+    def apply(pixels: np.ndarray) -> np.ndarray:
+        img = _pil(pixels)
+        return _back(img.resize((round(img.width * factor), round(img.height * factor)), method))
+
+    return apply
+
+
+def jpeg(quality: int) -> Transform:
+    def apply(pixels: np.ndarray) -> np.ndarray:
+        buffer = io.BytesIO()
+        _pil(pixels).save(buffer, "JPEG", quality=quality)
+        return _back(Image.open(io.BytesIO(buffer.getvalue())))
+
+    return apply
+
+
+def gamma(value: float) -> Transform:
+    lut = np.clip(np.rint(255.0 * (np.arange(256) / 255.0) ** value), 0, 255).astype(np.uint8)
+    return lambda pixels: lut[pixels]
+
+
+def blur(radius: float) -> Transform:
+    return lambda pixels: _back(_pil(pixels).filter(ImageFilter.GaussianBlur(radius)))
+
+
+def sharpen(radius: float, percent: int) -> Transform:
+    return lambda pixels: _back(_pil(pixels).filter(ImageFilter.UnsharpMask(radius, percent, threshold=0)))
+
+
+def noise(std: float, seed: int = 0) -> Transform:
+    def apply(pixels: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng(seed + int(pixels.sum()) % 100_003)  # fixed per film
+        noisy = pixels.astype(np.float32) + rng.normal(0.0, std, pixels.shape)
+        return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+    return apply
+
+
+def crop_border(fraction: float) -> Transform:
+    def apply(pixels: np.ndarray) -> np.ndarray:
+        dy, dx = round(pixels.shape[0] * fraction), round(pixels.shape[1] * fraction)
+        return pixels[dy : pixels.shape[0] - dy, dx : pixels.shape[1] - dx].copy()
+
+    return apply
+
+
+def pad_border(fraction: float) -> Transform:
+    def apply(pixels: np.ndarray) -> np.ndarray:
+        dy, dx = round(pixels.shape[0] * fraction), round(pixels.shape[1] * fraction)
+        return np.pad(pixels, ((dy, dy), (dx, dx)), constant_values=0)
+
+    return apply
+
+
+def rotate(degrees: float) -> Transform:
+    return lambda pixels: _back(_pil(pixels).rotate(degrees, Image.Resampling.BICUBIC, fillcolor=0))
+
+
+_B = Image.Resampling
+#: The robustness suite: name -> transform of an 8-bit gray film.
+SUITE: dict[str, Transform] = {
+    "resample 0.5x bilinear, back bicubic": rescale(0.5, _B.BILINEAR, _B.BICUBIC),
+    "resample 0.35x box, back bilinear": rescale(0.35, _B.BOX, _B.BILINEAR),
+    "enlarge 1.43x lanczos (320 px film)": enlarge(320 / 224, _B.LANCZOS),
+    "enlarge 4x bicubic (900 px film)": enlarge(4.0, _B.BICUBIC),
+    "jpeg quality 30": jpeg(30),
+    "jpeg quality 50": jpeg(50),
+    "jpeg quality 95": jpeg(95),
+    "gamma 0.7 (brighter)": gamma(0.7),
+    "gamma 1.4 (darker)": gamma(1.4),
+    "gaussian blur radius 1": blur(1.0),
+    "unsharp mask 2 px 150%": sharpen(2.0, 150),
+    "gaussian noise std 5": noise(5.0),
+    "border crop 8%": crop_border(0.08),
+    "border padding 8%": pad_border(0.08),
+    "rotation +5 degrees": rotate(5.0),
+    "rotation -5 degrees": rotate(-5.0),
+}
+
+
+def transformed(films: Sequence[XrayImage], transform: Transform) -> list[XrayImage]:
+    return [XrayImage(transform(film.pixels), film.source_format, film.colourfulness) for film in films]
+
+
+def random_acquisition(films: Sequence[XrayImage], seed: int) -> list[XrayImage]:
+    """Each film through one suite transform drawn at random: varied films for calibration sets."""
+    rng = np.random.default_rng(seed)
+    names = list(SUITE)
+    return [transformed([film], SUITE[names[rng.integers(len(names))]])[0] for film in films]
+
+
+def operating_figures(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
+    """AUC, sensitivity and specificity with refusals counted as wrong answers, and the refusal count."""
+    labels = np.asarray(labels).astype(bool)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    refused = np.isnan(probabilities)
+    # a refused film is a wrong answer: a missed pneumonia, or a healthy child sent for review
+    predicted = np.where(refused, ~labels, probabilities >= threshold)
+    cm = confusion(labels, predicted)
+    scored = ~refused
+    return {
+        "n": int(labels.size),
+        "refused": int(refused.sum()),
+        "auc": roc_auc(labels[scored], probabilities[scored]),
+        "sensitivity": cm["tp"] / max(1, cm["tp"] + cm["fn"]),
+        "sensitivity_ci95": list(wilson_interval(cm["tp"], cm["tp"] + cm["fn"])),
+        "specificity": cm["tn"] / max(1, cm["tn"] + cm["fp"]),
+        "specificity_ci95": list(wilson_interval(cm["tn"], cm["tn"] + cm["fp"])),
+    }
+
+
+def robustness(
+    score: Scorer, films: Sequence[XrayImage], labels: np.ndarray, threshold: float
+) -> dict[str, dict[str, Any]]:
+    """The suite on these films: figures per change, plus label agreement with the unchanged films."""
+    clean = score(films)
+    results = {"unchanged": operating_figures(labels, clean, threshold)}
+    clean_labels = clean >= threshold
+    for name, transform in SUITE.items():
+        probabilities = score(transformed(films, transform))
+        figures = operating_figures(labels, probabilities, threshold)
+        both = ~np.isnan(probabilities) & ~np.isnan(clean)
+        figures["agreement_with_unchanged"] = float(
+            np.mean((probabilities >= threshold)[both] == clean_labels[both])
+        )
+        results[name] = figures
+    return results
+
+
+def worst_of(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The lowest AUC, sensitivity and specificity over the suite's changes, and where each occurred."""
+    changes = {k: v for k, v in results.items() if k != "unchanged"}
+    worst = {}
+    for key in ("auc", "sensitivity", "specificity"):
+        name = min(changes, key=lambda k: changes[k][key])
+        worst[key] = {"value": changes[name][key], "change": name}
+    return worst
+
+
+def fullres_agreement(
+    score: Scorer, fullres: Sequence[XrayImage], copies: Sequence[XrayImage], threshold: float
+) -> dict[str, Any]:
+    """Same films at full aspect ratio and as 224 px copies: label agreement, refusals, drift."""
+    big, small = score(fullres), score(copies)
+    refused = np.isnan(big)
+    both = ~refused & ~np.isnan(small)
+    agree = (big[both] >= threshold) == (small[both] >= threshold)
+    # a refused full-resolution film disagrees: the clinic got no answer where the copy got one
+    agreement = int(agree.sum()) / len(fullres) if len(fullres) else float("nan")
+    return {
+        "films": len(fullres),
+        "refused": int(refused.sum()),
+        "agreement": agreement,
+        "agreement_ci95": list(wilson_interval(int(agree.sum()), len(fullres))),
+        "flips_to_normal": int(((big[both] < threshold) & (small[both] >= threshold)).sum()),
+        "flips_to_pneumonia": int(((big[both] >= threshold) & (small[both] < threshold)).sum()),
+        "median_abs_drift": float(np.median(np.abs(big[both] - small[both]))) if both.any() else float("nan"),
+    }
