@@ -9,11 +9,13 @@ import struct
 import zlib
 
 import numpy as np
+import pydicom
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from pydicom.uid import JPEG2000Lossless
 
-from edge.preprocess import MAX_PIXELS, ImageError, load_model_input, load_xray, to_model_input
+from edge import preprocess
+from edge.preprocess import MAX_PIXELS, ImageError, XrayImage, load_model_input, load_xray, to_model_input
 from tests.tiny_bundle import PATIENT, dicom_bytes, encode, synthetic_xray
 
 
@@ -268,3 +270,92 @@ def test_to_model_input_refuses_a_non_gray_array():
 
     with pytest.raises(ValueError, match="2-D uint8"):
         to_model_input(XrayImage(np.zeros((4, 4, 3), dtype=np.uint8), "PNG", 0.0), 224)
+
+
+# --- memory: a budget checked from the header, reduction while decoding, one decode per upload ---
+
+
+def reference_model_input(data: bytes, size: int = 224) -> np.ndarray:
+    """The model input as the training images were made: a full-resolution decode, gray, bicubic squash."""
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        gray = np.asarray(ImageOps.exif_transpose(img).convert("L"), dtype=np.uint8)
+    return to_model_input(XrayImage(gray, "JPEG", 0.0), size)
+
+
+def test_a_2000_x_1700_jpeg_gives_the_same_model_input_as_a_full_decode():
+    data = encode(
+        np.stack([synthetic_xray(seed=4, width=2000, height=1700)] * 3, axis=-1), "JPEG", quality=90
+    )
+    image = load_xray(data)
+    assert (image.width, image.height) == (2000, 1700)  # within the budget: decoded at full size
+    diff = np.abs(load_model_input(data, 224).astype(int) - reference_model_input(data).astype(int))
+    assert diff.max() <= 2
+
+
+def test_a_jpeg_over_the_budget_is_reduced_while_decoding_and_keeps_its_model_input():
+    pixels = synthetic_xray(seed=5, width=5200, height=4400)
+    data = encode(np.stack([pixels] * 3, axis=-1), "JPEG", quality=90)  # RGB: 22.9 MP x 8 bytes > budget
+    image = load_xray(data)
+    assert max(image.width, image.height) >= preprocess.MIN_REDUCED_LONG_SIDE
+    assert (image.width, image.height) == (2600, 2200)  # libjpeg decoded it at 1/2 scale
+    diff = np.abs(to_model_input(image, 224).astype(int) - reference_model_input(data).astype(int))
+    assert diff.max() <= 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "shape", "kind"),
+    [("I;16", (7000, 7000), "16-bit gray"), ("RGB", (7000, 7000, 3), "colour")],
+)
+def test_an_image_over_the_memory_budget_is_refused_from_its_header(mode, shape, kind):
+    pixels = np.zeros(shape, dtype=np.uint16 if mode == "I;16" else np.uint8)
+    data = save(Image.fromarray(pixels), "PNG")
+    del pixels
+    with pytest.raises(ImageError, match=f"7000 x 7000 pixels of {kind} needs about") as caught:
+        load_xray(data)
+    assert caught.value.reason == "too_large"
+    assert "Export the X-ray again at a lower resolution" in str(caught.value)
+
+
+def test_a_large_16_bit_dicom_over_the_budget_is_refused_before_decoding(monkeypatch):
+    monkeypatch.setattr(preprocess, "DECODE_BUDGET_BYTES", 10_000)
+    with pytest.raises(ImageError, match="16-bit DICOM") as caught:
+        load_xray(dicom_bytes(ramp12(64, 80)))
+    assert caught.value.reason == "too_large"
+
+
+def test_16_bit_png_converted_in_bands_equals_the_whole_image_conversion(monkeypatch):
+    monkeypatch.setattr(preprocess, "_CHUNK_PIXELS", 1000)  # many bands
+    raw = np.random.default_rng(1).integers(300, 60000, size=(157, 211)).astype(np.uint16)
+    image = load_xray(save(Image.fromarray(raw), "PNG"))
+    np.testing.assert_array_equal(image.pixels, preprocess._stretch_to_uint8(raw.astype(np.float64)))
+
+
+def test_dicom_converted_in_bands_equals_the_whole_image_conversion(monkeypatch):
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    raw = np.random.default_rng(2).integers(0, 4096, size=(131, 97)).astype(np.uint16)
+    elements = {"RescaleSlope": 2, "RescaleIntercept": -1000, "WindowCenter": 3000, "WindowWidth": 5000}
+    data = dicom_bytes(raw, **elements)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    whole = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds)
+    expected = preprocess._stretch_to_uint8(np.asarray(whole, dtype=np.float64))
+    monkeypatch.setattr(preprocess, "_CHUNK_PIXELS", 500)
+    np.testing.assert_array_equal(load_xray(data).pixels, expected)
+
+
+def test_colourfulness_is_measured_as_before():
+    rgb = np.random.default_rng(3).integers(0, 256, size=(90, 70, 3)).astype(np.uint8)
+    image = load_xray(encode(rgb, "PNG"))
+    wide = rgb.astype(np.int16)
+    r, g, b = wide[..., 0], wide[..., 1], wide[..., 2]
+    before = (np.abs(r - g).mean() + np.abs(g - b).mean() + np.abs(r - b).mean()) / 3.0
+    assert image.colourfulness == pytest.approx(before, rel=1e-9)
+
+
+def test_reuse_decoded_hands_the_same_image_to_a_second_decoder():
+    data = encode(synthetic_xray(seed=6, width=300, height=360), "JPEG")
+    with preprocess.reuse_decoded(data) as image:
+        assert load_xray(data) is image  # the same bytes object: no second decode
+        assert load_xray(bytes(bytearray(data))) is not image  # other bytes are decoded
+    assert load_xray(data) is not image  # only inside the block
