@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from edge import score_cli, serve_cli
+from edge import score_cli, serve_cli, site_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     score_cli.register(subparsers)
     serve_cli.register(subparsers)
+    site_cli.register(subparsers)
     return parser
 
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.calibration import Calibration, Head
 from edge.files import atomic_write_bytes
 
 FORMAT = "pneumoedge-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: `head` (float head on the embedding) and `calibration`
 METADATA_FILE = "bundle.json"
 MODEL_FILE = "model.tflite"
 #: Bundles are public release artefacts that the kiosk's service user must be able to read.
@@ -63,6 +64,14 @@ class Bundle:
     def labels(self) -> list[str]:
         return list(self.metadata["labels"])
 
+    @property
+    def head(self) -> Head:
+        return Head.from_metadata(self.metadata["head"])
+
+    @property
+    def calibration(self) -> Calibration:
+        return Calibration.from_metadata(self.metadata.get("calibration"))
+
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
@@ -105,7 +114,7 @@ def _check_format(metadata: dict[str, Any], meta_path: Path) -> None:
             f"{meta_path} has format_version {version!r}; this kiosk reads version "
             f"{FORMAT_VERSION}. Update the kiosk software or re-export the model."
         )
-    required = ("name", "labels", "model_file", "model_sha256", "threshold", "input", "outputs")
+    required = ("name", "labels", "model_file", "model_sha256", "threshold", "input", "outputs", "head")
     missing = [key for key in required if key not in metadata]
     if missing:
         raise BundleError(f"{meta_path} lacks required fields: {', '.join(missing)}")

@@ -95,23 +95,31 @@ def check_sample(labels: np.ndarray) -> None:
         raise CalibrationError("the sample cannot set a threshold: " + "; ".join(problems))
 
 
-def fit_platt(logits: np.ndarray, labels: np.ndarray, iterations: int = 50) -> tuple[float, float]:
-    """Slope and intercept of a one-feature logistic regression, by Newton's method.
+def fit_platt(logits: np.ndarray, labels: np.ndarray, iterations: int = 100) -> tuple[float, float]:
+    """Slope and intercept of a one-feature logistic regression: Newton's method with step halving.
 
     A tiny ridge (1e-3) keeps the fit finite when the sample is perfectly separated.
     """
     x = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
     design = np.stack([x, np.ones_like(x)], axis=1)
+    ridge = 1e-3
+
+    def loss(w: np.ndarray) -> float:
+        z = design @ w
+        return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * ridge * w @ w)
+
     weights = np.array([1.0, 0.0])
-    ridge = 1e-3 * np.eye(2)
     for _ in range(iterations):
         p = sigmoid(design @ weights)
-        gradient = design.T @ (p - y) + ridge @ weights
-        hessian = (design * (p * (1 - p))[:, None]).T @ design + ridge
+        gradient = design.T @ (p - y) + ridge * weights
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + ridge * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
-        weights -= step
-        if np.max(np.abs(step)) < 1e-10:
+        scale, current = 1.0, loss(weights)
+        while scale > 1e-6 and loss(weights - scale * step) > current:
+            scale /= 2
+        weights = weights - scale * step
+        if np.max(np.abs(scale * step)) < 1e-10:
             break
     return float(weights[0]), float(weights[1])
 

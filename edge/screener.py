@@ -16,9 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY, Bundle, load_bundle
 from edge.heatmap import DISPLAY_LONG_SIDE, render
-from edge.preprocess import load_xray, to_model_input
+from edge.preprocess import XrayImage, load_xray, to_model_input
 from edge.quality import GateResult, OodStats, QualityThresholds, check_embedding, check_image
 from edge.runtime import TfliteModel
 
@@ -60,6 +62,8 @@ class Assessment:
     label: str | None
     probability: float | None
     threshold: float
+    calibration: str  # which calibration (and threshold) is in force, and the films that set it
+    logit: float | None  # the head's output before calibration, for site calibration and audits
     reason: str | None  # machine code of a refusal
     detail: str  # human message
     quality_flags: tuple[str, ...]
@@ -92,10 +96,18 @@ class Screener:
                 f"{bundle.model_path} lacks signature outputs {sorted(missing)}; "
                 "re-export it as described in docs/bundle-format.md"
             )
+        self._head = bundle.head
+        self._calibration = bundle.calibration
+        embedding_size = math.prod(self.model.output_shapes[OUTPUT_EMBEDDING][1:])
+        if self._head.kernel.size != embedding_size:
+            raise ValueError(
+                f"the head of {bundle.root} takes {self._head.kernel.size} values but the model's "
+                f"embedding has {embedding_size}; re-export the bundle"
+            )
         self._ood = OodStats.from_metadata(bundle.metadata.get("ood"))
         if self._ood is None:
             log.warning("bundle %s has no ood section: the out-of-distribution check is off", bundle.name)
-        elif self._ood.mean.size != math.prod(self.model.output_shapes[OUTPUT_EMBEDDING][1:]):
+        elif self._ood.mean.size != embedding_size:
             raise ValueError(
                 f"the ood section of {bundle.root} has {self._ood.mean.size} dimensions but the model's "
                 f"embedding has shape {self.model.output_shapes[OUTPUT_EMBEDDING]}; re-export the bundle"
@@ -109,8 +121,11 @@ class Screener:
     def assess(self, data: bytes) -> Assessment:
         """Assess one file's bytes; raises edge.preprocess.ImageError when they cannot be decoded."""
         started = time.perf_counter()
-        sha = hashlib.sha256(data).hexdigest()
-        image = load_xray(data)
+        return self.assess_image(load_xray(data), hashlib.sha256(data).hexdigest(), started)
+
+    def assess_image(self, image: XrayImage, sha: str, started: float | None = None) -> Assessment:
+        """Assess a decoded film (the evaluations feed transformed films here, past the decoder)."""
+        started = time.perf_counter() if started is None else started
         gate = check_image(image, self.options.quality)
         if not gate.passed:
             return self._rejected(sha, started, gate)
@@ -118,25 +133,28 @@ class Screener:
         gate = check_embedding(outputs[OUTPUT_EMBEDDING], self._ood, self.options.quality)
         if not gate.passed:
             return self._rejected(sha, started, gate)
-        probability = float(outputs[OUTPUT_PROBABILITY].reshape(-1)[0])
+        logit = float(self._head.logits(outputs[OUTPUT_EMBEDDING])[0])
         overlay = None
         if self.options.heatmap:
             cam = outputs[OUTPUT_CAM].reshape(outputs[OUTPUT_CAM].shape[-2:])
             overlay = render(image.pixels, cam, self.options.heatmap_long_side).png
-        return self._scored(sha, started, probability, overlay)
+        return self._scored(sha, started, logit, overlay)
 
     def _rejected(self, sha: str, started: float, gate: GateResult) -> Assessment:
-        return self._assessment(sha, started, STATUS_REJECTED, None, None, gate.detail, gate, None)
+        return self._assessment(sha, started, STATUS_REJECTED, None, None, None, gate.detail, gate, None)
 
-    def _scored(self, sha: str, started: float, probability: float, overlay: bytes | None) -> Assessment:
+    def _scored(self, sha: str, started: float, logit: float, overlay: bytes | None) -> Assessment:
+        probability = float(self._calibration.probabilities(np.array([logit]))[0])
         threshold, labels = self.bundle.threshold, self.bundle.labels
         positive = probability >= threshold
         label = labels[1] if positive else labels[0]
         detail = (
             f"{label}: probability of {labels[1]} {probability:.3f} {'>=' if positive else '<'} "
-            f"threshold {threshold:.3f}. Screening aid, not a diagnosis."
+            f"threshold {threshold:.3f} ({self._calibration.description}). Screening aid, not a diagnosis."
         )
-        return self._assessment(sha, started, STATUS_OK, label, probability, detail, GateResult(), overlay)
+        return self._assessment(
+            sha, started, STATUS_OK, label, probability, logit, detail, GateResult(), overlay
+        )
 
     def _assessment(
         self,
@@ -145,6 +163,7 @@ class Screener:
         status: str,
         label: str | None,
         probability: float | None,
+        logit: float | None,
         detail: str,
         gate: GateResult,
         overlay: bytes | None,
@@ -156,6 +175,8 @@ class Screener:
             label=label,
             probability=probability,
             threshold=self.bundle.threshold,
+            calibration=self._calibration.description,
+            logit=logit,
             reason=gate.reason,
             detail=detail,
             quality_flags=gate.flags,

@@ -18,14 +18,20 @@ code measures a Keras model in `trainer` and a bundle in `quantize`.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from edge.metrics import confusion, roc_auc, wilson_interval
-from edge.preprocess import XrayImage
+from edge.kermany import Sample, scan_split
+from edge.metrics import binary_metrics, confusion, roc_auc, wilson_interval
+from edge.preprocess import ImageError, XrayImage, load_xray, to_model_input
+
+log = logging.getLogger(__name__)
 
 Transform = Callable[[np.ndarray], np.ndarray]
 #: Films in, one probability each out (NaN: refused by the quality gate).
@@ -138,11 +144,20 @@ def transformed(films: Sequence[XrayImage], transform: Transform) -> list[XrayIm
     return [XrayImage(transform(film.pixels), film.source_format, film.colourfulness) for film in films]
 
 
-def random_acquisition(films: Sequence[XrayImage], seed: int) -> list[XrayImage]:
-    """Each film through one suite transform drawn at random: varied films for calibration sets."""
+def random_acquisition(images: np.ndarray, seed: int) -> np.ndarray:
+    """Model inputs (n, s, s, 1), each re-acquired by one suite change drawn at random, back to s x s.
+
+    Varied films for the sets that calibrate int8 ranges and the out-of-distribution gate: clean
+    training copies alone taught both that one export path is the only real one.
+    """
     rng = np.random.default_rng(seed)
     names = list(SUITE)
-    return [transformed([film], SUITE[names[rng.integers(len(names))]])[0] for film in films]
+    size = images.shape[1]
+    varied = []
+    for image in images:
+        film = XrayImage(SUITE[names[rng.integers(len(names))]](image[..., 0]), "JPEG", 0.0)
+        varied.append(to_model_input(film, size))
+    return np.stack(varied)
 
 
 def operating_figures(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -170,7 +185,7 @@ def robustness(
 ) -> dict[str, dict[str, Any]]:
     """The suite on these films: figures per change, plus label agreement with the unchanged films."""
     clean = score(films)
-    results = {"unchanged": operating_figures(labels, clean, threshold)}
+    results = {"unchanged": {**operating_figures(labels, clean, threshold), "probabilities": clean.tolist()}}
     clean_labels = clean >= threshold
     for name, transform in SUITE.items():
         probabilities = score(transformed(films, transform))
@@ -211,4 +226,121 @@ def fullres_agreement(
         "flips_to_normal": int(((big[both] < threshold) & (small[both] >= threshold)).sum()),
         "flips_to_pneumonia": int(((big[both] >= threshold) & (small[both] < threshold)).sum()),
         "median_abs_drift": float(np.median(np.abs(big[both] - small[both]))) if both.any() else float("nan"),
+        "probabilities": big.tolist(),
+        "copy_probabilities": small.tolist(),
     }
+
+
+@dataclass(frozen=True)
+class FilmSet:
+    """Decoded films of one evaluation set, with labels (1 = PNEUMONIA) and file names."""
+
+    description: str
+    films: list[XrayImage]
+    labels: np.ndarray
+    names: list[str]
+
+
+def load_film_set(description: str, samples: Sequence[Sample]) -> FilmSet:
+    """Decode every sample through the kiosk's decoder; an unreadable file is logged and left out."""
+    films, labels, names = [], [], []
+    for sample in samples:
+        try:
+            films.append(load_xray(sample.path.read_bytes()))
+        except (ImageError, OSError) as e:
+            log.warning("left out of %s: %s", description, e)
+            continue
+        labels.append(sample.label)
+        names.append(sample.path.name)
+    return FilmSet(description, films, np.asarray(labels, dtype=bool), names)
+
+
+def paired_fullres(fullres_dir: Path, copies_dir: Path) -> tuple[FilmSet, FilmSet]:
+    """Full-aspect films and their 224 px copies, paired by label and file name."""
+    big = scan_split(fullres_dir.parent, fullres_dir.name)
+    by_key = {(s.label, s.path.name): s for s in scan_split(copies_dir.parent, copies_dir.name)}
+    missing = [s.path.name for s in big if (s.label, s.path.name) not in by_key]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} full-resolution films have no copy in {copies_dir}: {missing[:3]}"
+        )
+    small = [by_key[(s.label, s.path.name)] for s in big]
+    return load_film_set(f"{fullres_dir} (full aspect)", big), load_film_set(
+        f"their copies in {copies_dir}", small
+    )
+
+
+@dataclass(frozen=True)
+class ShiftSets:
+    """The evaluations that can see shift; any may be absent."""
+
+    site: FilmSet | None = None
+    suite: FilmSet | None = None  # held-out films the robustness suite re-acquires
+    fullres: tuple[FilmSet, FilmSet] | None = None
+
+
+def build_shift_sets(
+    site: Path | None,
+    fullres: Path | None,
+    fullres_copies: Path,
+    held_out: Sequence[Sample],
+    suite_films: int,
+    held_out_description: str,
+    seed: int = 0,
+) -> ShiftSets | None:
+    """Decode the sets asked for; the suite draws `suite_films` of `held_out`, stratified and seeded."""
+    if site is None and fullres is None and suite_films <= 0:
+        return None
+    suite = None
+    if suite_films > 0:
+        picked = stratified(held_out, suite_films, seed)
+        suite = load_film_set(f"{len(picked)} films drawn from {held_out_description}", picked)
+    return ShiftSets(
+        site=load_film_set(str(site), scan_split(site.parent, site.name)) if site else None,
+        suite=suite,
+        fullres=paired_fullres(fullres, fullres_copies) if fullres else None,
+    )
+
+
+def stratified(samples: Sequence[Sample], count: int, seed: int) -> list[Sample]:
+    """`count` samples keeping the class balance, seeded, in their original order."""
+    rng = np.random.default_rng(seed)
+    picked: list[int] = []
+    for label in (0, 1):
+        rows = [i for i, s in enumerate(samples) if s.label == label]
+        picked += rng.permutation(rows)[: round(count * len(rows) / max(1, len(samples)))].tolist()
+    return [samples[i] for i in sorted(picked)]
+
+
+def refusals_as_errors(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """A refused film (NaN) becomes a wrong answer: below any threshold if PNEUMONIA, above if NORMAL."""
+    return np.where(np.isnan(probabilities), np.where(labels, -1.0, 2.0), probabilities)
+
+
+def shift_report(score: Scorer, threshold: float, sets: ShiftSets, seed: int = 0) -> dict[str, Any]:
+    """Every shift evaluation present in `sets`, at `threshold`; probabilities kept for agreement checks."""
+    report: dict[str, Any] = {}
+    if sets.site is not None:
+        probabilities = score(sets.site.films)
+        report["site"] = {
+            "description": sets.site.description,
+            "films": len(sets.site.films),
+            "refused": int(np.isnan(probabilities).sum()),
+            "metrics": binary_metrics(
+                sets.site.labels, refusals_as_errors(sets.site.labels, probabilities), threshold, seed=seed
+            ),
+            "probabilities": probabilities.tolist(),
+        }
+    if sets.suite is not None:
+        suite = robustness(score, sets.suite.films, sets.suite.labels, threshold)
+        report["robustness"] = {
+            "description": sets.suite.description,
+            "changes": suite,
+            "worst": worst_of(suite),
+        }
+    if sets.fullres is not None:
+        report["fullres"] = {
+            "description": sets.fullres[0].description,
+            **fullres_agreement(score, sets.fullres[0].films, sets.fullres[1].films, threshold),
+        }
+    return report

@@ -128,17 +128,36 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to time")
     parser.add_argument(
+        "--site",
+        type=Path,
+        default=None,
+        help="new-cohort films (NORMAL/, PNEUMONIA/), e.g. site-calibration",
+    )
+    parser.add_argument(
+        "--fullres", type=Path, default=None, help="full-aspect films, paired by name with --fullres-copies"
+    )
+    parser.add_argument(
+        "--fullres-copies", type=Path, default=None, help="their 224 px copies (default: DATA/train)"
+    )
+    parser.add_argument(
+        "--suite-films",
+        type=int,
+        default=0,
+        help="held-out films (stratified, seeded) the robustness suite re-acquires; 0: no suite",
+    )
+    parser.add_argument(
         "--runtimes", nargs="+", default=None, help="runtimes to time (default: every installed one)"
     )
     parser.set_defaults(func=_benchmark)
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from quantize.benchmark import BenchmarkSettings, run_benchmark
+    from quantize.benchmark import BenchmarkSettings, run_benchmark, shift_sets
 
     runtimes = tuple(args.runtimes) if args.runtimes else None
     settings = BenchmarkSettings(runs=args.runs, threads=tuple(args.threads), runtimes=runtimes)
-    run_benchmark(args.data, args.models, args.out, args.split, settings)
+    shift = shift_sets(args.data, args.split, args.site, args.fullres, args.fullres_copies, args.suite_films)
+    run_benchmark(args.data, args.models, args.out, args.split, settings, shift)
     return 0
 
 

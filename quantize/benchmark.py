@@ -12,6 +12,7 @@ import logging
 import os
 import platform
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -21,8 +22,12 @@ from typing import Any
 import numpy as np
 
 from edge.bundle import Bundle, load_bundle
+from edge.kermany import Sample
 from edge.metrics import binary_metrics, roc_curve
+from edge.preprocess import XrayImage
 from edge.runtime import TfliteModel
+from edge.screener import Screener, ScreenerOptions
+from edge.shift import Scorer, ShiftSets, build_shift_sets, shift_report
 from quantize import calibrate
 from quantize.images import DecodedImages, LabelledFile, decode, read_file_list, scan_folder
 from quantize.latency import RUNTIMES, installed_runtimes, measure
@@ -63,10 +68,34 @@ def select_images(data: Path, split: Path | None) -> tuple[Path, list[LabelledFi
     return root, files, f"every image of {data} ({len(files)})"
 
 
+def shift_sets(
+    data: Path,
+    split: Path | None,
+    site: Path | None,
+    fullres: Path | None,
+    fullres_copies: Path | None,
+    suite_films: int,
+) -> ShiftSets | None:
+    """The shift evaluations asked for on the command line; None when none is."""
+    root, files, description = select_images(data, split)
+    held_out = [Sample(root / f.path, f.label, "", f.sha256) for f in files]
+    copies = fullres_copies or Path(data) / "train"
+    return build_shift_sets(site, fullres, copies, held_out, suite_films, description)
+
+
 def run_benchmark(
-    data: Path, model_dirs: list[Path], out: Path, split: Path | None, settings: BenchmarkSettings
+    data: Path,
+    model_dirs: list[Path],
+    out: Path,
+    split: Path | None,
+    settings: BenchmarkSettings,
+    shift: ShiftSets | None = None,
 ) -> dict[str, Any]:
-    """Score, size and time every bundle; write report.md, report.json and the plots into `out`."""
+    """Score, size and time every bundle; write report.md, report.json and the plots into `out`.
+
+    `shift`: the evaluations that can see shift (site films, robustness suite, full-resolution pairs),
+    each through the kiosk's own path (Screener: decoder, quality gate, model, float head).
+    """
     bundles = [load_bundle(path) for path in model_dirs]  # refuses altered or unknown bundles
     load_before = os.getloadavg()
     names = [b.name for b in bundles]
@@ -82,7 +111,13 @@ def run_benchmark(
     models = []
     for bundle in bundles:
         images = decoded[bundle.input_size]
-        models.append(_model_entry(bundle, images, runtimes, settings))
+        entry = _model_entry(bundle, images, runtimes, settings)
+        if shift is not None:
+            log.info("shift evaluations of %s", bundle.name)
+            entry["shift"] = shift_report(
+                kiosk_scorer(bundle, settings.scoring_threads), bundle.threshold, shift
+            )
+        models.append(entry)
     _add_agreement(models)
     result = {
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -109,7 +144,8 @@ def _model_entry(
 ) -> dict[str, Any]:
     log.info("scoring %s on %d images", bundle.name, len(images.labels))
     model = TfliteModel(bundle.model_path, num_threads=settings.scoring_threads)
-    probabilities = calibrate.score_model(model, images.images).probabilities
+    logits = calibrate.score_model(model, images.images, bundle.head).logits
+    probabilities = bundle.calibration.probabilities(logits)
     fpr, tpr, _ = roc_curve(images.labels, probabilities)
     model_bytes = bundle.model_path.read_bytes()
     latency = []
@@ -126,6 +162,7 @@ def _model_entry(
         "variant": bundle.metadata.get("variant"),
         "path": str(bundle.root),
         "threshold": bundle.threshold,
+        "calibration": bundle.calibration.description,
         "metrics": binary_metrics(images.labels, probabilities, bundle.threshold),
         "size_bytes": len(model_bytes),
         "gzip_bytes": len(gzip.compress(model_bytes, compresslevel=9)),
@@ -135,19 +172,68 @@ def _model_entry(
     }
 
 
+def kiosk_scorer(bundle: Bundle, threads: int) -> Scorer:
+    """Films -> probabilities through the kiosk's Screener; NaN where its quality gate refuses."""
+    screener = Screener(bundle, ScreenerOptions(num_threads=threads, heatmap=False))
+
+    def score(films: Sequence[XrayImage]) -> np.ndarray:
+        results = (screener.assess_image(film, sha="") for film in films)
+        return np.array([np.nan if a.probability is None else a.probability for a in results])
+
+    return score
+
+
 def _add_agreement(models: list[dict[str, Any]]) -> None:
-    """Share of identical labels and largest probability difference against the float32 model."""
+    """Label agreement and probability differences against the float32 model, on every set scored."""
     reference = next((m for m in models if m["variant"] == REFERENCE_VARIANT), models[0])
-    ref_p = np.asarray(reference["probabilities"])
-    ref_labels = ref_p >= reference["threshold"]
     for entry in models:
-        p = np.asarray(entry["probabilities"])
         entry["agreement"] = {
             "reference": reference["name"],
-            "same_label": float(np.mean((p >= entry["threshold"]) == ref_labels)),
-            "max_probability_difference": float(np.abs(p - ref_p).max()),
-            "mean_probability_difference": float(np.abs(p - ref_p).mean()),
+            **_agree(
+                reference["probabilities"], reference["threshold"], entry["probabilities"], entry["threshold"]
+            ),
         }
+        if "shift" in entry and "shift" in reference:
+            entry["agreement"]["shift"] = _shift_agreement(reference, entry)
+
+
+def _agree(ref_p: Sequence[float], ref_t: float, p: Sequence[float], t: float) -> dict[str, float]:
+    ref, mine = np.asarray(ref_p, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    both = ~np.isnan(ref) & ~np.isnan(mine)
+    # a film refused by one model and not the other is a disagreement
+    same = (np.isnan(ref) & np.isnan(mine)) | (both & ((ref >= ref_t) == (mine >= t)))
+    return {
+        "same_label": float(np.mean(same)),
+        "max_probability_difference": float(np.abs(ref[both] - mine[both]).max()) if both.any() else 0.0,
+        "mean_probability_difference": float(np.abs(ref[both] - mine[both]).mean()) if both.any() else 0.0,
+    }
+
+
+def _shift_agreement(reference: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """Agreement with the reference on the site films, every robustness change and the full-res films."""
+    ref, mine = reference["shift"], entry["shift"]
+    out: dict[str, Any] = {}
+    pairs = []
+    if "site" in mine:
+        pairs.append(("site", ref["site"]["probabilities"], mine["site"]["probabilities"]))
+        out["site_delta_f1"] = mine["site"]["metrics"]["f1"]["value"] - ref["site"]["metrics"]["f1"]["value"]
+        out["site_delta_auc"] = (
+            mine["site"]["metrics"]["auc"]["value"] - ref["site"]["metrics"]["auc"]["value"]
+        )
+    if "robustness" in mine:
+        for name, figures in mine["robustness"]["changes"].items():
+            pairs.append(
+                (
+                    f"robustness: {name}",
+                    ref["robustness"]["changes"][name]["probabilities"],
+                    figures["probabilities"],
+                )
+            )
+    if "fullres" in mine:
+        pairs.append(("fullres", ref["fullres"]["probabilities"], mine["fullres"]["probabilities"]))
+    for name, ref_p, p in pairs:
+        out[name] = _agree(ref_p, reference["threshold"], p, entry["threshold"])
+    return out
 
 
 def _latency(entry: dict[str, Any], runtime: str, threads: int) -> float | None:

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.bundle import OUTPUT_EMBEDDING, OUTPUT_PROBABILITY
+from edge.bundle import OUTPUT_EMBEDDING
+from edge.calibration import Head, sigmoid
 from edge.metrics import binary_metrics, choose_threshold
 from edge.quality import rms_z
 from edge.runtime import TfliteModel
@@ -32,28 +33,29 @@ STD_FLOOR_FRACTION = 0.5
 
 @dataclass
 class Scores:
-    """A model's outputs over a set of images: probabilities (n,) and embeddings (n, d)."""
+    """A model's outputs over a set of images: the head's logits and P(PNEUMONIA) (n,), embeddings (n, d)."""
 
-    probabilities: np.ndarray
+    logits: np.ndarray
     embeddings: np.ndarray
 
-
-def score_model(model: TfliteModel, images: np.ndarray) -> Scores:
-    """Run every uint8 image (n, s, s, c) through the model; outputs dequantised like on the kiosk."""
-    probabilities, embeddings = [], []
-    for image in images:
-        outputs = model.run(image)
-        probabilities.append(float(outputs[OUTPUT_PROBABILITY][0, 0]))
-        embeddings.append(outputs[OUTPUT_EMBEDDING][0])
-    return Scores(np.asarray(probabilities, dtype=np.float64), np.asarray(embeddings, dtype=np.float64))
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Uncalibrated: the model's own sigmoid, computed in float64 as the kiosk does."""
+        return sigmoid(self.logits)
 
 
-def score_bytes(model_bytes: bytes, images: np.ndarray, num_threads: int = 2) -> Scores:
+def score_model(model: TfliteModel, images: np.ndarray, head: Head) -> Scores:
+    """Run every uint8 image (n, s, s, c) through the model; the head in float64, like on the kiosk."""
+    embeddings = np.asarray([model.run(image)[OUTPUT_EMBEDDING][0] for image in images], dtype=np.float64)
+    return Scores(head.logits(embeddings), embeddings)
+
+
+def score_bytes(model_bytes: bytes, images: np.ndarray, head: Head, num_threads: int = 2) -> Scores:
     """Score images with TFLite model bytes that are not yet written into a bundle."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.tflite"
         path.write_bytes(model_bytes)
-        return score_model(TfliteModel(path, num_threads=num_threads), images)
+        return score_model(TfliteModel(path, num_threads=num_threads), images, head)
 
 
 def threshold_and_metrics(

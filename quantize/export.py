@@ -19,13 +19,15 @@ from typing import Any
 import numpy as np
 
 from edge.bundle import Bundle, load_bundle, write_bundle
+from edge.calibration import Head
+from edge.shift import random_acquisition
 from quantize import calibrate
 from quantize.convert import to_tflite
 from quantize.images import DecodedImages, LabelledFile, decode, write_file_list
 from quantize.prune import measured_sparsity, prune
 from quantize.run_dir import RunDir, read_run_dir
 from quantize.settings import INTEGER_VARIANTS, VARIANT_FLOAT, ExportSettings, PruneSettings
-from quantize.signature import INPUT_NAME, SignatureShapes, shapes_of
+from quantize.signature import INPUT_NAME, SignatureShapes, head_layer, shapes_of
 from quantize.tf_env import keras
 
 log = logging.getLogger(__name__)
@@ -98,12 +100,15 @@ def _export_variant(
     if variant.startswith("pruned"):
         model, provenance = _pruned(model, inputs.train, settings.prune)
     integer = variant in INTEGER_VARIANTS
-    model_bytes = to_tflite(model, run.feature_layer, integer, inputs.calibration.images if integer else None)
-    val = calibrate.score_bytes(model_bytes, inputs.val.images, settings.threads)
+    calibration = _varied(inputs.calibration.images, run.seed) if integer else None
+    model_bytes = to_tflite(model, run.feature_layer, integer, calibration)
+    kernel, bias = head_layer(model).get_weights()
+    head = Head(np.asarray(kernel, dtype=np.float64).reshape(-1), float(bias[0]))
+    val = calibrate.score_bytes(model_bytes, inputs.val.images, head, settings.threads)
     threshold, metrics = calibrate.threshold_and_metrics(
         inputs.val.labels, val.probabilities, run.min_recall, run.seed
     )
-    ood = _ood(model_bytes, inputs, val.embeddings, settings.threads)
+    ood = _ood(model_bytes, head, inputs, val.embeddings, settings.threads, run.seed)
     provenance.update(_provenance(run, len(inputs.calibration.files) if integer else 0, settings.data_root))
     name = f"{out_prefix.name}-{variant}"
     shapes = shapes_of(model, run.feature_layer)
@@ -115,6 +120,12 @@ def _export_variant(
         "threshold_rule": run.threshold_rule + " (recalibrated on this variant's TFLite outputs)",
         "input": _input_contract(shapes, integer),
         "outputs": shapes.outputs(run.labels),
+        "head": head.to_metadata(),
+        "calibration": {
+            "slope": 1.0,
+            "intercept": 0.0,
+            "description": "threshold from validation patients of the training pool (in-distribution)",
+        },
         "validation_metrics": metrics,
         "ood": ood,
         "provenance": provenance,
@@ -132,10 +143,18 @@ def _export_variant(
     return bundle
 
 
-def _ood(model_bytes: bytes, inputs: _Inputs, val_embeddings: np.ndarray, threads: int) -> dict[str, Any]:
-    """The ood section from training images, plus its measured false-reject rate on validation X-rays."""
-    fit = calibrate.score_bytes(model_bytes, inputs.ood_fit.images, threads).embeddings
-    holdout = calibrate.score_bytes(model_bytes, inputs.ood_threshold.images, threads).embeddings
+def _varied(images: np.ndarray, seed: int) -> np.ndarray:
+    """The clean training copies and each one re-acquired once (edge.shift.random_acquisition)."""
+    return np.concatenate([images, random_acquisition(images, seed)])
+
+
+def _ood(
+    model_bytes: bytes, head: Head, inputs: _Inputs, val_embeddings: np.ndarray, threads: int, seed: int
+) -> dict[str, Any]:
+    """The ood section from varied training films, and its false-reject rate on validation X-rays."""
+    fit = calibrate.score_bytes(model_bytes, _varied(inputs.ood_fit.images, seed), head, threads).embeddings
+    varied = _varied(inputs.ood_threshold.images, seed + 1)
+    holdout = calibrate.score_bytes(model_bytes, varied, head, threads).embeddings
     section = calibrate.ood_section(fit, holdout)
     section["validation_false_reject_rate"] = calibrate.false_reject_rate(section, val_embeddings)
     return section
@@ -155,8 +174,8 @@ def recalibrate_ood(run_path: Path, bundle_dirs: list[Path], settings: ExportSet
         if bundle.metadata.get("provenance", {}).get("run") != str(run.root):
             raise ValueError(f"{path} was not exported from {run.root}; pass that bundle's own run")
         model_bytes = bundle.model_path.read_bytes()
-        val = calibrate.score_bytes(model_bytes, inputs.val.images, settings.threads)
-        ood = _ood(model_bytes, inputs, val.embeddings, settings.threads)
+        val = calibrate.score_bytes(model_bytes, inputs.val.images, bundle.head, settings.threads)
+        ood = _ood(model_bytes, bundle.head, inputs, val.embeddings, settings.threads, run.seed)
         ood["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         bundles.append(write_bundle(bundle.root, model_bytes, {**bundle.metadata, "ood": ood}))
         log.info("%s: ood threshold %.3f, false rejects on validation %.2f%%", bundle.name,

@@ -21,7 +21,7 @@ INTENDED_USE = (
     "read by a clinician."
 )
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "auc")
-_PER_IMAGE_KEYS = ("probabilities", "roc")
+_PER_IMAGE_KEYS = ("probabilities", "copy_probabilities", "roc")
 
 
 def write_report(out: Path, result: dict[str, Any]) -> None:
@@ -29,13 +29,17 @@ def write_report(out: Path, result: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     _plot_roc(out / "roc.png", result)
     _plot_latency(out / "latency.png", result)
-    lean = {
-        **result,
-        "models": [{k: v for k, v in m.items() if k not in _PER_IMAGE_KEYS} for m in result["models"]],
-    }
+    lean = {**result, "models": [_without_per_image(m) for m in result["models"]]}
     atomic_write_bytes(out / "report.json", (json.dumps(lean, indent=2) + "\n").encode())
     atomic_write_bytes(out / "report.md", markdown(result).encode())
     log.info("report written to %s", out)
+
+
+def _without_per_image(value: Any) -> Any:
+    """The report without per-film lists (probabilities, ROC points): those stay in memory only."""
+    if isinstance(value, dict):
+        return {k: _without_per_image(v) for k, v in value.items() if k not in _PER_IMAGE_KEYS}
+    return value
 
 
 def _value_ci(metric: dict[str, Any], percent: bool = True) -> str:
@@ -101,6 +105,7 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {m['name']} | {t['runtime']} | {t['threads']} | {t['p50_ms']:.1f} | {t['p95_ms']:.1f} | "
                 f"{t['peak_rss_mb']:.0f} | {t['rss_before_model_mb']:.0f} |"
             )
+    lines += _shift_markdown(models)
     if result["targets"]:
         lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
         lines += [
@@ -142,3 +147,90 @@ def _plot_latency(path: Path, result: dict[str, Any]) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _shift_markdown(models: list[dict[str, Any]]) -> list[str]:
+    """The evaluations that can see shift, each labelled with what kind of figure it is."""
+    shifted = [m for m in models if "shift" in m]
+    if not shifted:
+        return []
+    lines: list[str] = []
+    if "site" in shifted[0]["shift"]:
+        site = shifted[0]["shift"]["site"]
+        n, pos = site["metrics"]["n"], site["metrics"]["n_positive"]
+        lines += [
+            "",
+            "## New cohort: site films (shift)",
+            "",
+            f"{site['description']}: {n} films ({pos} PNEUMONIA, {n - pos} NORMAL). A small set: a 95% "
+            "interval on specificity spans about +-6 points. A refusal by the quality gate counts as a "
+            "wrong answer. Where a bundle's calibration names this set, its threshold was chosen on these "
+            "films and its figures here are optimistic.",
+            "",
+            "| model | calibration in force | refused | precision | recall | specificity | F1 | AUC |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for m in shifted:
+            site = m["shift"]["site"]
+            cells = [_value_ci(site["metrics"][k], percent=k != "auc") for k in METRICS[1:]]
+            lines.append(
+                f"| {m['name']} | {m['calibration']} | {site['refused']} | " + " | ".join(cells) + " |"
+            )
+    if "robustness" in shifted[0]["shift"]:
+        names = list(shifted[0]["shift"]["robustness"]["changes"])
+        lines += [
+            "",
+            "## Robustness suite (shift)",
+            "",
+            f"{shifted[0]['shift']['robustness']['description']}, each re-acquired by one change "
+            "(edge/shift.py). Cells: AUC / sensitivity / specificity at the bundle's threshold.",
+            "",
+            "| change | " + " | ".join(m["name"] for m in shifted) + " |",
+            "|---|" + "---|" * len(shifted),
+        ]
+        for name in names:
+            cells = []
+            for m in shifted:
+                f = m["shift"]["robustness"]["changes"][name]
+                cells.append(f"{f['auc']:.3f} / {f['sensitivity']:.3f} / {f['specificity']:.3f}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if "fullres" in shifted[0]["shift"]:
+        lines += [
+            "",
+            "## Full-resolution films (shift)",
+            "",
+            f"{shifted[0]['shift']['fullres']['description']} against their 224 px copies. A refused film "
+            "counts as a disagreement.",
+            "",
+            "| model | agreement | refused | flips to NORMAL | flips to PNEUMONIA | median abs. drift |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m in shifted:
+            f = m["shift"]["fullres"]
+            low, high = f["agreement_ci95"]
+            lines.append(
+                f"| {m['name']} | {100 * f['agreement']:.1f}% ({100 * low:.1f}-{100 * high:.1f}) "
+                f"| {f['refused']} | {f['flips_to_normal']} | {f['flips_to_pneumonia']} "
+                f"| {f['median_abs_drift']:.4f} |"
+            )
+    agreeing = [m for m in shifted if "shift" in m["agreement"]]
+    if len(agreeing) > 1:
+        lines += [
+            "",
+            "## Agreement with the reference on the shift sets",
+            "",
+            "| model | set | same label | max prob. difference |",
+            "|---|---|---|---|",
+        ]
+        for m in agreeing:
+            if m["name"] == m["agreement"]["reference"]:
+                continue
+            for key, value in m["agreement"]["shift"].items():
+                if isinstance(value, dict):
+                    lines.append(
+                        f"| {m['name']} | {key} | {100 * value['same_label']:.1f}% | "
+                        f"{value['max_probability_difference']:.4f} |"
+                    )
+                else:
+                    lines.append(f"| {m['name']} | {key} | {value:+.4f} | |")
+    return lines

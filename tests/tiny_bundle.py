@@ -27,6 +27,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from edge import bundle as bundle_format
+from edge.calibration import Head
 from edge.preprocess import load_model_input
 from edge.quality import rms_z
 
@@ -199,6 +200,7 @@ def build_tiny_bundle(root: Path, variant: str = "int8", threshold: float = 0.5)
     """Build, convert and write a tiny verified bundle named `tiny-<variant>` under `root`."""
     model = build_tiny_keras_model()
     model_bytes = convert(model, variant)
+    kernel, bias = model.get_layer("probability").get_weights()
     metadata = {
         "name": f"tiny-{variant}",
         "variant": variant,
@@ -220,6 +222,7 @@ def build_tiny_bundle(root: Path, variant: str = "int8", threshold: float = 0.5)
             bundle_format.OUTPUT_CAM: {"shape": [1, CAM_SIZE, CAM_SIZE], "meaning": "class activation map"},
             bundle_format.OUTPUT_EMBEDDING: {"shape": [1, FEATURE_CHANNELS], "meaning": "pooled features"},
         },
+        "head": Head(kernel.reshape(-1).astype(np.float64), float(bias[0])).to_metadata(),
         "ood": ood_section(model_bytes),
         "provenance": {"run": "tests/tiny_bundle.py", "calibration_images": 16},
     }

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_train(commands)
     _add_evaluate(commands)
     _add_sweep(commands)
+    _add_folds(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     return int(args.func(args) or 0)
@@ -192,16 +193,61 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         help="folder under --data to evaluate in full, e.g. test (default: the run's validation patients)",
     )
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: RUN/eval-NAME)")
+    parser.add_argument(
+        "--site",
+        type=Path,
+        default=None,
+        help="new-cohort films (NORMAL/, PNEUMONIA/), e.g. site-calibration",
+    )
+    parser.add_argument(
+        "--fullres", type=Path, default=None, help="full-aspect films, paired by name with DATA/train"
+    )
+    parser.add_argument(
+        "--suite-films",
+        type=int,
+        default=0,
+        help="validation films (stratified, seeded) the robustness suite re-acquires; 0: no suite",
+    )
     parser.set_defaults(func=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from trainer.evaluate import evaluate
+    from trainer.evaluate import ShiftOptions, evaluate
 
     try:
-        evaluate(args.run, args.data, args.split, args.out)
+        evaluate(
+            args.run, args.data, args.split, args.out, ShiftOptions(args.site, args.fullres, args.suite_films)
+        )
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"evaluate: {e}")
+    return 0
+
+
+def _add_folds(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "folds",
+        help="leave-batch-out folds: a shift evaluation inside the training split",
+        description=(
+            "Train one run per fold (NORMAL films split by acquisition batch IM-* vs NORMAL2-IM-*, "
+            "pneumonia by patient) into OUT/fold-NAME and write OUT/folds.json with the worse fold."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Kermany-layout folder")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the fold runs, e.g. runs/folds")
+    add_config_options(parser, skip={"val_fraction"})
+    parser.set_defaults(func=_folds)
+
+
+def _folds(args: argparse.Namespace) -> int:
+    _check_weights(args.weights)
+    config = config_from_args(args)
+    from trainer.folds import run_folds
+
+    try:
+        run_folds(config, args.data, args.out)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"folds: {e}")
     return 0
 
 

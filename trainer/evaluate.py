@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +23,8 @@ import numpy as np
 from edge.files import atomic_write_bytes
 from edge.kermany import LABELS, Sample, file_sha256, scan_split
 from edge.metrics import binary_metrics
+from edge.preprocess import XrayImage, to_model_input
+from edge.shift import Scorer, build_shift_sets, shift_report
 from trainer import data, plots
 from trainer.config import TrainConfig
 from trainer.split import read_split
@@ -38,6 +41,15 @@ METRIC_NAMES = ("accuracy", "precision", "recall", "specificity", "f1", "auc")
 
 
 @dataclass(frozen=True)
+class ShiftOptions:
+    """The evaluations that can see shift, beside the in-distribution one (edge/shift.py)."""
+
+    site: Path | None = None
+    fullres: Path | None = None
+    suite_films: int = 0
+
+
+@dataclass(frozen=True)
 class EvalSet:
     """The images to score and where they came from."""
 
@@ -47,9 +59,13 @@ class EvalSet:
 
 
 def evaluate(
-    run_dir: Path, data_root: Path | None = None, split: str | None = None, out_dir: Path | None = None
+    run_dir: Path,
+    data_root: Path | None = None,
+    split: str | None = None,
+    out_dir: Path | None = None,
+    shift: ShiftOptions | None = None,
 ) -> dict[str, Any]:
-    """Score one set with the run's model and threshold; write and return the report."""
+    """Score one set with the run's model and threshold, and the shift sets asked for; write the report."""
     run = read_run(run_dir)
     config = TrainConfig.load(run_dir / "config.json")
     root = Path(data_root or run["data_root"])
@@ -74,7 +90,22 @@ def evaluate(
         "patients": len({s.patient for s in images.samples}),
         "skipped": [{"file": _relative(s.path, root), "error": message} for s, message in images.skipped],
         "metrics": metrics,
+        "kind": "in-distribution (optimistic)" if eval_set.name == HELDOUT else "as described",
     }
+    if shift is not None:
+        held_out = heldout_set(run_dir, root).samples
+        sets = build_shift_sets(
+            shift.site,
+            shift.fullres,
+            root / "train",
+            held_out,
+            shift.suite_films,
+            "the run's validation patients",
+        )
+        if sets is not None:
+            report["shift"] = strip_per_film(
+                shift_report(keras_scorer(net, run["input_size"]), run["threshold"], sets)
+            )
     out_dir = out_dir or run_dir / f"eval-{eval_set.name}"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "metrics.json", json.dumps(_json_safe(report), indent=2) + "\n")
@@ -86,6 +117,23 @@ def evaluate(
     log.info("%s: %s", eval_set.description, _one_line(metrics))
     log.info("evaluation written to %s", out_dir)
     return report
+
+
+def keras_scorer(net: keras.Model, size: int) -> Scorer:
+    """Films -> the Keras model's probabilities, through the kiosk's preprocessing."""
+
+    def score(films: Sequence[XrayImage]) -> np.ndarray:
+        inputs = np.stack([to_model_input(film, size) for film in films]).astype(np.float32)
+        return net.predict(inputs, batch_size=64, verbose=0).ravel().astype(np.float64)
+
+    return score
+
+
+def strip_per_film(value: Any) -> Any:
+    """A report without per-film probability lists."""
+    if isinstance(value, dict):
+        return {k: strip_per_film(v) for k, v in value.items() if not k.endswith("probabilities")}
+    return value
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:

@@ -14,13 +14,14 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge.kermany import LABELS, manifest_sha256, scan_split
+from edge.kermany import LABELS, Sample, manifest_sha256, scan_split
 from edge.metrics import binary_metrics, choose_threshold, roc_auc
 from trainer import data, model, plots
 from trainer.config import TrainConfig
@@ -29,26 +30,41 @@ from trainer.tf_env import keras, tf
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
+#: Samples -> (training samples, validation samples).
+Splitter = Callable[[list[Sample]], tuple[list[Sample], list[Sample]]]
 
 
-def train(config: TrainConfig, data_root: Path, out_dir: Path, monitor: Path | None = None) -> dict[str, Any]:
+def train(
+    config: TrainConfig,
+    data_root: Path,
+    out_dir: Path,
+    monitor: Path | None = None,
+    split: Splitter | None = None,
+) -> dict[str, Any]:
     """Train, pick the threshold on validation patients, and write the run; returns run.json.
 
     `monitor`: a Kermany-layout folder ({NORMAL,PNEUMONIA}/) scored after every epoch, never trained on.
+    `split`: samples -> (train, validation); default the seeded patient-level split (trainer/folds.py
+    passes a leave-batch-out fold instead).
     """
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "history.csv").unlink(missing_ok=True)  # CSVLogger appends: a rerun must not mix in old rows
     file_log = _log_to_file(out_dir / "train.log")
     try:
-        return _train(config, data_root, out_dir, started, monitor)
+        return _train(config, data_root, out_dir, started, monitor, split)
     finally:
         logging.getLogger().removeHandler(file_log)  # a sweep trains many runs in one process
         file_log.close()
 
 
 def _train(
-    config: TrainConfig, data_root: Path, out_dir: Path, started: float, monitor: Path | None
+    config: TrainConfig,
+    data_root: Path,
+    out_dir: Path,
+    started: float,
+    monitor: Path | None,
+    split: Splitter | None,
 ) -> dict[str, Any]:
     keras.utils.set_random_seed(config.seed)
     config.save(out_dir / "config.json")
@@ -56,7 +72,10 @@ def _train(
     samples, duplicates = data.collect_samples(data_root)
     if config.limit:
         samples = _stratified_head(samples, config.limit, config.seed)
-    train_samples, val_samples = patient_split(samples, config.val_fraction, config.seed)
+    if split is None:
+        train_samples, val_samples = patient_split(samples, config.val_fraction, config.seed)
+    else:
+        train_samples, val_samples = split(samples)
     write_split(out_dir / "split.csv", train_samples, val_samples, data_root)
     train_set = data.load_images(train_samples, config.input_size, "decoding train")
     val_set = data.load_images(val_samples, config.input_size, "decoding val")

@@ -24,6 +24,7 @@ METADATA = {
     "threshold": 0.4,
     "input": {"height": 224, "width": 224, "channels": 1},
     "outputs": {"probability": {"shape": [1, 1]}},
+    "head": {"input": "embedding", "activation": "sigmoid", "kernel": [0.5, -0.25], "bias": 0.1},
 }
 
 
@@ -104,6 +105,22 @@ def test_missing_required_fields_are_all_named(bundle_dir):
     path.write_text(json.dumps(metadata))
     with pytest.raises(BundleError, match="lacks required fields: labels, threshold"):
         load_bundle(bundle_dir)
+
+
+def test_a_format_1_bundle_without_a_head_is_refused(bundle_dir):
+    path = bundle_dir / METADATA_FILE
+    metadata = json.loads(path.read_text())
+    del metadata["head"]
+    metadata["format_version"] = 1
+    path.write_text(json.dumps(metadata))
+    with pytest.raises(BundleError, match="format_version 1; this kiosk reads version 2"):
+        load_bundle(bundle_dir)
+
+
+def test_head_and_default_calibration_are_read(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    assert bundle.head.logits([[2.0, 4.0]]) == pytest.approx([1.0 - 1.0 + 0.1])
+    assert bundle.calibration.description.startswith("uncalibrated")
 
 
 def test_tiny_test_bundles_verify(tiny_bundle_int8, tiny_bundle_float):

@@ -67,13 +67,33 @@ def test_integer_variants_take_raw_uint8_pixels_in_ai_edge_litert(tiny_models, v
 
 
 def test_float_and_int8_agree_on_synthetic_xrays(tiny_models):
-    float32 = TfliteModel(_bundle(tiny_models, "float32").model_path)
-    int8 = TfliteModel(_bundle(tiny_models, "int8").model_path)
+    float_bundle, int8_bundle = _bundle(tiny_models, "float32"), _bundle(tiny_models, "int8")
+    float32, int8 = TfliteModel(float_bundle.model_path), TfliteModel(int8_bundle.model_path)
     images = np.stack(_images(8))
-    a, b = score_model(float32, images), score_model(int8, images)
+    a, b = score_model(float32, images, float_bundle.head), score_model(int8, images, int8_bundle.head)
     assert np.abs(a.probabilities - b.probabilities).max() < 0.05
     for row_a, row_b in zip(a.embeddings, b.embeddings, strict=True):
         assert np.corrcoef(row_a, row_b)[0, 1] > 0.98
+
+
+def test_int8_probability_keeps_full_precision_through_the_float_head(tiny_models):
+    """The in-graph int8 sigmoid has 256 levels; the float head on the embedding is closer to float32."""
+    float_bundle, int8_bundle = _bundle(tiny_models, "float32"), _bundle(tiny_models, "int8")
+    float32, int8 = TfliteModel(float_bundle.model_path), TfliteModel(int8_bundle.model_path)
+    images = np.stack(_images(24))
+    reference = score_model(float32, images, float_bundle.head).probabilities
+    head = score_model(int8, images, int8_bundle.head).probabilities
+    in_graph = np.array([float(int8.run(image)[OUTPUT_PROBABILITY][0, 0]) for image in images])
+    assert len(np.unique(head)) == len(images)
+    assert np.abs(head - reference).mean() < np.abs(in_graph - reference).mean()
+
+
+def test_head_matches_the_float_models_own_probability(tiny_models):
+    bundle = _bundle(tiny_models, "float32")
+    model = TfliteModel(bundle.model_path)
+    images = np.stack(_images(4))
+    in_graph = np.array([float(model.run(image)[OUTPUT_PROBABILITY][0, 0]) for image in images])
+    assert score_model(model, images, bundle.head).probabilities == pytest.approx(in_graph, abs=1e-5)
 
 
 def test_cam_mean_is_the_logit_of_the_probability(tiny_models):
@@ -97,7 +117,7 @@ def test_achieved_sparsity_matches_the_target(tiny_models):
 def test_threshold_is_recalibrated_through_the_tflite_model(tiny_models, tiny_run, variant):
     bundle = _bundle(tiny_models, variant)
     images, labels = _val_images(tiny_run)
-    probabilities = score_model(TfliteModel(bundle.model_path), images).probabilities
+    probabilities = score_model(TfliteModel(bundle.model_path), images, bundle.head).probabilities
     assert bundle.threshold == pytest.approx(choose_threshold(labels, probabilities, 0.9))
     metrics = bundle.metadata["validation_metrics"]
     assert metrics["n"] == len(labels)
