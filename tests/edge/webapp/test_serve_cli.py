@@ -95,3 +95,31 @@ def test_an_unusable_data_folder_stops_the_start(
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_admin_without_a_pin_stops_the_start(
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_bundle_int8: Bundle,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.delenv("PNEUMOEDGE_ADMIN_PIN", raising=False)
+    code, log = serve(
+        caplog, "--admin", "Ada", "--model", str(tiny_bundle_int8.root), "--data-dir", str(tmp_path)
+    )
+    assert code == 2
+    assert "--admin Ada needs the administrator's PIN in the PNEUMOEDGE_ADMIN_PIN variable" in log
+
+
+def test_a_weak_admin_pin_stops_the_start(
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_bundle_int8: Bundle,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("PNEUMOEDGE_ADMIN_PIN", "1234")
+    code, log = serve(
+        caplog, "--admin", "Ada", "--model", str(tiny_bundle_int8.root), "--data-dir", str(tmp_path)
+    )
+    assert code == 2
+    assert "A PIN has 6 to 12 digits. Choose another name or PIN for --admin." in log
