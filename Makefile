@@ -10,13 +10,16 @@ MODEL ?= models/mobilenetv2-int8
 DATA ?= ../shared/data/chest_xray
 WEIGHTS ?= ../shared/weights/mobilenet_v2_1.0_224_no_top_from_tfslim.h5
 RUN ?= runs/mobilenetv2
+SITE ?= ../shared/data/site-calibration
+FULLRES ?= ../shared/data/fullres-dev
+EXPORTED ?= build/exported/mobilenetv2
 KIOSK_DATA ?= kiosk-data
 WHEELHOUSE ?= $(HOME)/.cache/pneumoedge/wheelhouse
 
 EDGE_VENV := .venv-edge
 TRAIN_VENV := .venv
 
-.PHONY: help kiosk test test-fast wheelhouse lint train evaluate sweep export benchmark bench-kiosk bench-gate clean
+.PHONY: help kiosk test test-fast wheelhouse lint train folds evaluate sweep export calibrate benchmark bench-kiosk bench-gate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,22 +59,31 @@ lint: $(TRAIN_VENV)/.installed ## ruff and shellcheck
 	$(TRAIN_VENV)/bin/ruff format --check .
 	find firmware_scripts .ci -type f \( -name '*.sh' -o -name run \) -print0 | xargs -0 -r $(TRAIN_VENV)/bin/shellcheck
 
-train: $(TRAIN_VENV)/.installed ## train the shipped model's recipe into $(RUN)
-	$(TRAIN_VENV)/bin/python -m trainer train --data $(DATA) --out $(RUN) --weights $(WEIGHTS)
+train: $(TRAIN_VENV)/.installed ## train the shipped model's recipe into $(RUN), logging site-film AUC per epoch
+	$(TRAIN_VENV)/bin/python -m trainer train --data $(DATA) --out $(RUN) --weights $(WEIGHTS) --monitor $(SITE)
 
-evaluate: $(TRAIN_VENV)/.installed ## evaluate $(RUN) on its held-out validation patients
-	$(TRAIN_VENV)/bin/python -m trainer evaluate --run $(RUN) --data $(DATA)
+folds: $(TRAIN_VENV)/.installed ## the recipe on the two leave-batch-out folds -> runs/folds/folds.json
+	$(TRAIN_VENV)/bin/python -m trainer folds --data $(DATA) --out runs/folds --weights $(WEIGHTS)
+
+evaluate: $(TRAIN_VENV)/.installed ## evaluate $(RUN): validation patients, site films, robustness suite, full-res films
+	$(TRAIN_VENV)/bin/python -m trainer evaluate --run $(RUN) --data $(DATA) --site $(SITE) \
+	  --fullres $(FULLRES) --suite-films 300
 
 sweep: $(TRAIN_VENV)/.installed ## compare optimizers, learning rates and batch sizes on a small budget -> reports/sweep/
 	$(TRAIN_VENV)/bin/python -m trainer sweep --data $(DATA) --out reports/sweep
 
-export: $(TRAIN_VENV)/.installed ## export $(RUN) into float32, int8 and pruned int8 bundles under models/
-	$(TRAIN_VENV)/bin/python -m quantize export --run $(RUN) --out models/mobilenetv2
+export: $(TRAIN_VENV)/.installed ## export $(RUN) into float32 and int8 bundles under build/exported/ (not yet site-calibrated)
+	$(TRAIN_VENV)/bin/python -m quantize export --run $(RUN) --out $(EXPORTED) --variants float32,int8
+	cp $(dir $(EXPORTED))heldout-validation.csv models/heldout-validation.csv
 
-benchmark: $(TRAIN_VENV)/.installed ## compare the shipped bundles on the held-out validation patients
+calibrate: $(EDGE_VENV)/.installed ## site-calibrate the exported bundles on $(SITE) into the shipped models/ bundles
+	for v in float32 int8; do rm -rf models/mobilenetv2-$$v; \
+	  $(EDGE_VENV)/bin/python -m edge calibrate $(SITE) --model $(EXPORTED)-$$v --out models/mobilenetv2-$$v; done
+
+benchmark: $(TRAIN_VENV)/.installed ## the shipped bundles on validation patients, site films, robustness suite, full-res films
 	$(TRAIN_VENV)/bin/python -m quantize benchmark --data $(DATA) --split models/heldout-validation.csv \
-	  --models models/mobilenetv2-float32 models/mobilenetv2-int8 models/mobilenetv2-pruned-int8 \
-	  --out reports/mobilenetv2-heldout --runs 100
+	  --models models/mobilenetv2-float32 models/mobilenetv2-int8 --out reports/mobilenetv2 --runs 100 \
+	  --site $(SITE) --fullres $(FULLRES) --suite-films 300
 
 bench-kiosk: $(TRAIN_VENV)/.installed ## whole-request latency, throughput and memory of the kiosk on $(MODEL)
 	$(TRAIN_VENV)/bin/python benchmarks/kiosk_latency.py --model $(MODEL)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LABELS: tuple[str, str] = ("NORMAL", "PNEUMONIA")
-IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".dcm"})
+IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".dcm", ".dicom"})
 
 # personN_bacteria_M.jpeg -> personN; IM-0115-0001.jpeg -> IM-0115; NORMAL2-IM-0383-0001 -> NORMAL2-IM-0383
 _PERSON = re.compile(r"^(person\d+)_", re.IGNORECASE)

@@ -24,7 +24,7 @@ from edge.screener import INTENDED_USE, STATUS_REJECTED, Screener, ScreenerOptio
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("path", "status", "label", "probability", "threshold", "model_sha256", "detail")
+COLUMNS = ("path", "status", "label", "probability", "threshold", "calibration", "model_sha256", "detail")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -92,6 +92,7 @@ def score_file(screener: Screener, path: Path) -> dict[str, str]:
         "label": "",
         "probability": "",
         "threshold": f"{screener.bundle.threshold:.4f}",
+        "calibration": screener.bundle.calibration.description,
         "model_sha256": screener.bundle.model_sha256,
     }
     try:

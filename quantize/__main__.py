@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_benchmark(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("edge.screener").setLevel(logging.WARNING)  # one line per film would drown the log
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError, BundleError) as e:

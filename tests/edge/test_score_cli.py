@@ -52,6 +52,7 @@ def test_folder_is_scored_recursively_to_stdout(clinic_folder, tiny_bundle_int8,
     assert rows["blank.png"]["detail"].startswith("cannot assess: the image is blank")
     assert {row["model_sha256"] for row in rows.values()} == {tiny_bundle_int8.model_sha256}
     assert {row["threshold"] for row in rows.values()} == {"0.5000"}
+    assert {row["calibration"] for row in rows.values()} == {tiny_bundle_int8.calibration.description}
     assert "scored 4 files (2 rejected)" in captured.err
     assert "not a diagnosis" in captured.err
 
