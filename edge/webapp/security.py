@@ -1,9 +1,12 @@
 """Who may use the kiosk, and the browser protections on every response.
 
-- The operator access code is stored only as a werkzeug password hash in the data folder. When one
-  is set, pages need a login (a signed session cookie) and the JSON API needs the code in an
-  `Authorization: Bearer <code>` header; the API never accepts the cookie, so a page from another
-  site cannot make a logged-in browser call it. Repeated wrong codes from one address lock it out.
+- Every page needs a personal staff login (edge.webapp.accounts): the signed session cookie holds a
+  token that is checked against the server's session table on each request, so logging out, an
+  idle timeout or a disabled login ends it at once. `current_actor()` names who acts, for the audit.
+- The API's access code is stored only as a werkzeug password hash in the data folder. When one is
+  set the JSON API needs it in an `Authorization: Bearer <code>` header; the API never accepts the
+  cookie, so a page from another site cannot make a logged-in browser call it. Repeated wrong codes
+  from one address lock it out (counted before checking, so parallel guesses cannot slip past).
 - Forms carry CSRF tokens (flask-wtf); the JSON API is exempt because it takes no cookies.
 - Every response gets a strict Content-Security-Policy (everything from this kiosk, nothing inline,
   no framing) and the usual hardening headers; nothing but static files may be cached.
