@@ -1,13 +1,19 @@
 """Measure the quality gate: how many genuine X-rays it refuses, and how many non-X-rays it catches.
 
     python benchmarks/quality_gate.py --data ../shared/data/chest_xray --model models/mobilenetv2-int8 \
-        [--photos DIR ...] [--screenshots DIR ...] [--limit N]
+        [--photos DIR ...] [--screenshots DIR ...] [--genuine DIR ...] [--limit N] [--orientation-only]
 
 Genuine X-rays: every image of the split (the gate's false-reject rate, with a 95% Wilson interval,
 must stay below 1%). Non-X-rays: natural photographs found in folders you name (by default the
 sample images shipped with matplotlib, when it is installed), the same photographs turned gray (the
 hard case: no colour to give them away), real screenshots from folders you name, and screenshots,
 documents and noise rendered here with Pillow. Nothing is downloaded and nothing is written.
+
+Orientation and polarity (model-free, image-level checks only): each genuine set (the split, plus
+`fullres-dev/` and `site-calibration/` beside the data folder, or the folders named by --genuine)
+as loaded, and every film of it inverted (255 - x) and turned by 90, 180 and 270 degrees: false
+refusals of the genuine films, catches of the transformed ones (refused with the right code), and
+the time of the check on a 9-megapixel film. `--orientation-only` prints just this part (no model).
 """
 
 from __future__ import annotations
@@ -29,8 +35,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.kermany import scan_split
-from edge.preprocess import ImageError, load_xray, to_model_input
-from edge.quality import OodStats, check_image
+from edge.preprocess import ImageError, XrayImage, load_xray, to_model_input
+from edge.quality import INVERTED, ROTATED, OodStats, QualityThresholds, check_image, orientation_scores
 from edge.screener import STATUS_REJECTED, Screener, ScreenerOptions, default_model_dir
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
@@ -238,6 +244,84 @@ def report_catches(tallies: list[Tally]) -> None:
             print(f"  {'':<28} passed: {', '.join(tally.passed_names[:12])}")
 
 
+#: Transformed copies of each genuine film and the refusal code that should catch each.
+TRANSFORMS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
+    "inverted (255 - x)": (lambda px: 255 - px, INVERTED),
+    "rotated 90": (lambda px: np.rot90(px, 1), ROTATED),
+    "rotated 180": (lambda px: np.rot90(px, 2), ROTATED),
+    "rotated 270": (lambda px: np.rot90(px, 3), ROTATED),
+}
+
+
+def genuine_sets(data: Path, split: str, extra: list[Path] | None) -> list[tuple[str, list[Path]]]:
+    """The split's films, plus fullres-dev/ and site-calibration/ beside `data` (or the --genuine folders)."""
+    sets = [(f"{data.name}/{split}", [sample.path for sample in scan_split(data, split)])]
+    folders = extra if extra is not None else [data.parent / "fullres-dev", data.parent / "site-calibration"]
+    for folder in folders:
+        if folder.is_dir():
+            sets.append((folder.name, files_in([folder])))
+        else:
+            print(f"(no genuine set at {folder})")
+    return sets
+
+
+def measure_orientation(name: str, paths: list[Path], limits: QualityThresholds) -> list[Tally]:
+    """Image-level verdicts on each film as loaded and on each transformed copy."""
+    tallies = [Tally(name)] + [Tally(transform) for transform in TRANSFORMS]
+    for path in paths:
+        pixels = load_xray(path.read_bytes()).pixels
+        tallies[0].add(path.name, check_image(XrayImage(pixels, "JPEG", 0.0), limits).reason)
+        for tally, (transform, _) in zip(tallies[1:], TRANSFORMS.values(), strict=True):
+            image = XrayImage(np.ascontiguousarray(transform(pixels)), "JPEG", 0.0)
+            tally.add(path.name, check_image(image, limits).reason)
+    return tallies
+
+
+def report_orientation(tallies: list[Tally]) -> bool:
+    genuine, transformed = tallies[0], tallies[1:]
+    low, high = wilson(genuine.rejected, genuine.total)
+    reasons = ", ".join(f"{reason} {count}" for reason, count in genuine.reasons.most_common()) or "-"
+    print(
+        f"  {genuine.name}: {genuine.rejected}/{genuine.total} genuine films refused "
+        f"({genuine.rejected / max(1, genuine.total):.2%}, 95% CI {low:.2%}-{high:.2%}; {reasons})"
+    )
+    for tally, (_, code) in zip(transformed, TRANSFORMS.values(), strict=True):
+        right = tally.reasons[code]
+        print(
+            f"    {tally.name:<20} caught {right:>5}/{tally.total:<5} ({right / max(1, tally.total):6.1%}) "
+            f"as {code}; refused for any reason {tally.rejected}"
+        )
+    return genuine.rejected / max(1, genuine.total) < MAX_FALSE_REJECT_RATE
+
+
+def time_orientation(film: Path, limits: QualityThresholds, repeats: int = 20) -> tuple[float, float]:
+    """ms per call of the orientation scores and of all image-level checks on a 3000 x 3000 film."""
+    with Image.open(film) as img:
+        big = np.asarray(img.convert("L").resize((3000, 3000), Image.Resampling.BICUBIC))
+    image = XrayImage(big, "JPEG", 0.0)
+    timings = []
+    for call in (lambda: orientation_scores(big), lambda: check_image(image, limits)):
+        call()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            call()
+        timings.append((time.perf_counter() - started) * 1000 / repeats)
+    return timings[0], timings[1]
+
+
+def run_orientation(sets: list[tuple[str, list[Path]]], limits: QualityThresholds) -> bool:
+    print("\nOrientation and polarity (image-level checks only, no model):")
+    ok = True
+    for name, paths in sets:
+        ok &= report_orientation(measure_orientation(name, paths, limits))
+    if sets and sets[0][1]:
+        scores_ms, gate_ms = time_orientation(sets[0][1][0], limits)
+        print(
+            f"  time on a 9 MP film: orientation scores {scores_ms:.1f} ms, all image checks {gate_ms:.1f} ms"
+        )
+    return ok
+
+
 def read_all(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
     for path in paths:
         yield path.name, path.read_bytes()
@@ -259,8 +343,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screenshots", type=Path, action="append", help="folder of real screenshots")
     parser.add_argument("--limit", type=int, default=0, help="score about N X-rays, evenly spaced (0: all)")
     parser.add_argument("--rendered", type=int, default=40, help="rendered images per synthetic category")
+    parser.add_argument("--genuine", type=Path, action="append", help="folder of genuine films (repeatable)")
+    parser.add_argument(
+        "--orientation-only", action="store_true", help="only the orientation/polarity figures (no model)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+
+    sets = genuine_sets(args.data, args.split, args.genuine)
+    if args.limit:
+        sets = [(name, paths[:: max(1, math.ceil(len(paths) / args.limit))]) for name, paths in sets]
+    orientation_ok = run_orientation(sets, QualityThresholds())
+    if args.orientation_only:
+        return 0 if orientation_ok else 1
 
     screener = Screener.from_path(args.model, ScreenerOptions(heatmap=False))
     ood = screener.bundle.metadata.get("ood") or {}
@@ -290,7 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     report_catches(tallies)
     if not ok:
         print(f"\nFAIL: the gate refuses {tally.rejected}/{tally.total} genuine X-rays", file=sys.stderr)
-    return 0 if ok else 1
+    if not orientation_ok:
+        print("\nFAIL: the image-level checks refuse 1% or more of a genuine set", file=sys.stderr)
+    return 0 if ok and orientation_ok else 1
 
 
 if __name__ == "__main__":

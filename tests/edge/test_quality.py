@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge import quality
-from edge.preprocess import load_model_input, load_xray
+from edge.preprocess import XrayImage, load_model_input, load_xray
 from edge.runtime import TfliteModel
 from tests.tiny_bundle import encode, synthetic_xray, xray_bytes
 
@@ -82,9 +83,84 @@ def test_several_problems_are_all_reported_in_one_reason():
 
 
 def test_thresholds_can_be_loosened():
-    loose = quality.QualityThresholds(min_side=100, max_colourfulness=1000.0)
+    loose = quality.QualityThresholds(min_side=100, max_colourfulness=1000.0, check_orientation=False)
     assert gate(xray_bytes(7, width=150, height=150), loose).passed
     assert gate(encode(colour_photo(), "JPEG"), loose).passed
+
+
+def xray_image(pixels: np.ndarray) -> XrayImage:
+    return XrayImage(np.ascontiguousarray(pixels), "PNG", 0.0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(("width", "height"), [(224, 224), (1400, 1100), (2000, 2400)])
+def test_upright_film_passes_the_orientation_check(seed, width, height):
+    film = synthetic_xray(seed, width, height)
+    scores = quality.orientation_scores(film)
+    assert scores.polarity > 0.5 and scores.upright > 0.5 and scores.head_up > 0
+    assert quality.check_image(xray_image(film), LIMITS).passed
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_inverted_film_is_refused_as_inverted(seed):
+    film = synthetic_xray(seed, 1000, 1200)
+    data = encode(255 - film, "JPEG", quality=90)
+    result = gate(data)
+    assert result.flags == (quality.INVERTED,)
+    assert "negative image" in result.detail and "bones white" in result.detail
+    assert quality.orientation_scores(255 - film).polarity < 0 < quality.orientation_scores(film).polarity
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("turns", [1, 3])
+def test_film_on_its_side_is_refused_as_rotated(seed, turns):
+    film = np.rot90(synthetic_xray(seed, 1000, 1200), turns)
+    result = gate(encode(np.ascontiguousarray(film), "PNG"))
+    assert result.flags == (quality.ROTATED,)
+    assert "lying on its side" in result.detail and "rotate it upright" in result.detail
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_upside_down_film_is_refused_as_rotated(seed):
+    film = np.rot90(synthetic_xray(seed, 1000, 1200), 2)
+    result = quality.check_image(xray_image(film), LIMITS)
+    assert result.flags == (quality.ROTATED,)
+    assert "upside down" in result.detail
+
+
+@pytest.mark.parametrize("value", [255, 0])
+def test_a_light_or_dark_border_round_an_upright_film_is_not_taken_for_a_negative(value):
+    # Collimator margins and light-box photographs put a light frame round a positive film.
+    film = np.pad(synthetic_xray(4, 1000, 1200), 150, constant_values=value)
+    assert quality.check_image(xray_image(film), LIMITS).passed
+
+
+def test_inverted_film_on_its_side_gets_both_reasons():
+    film = np.rot90(255 - synthetic_xray(3, 1000, 1200))
+    result = quality.check_image(xray_image(film), LIMITS)
+    assert result.flags == (quality.INVERTED, quality.ROTATED)
+    assert result.reason == quality.INVERTED
+
+
+def test_orientation_check_can_be_switched_off():
+    film = np.rot90(255 - synthetic_xray(3, 1000, 1200))
+    assert quality.check_image(xray_image(film), quality.QualityThresholds(check_orientation=False)).passed
+
+
+def test_orientation_is_not_judged_on_images_refused_for_another_reason():
+    # A colour photo scores as neither upright nor positive; its reason stays the plain one.
+    assert gate(encode(colour_photo(), "JPEG")).flags == (quality.COLOUR_PHOTO,)
+    wide = np.rot90(synthetic_xray(2, 500, 1500))
+    assert quality.check_image(xray_image(wide), LIMITS).flags == (quality.EXTREME_ASPECT,)
+
+
+def test_orientation_check_is_cheap_on_a_9_megapixel_film():
+    film = synthetic_xray(1, 3000, 3000)
+    quality.orientation_scores(film)
+    started = time.perf_counter()
+    for _ in range(5):
+        quality.orientation_scores(film)
+    assert (time.perf_counter() - started) / 5 < 0.05  # about 2 ms on the 2-core build machine
 
 
 def test_ood_gate_refuses_noise_and_passes_xrays(tiny_bundle_int8):
@@ -147,3 +223,16 @@ def test_real_training_xrays_pass_the_image_checks():
     refused = {f.name: gate(f.read_bytes()).detail for f in files if not gate(f.read_bytes()).passed}
     assert len(files) > 50
     assert refused == {}
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"real chest X-rays not found at {DATA}")
+def test_real_training_films_turned_or_inverted_are_refused():
+    films = [load_xray(f.read_bytes()).pixels for f in sorted(DATA.glob("*/*.jpeg"))[::100]]
+    inverted = [quality.check_image(xray_image(255 - film), LIMITS) for film in films]
+    assert not any(result.passed for result in inverted)
+    assert sum(result.flags == (quality.INVERTED,) for result in inverted) >= 0.95 * len(films)
+    for film in films:
+        assert quality.check_image(xray_image(film), LIMITS).passed
+        for turns in (1, 3):
+            assert quality.check_image(xray_image(np.rot90(film, turns)), LIMITS).flags == (quality.ROTATED,)
