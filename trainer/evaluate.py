@@ -215,12 +215,45 @@ def summary_markdown(report: dict[str, Any], run: dict[str, Any]) -> str:
             "These patients also chose the best epoch and the threshold, so these figures are optimistic; "
             "an untouched test set gives the honest estimate."
         )
+    lines += _shift_lines(report.get("shift", {}))
     if report["skipped"]:
         lines += ["", "Skipped files:", ""]
         lines += [f"- `{item['file']}`: {item['error']}" for item in report["skipped"]]
     lines += ["", f"![ROC]({plots.ROC_FILE}) ![Confusion matrix]({plots.CONFUSION_FILE})"]
     lines += ["", f"![Training curves]({plots.CURVES_FILE})", ""]
     return "\n".join(lines)
+
+
+def _shift_lines(shift: dict[str, Any]) -> list[str]:
+    """The shift evaluations in a few lines each (docs/training.md says what each one is)."""
+    lines = []
+    if "site" in shift:
+        m = shift["site"]["metrics"]
+        cells = ", ".join(
+            f"{_label(k)} {m[k]['value']:.3f} ({m[k]['ci95'][0]:.3f}-{m[k]['ci95'][1]:.3f})"
+            for k in ("precision", "recall", "specificity", "f1", "auc")
+        )
+        lines += ["", f"## Shift: site films ({shift['site']['description']}, {m['n']} films)", "", cells]
+    if "robustness" in shift:
+        lines += [
+            "",
+            "## Shift: robustness suite",
+            "",
+            "| change | AUC | sensitivity | specificity |",
+            "|---|---|---|---|",
+        ]
+        for name, f in shift["robustness"]["changes"].items():
+            lines.append(f"| {name} | {f['auc']:.3f} | {f['sensitivity']:.3f} | {f['specificity']:.3f} |")
+    if "fullres" in shift:
+        f = shift["fullres"]
+        lines += [
+            "",
+            "## Shift: full-resolution films",
+            "",
+            f"{f['films']} films: label agreement with the 224 px copies {100 * f['agreement']:.1f}%, "
+            f"{f['flips_to_normal']} flips to NORMAL, {f['flips_to_pneumonia']} to PNEUMONIA.",
+        ]
+    return lines
 
 
 def write_text_atomic(path: Path, text: str) -> None:

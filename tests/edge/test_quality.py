@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -152,15 +151,6 @@ def test_orientation_is_not_judged_on_images_refused_for_another_reason():
     assert gate(encode(colour_photo(), "JPEG")).flags == (quality.COLOUR_PHOTO,)
     wide = np.rot90(synthetic_xray(2, 500, 1500))
     assert quality.check_image(xray_image(wide), LIMITS).flags == (quality.EXTREME_ASPECT,)
-
-
-def test_orientation_check_is_cheap_on_a_9_megapixel_film():
-    film = synthetic_xray(1, 3000, 3000)
-    quality.orientation_scores(film)
-    started = time.perf_counter()
-    for _ in range(5):
-        quality.orientation_scores(film)
-    assert (time.perf_counter() - started) / 5 < 0.05  # about 2 ms on the 2-core build machine
 
 
 def test_ood_gate_refuses_noise_and_passes_xrays(tiny_bundle_int8):

@@ -18,7 +18,7 @@ from PIL import Image
 
 from edge.bundle import MODEL_FILE, Bundle, BundleError, sha256_of
 from edge.preprocess import ImageError
-from edge.quality import BLANK, COLOUR_PHOTO, OUT_OF_DISTRIBUTION
+from edge.quality import BLANK, COLOUR_PHOTO, OUT_OF_DISTRIBUTION, QualityThresholds
 from edge.screener import INTENDED_USE, Screener, ScreenerOptions, default_model_dir
 from tests.tiny_bundle import PATIENT, dicom_bytes, encode, synthetic_xray, xray_bytes
 
@@ -137,9 +137,11 @@ def test_from_path_loads_a_good_bundle(tiny_bundle_float):
 
 def test_bundle_without_ood_section_still_scores(tiny_bundle_int8, caplog):
     metadata = {k: v for k, v in tiny_bundle_int8.metadata.items() if k != "ood"}
+    options = ScreenerOptions(quality=QualityThresholds(check_orientation=False))
     with caplog.at_level(logging.WARNING):
-        screener = Screener(Bundle(tiny_bundle_int8.root, metadata))
+        screener = Screener(Bundle(tiny_bundle_int8.root, metadata), options)
     assert "out-of-distribution check is off" in caplog.text
+    # noise, which only the ood check refuses (the orientation check is off: noise has no upright)
     noise = np.random.default_rng(3).integers(0, 256, size=(500, 500), dtype=np.uint8)
     assert screener.assess(encode(noise, "PNG")).status == "ok"
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.trainer.conftest import CORRUPT_NAME, write_kermany
 from trainer.__main__ import main
@@ -147,3 +148,24 @@ def test_evaluate_says_what_is_wrong(run_dir: Path, tmp_path: Path):
         main(["evaluate", "--run", str(run_dir), "--data", str(tmp_path)])
     with pytest.raises(SystemExit, match="Kermany layout"):
         main(["evaluate", "--run", str(run_dir), "--data", str(tmp_path), "--split", "test"])
+
+
+def test_evaluate_reports_the_shift_sets(run_dir: Path, data_root: Path, tmp_path: Path):
+    fullres = tmp_path / "fullres"
+    for label in ("NORMAL", "PNEUMONIA"):
+        (fullres / label).mkdir(parents=True)
+        for path in sorted((data_root / "train" / label).glob("*.jpeg"))[:3]:
+            if path.name != CORRUPT_NAME:
+                with Image.open(path) as img:
+                    img.resize((80, 100), Image.Resampling.LANCZOS).save(fullres / label / path.name)
+    argv = ["evaluate", "--run", str(run_dir), "--out", str(tmp_path / "eval"),
+            "--site", str(data_root / "test"), "--fullres", str(fullres), "--suite-films", "6"]  # fmt: skip
+    assert main(argv) == 0
+    shift = json.loads((tmp_path / "eval" / "metrics.json").read_text())["shift"]
+    assert shift["site"]["metrics"]["n"] == len(list((data_root / "test").rglob("*.jpeg"))) - 1
+    assert set(shift["robustness"]["changes"]) >= {"unchanged", "jpeg quality 30", "border padding 8%"}
+    assert shift["robustness"]["changes"]["unchanged"]["n"] >= 5
+    assert shift["fullres"]["films"] == len(list(fullres.rglob("*.jpeg")))
+    assert "probabilities" not in json.dumps(shift)
+    summary = (tmp_path / "eval" / "summary.md").read_text()
+    assert "Shift: site films" in summary and "Shift: robustness suite" in summary
