@@ -74,6 +74,11 @@ def test_extreme_aspect_ratio_is_refused():
     assert "3.0 times longer than wide" in result.detail
 
 
+def test_a_wide_genuine_film_is_not_refused_for_its_shape():
+    # the widest full-aspect film of fullres-dev is 687 x 320 (2.15:1)
+    assert quality.EXTREME_ASPECT not in gate(xray_bytes(8, width=1374, height=640)).flags
+
+
 def test_several_problems_are_all_reported_in_one_reason():
     result = gate(encode(np.full((40, 400), 10, dtype=np.uint8), "PNG"))
     assert result.flags == (quality.TOO_SMALL, quality.EXTREME_ASPECT, quality.BLANK)
