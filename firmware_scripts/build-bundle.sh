@@ -39,6 +39,9 @@ Options:
                        provision.sh installs them without network
   --config FILE        config file (default: firmware_scripts/pneumoedge.conf)
   --dry-run            check the inputs and print what would be done
+
+Reproducible: the same inputs and --version give the same tarball. Its timestamps (file times,
+MANIFEST created_utc) are SOURCE_DATE_EPOCH when set, else the time of the git commit.
   -h, --help           show this help
 
 Log: <output>/build-bundle.log
@@ -77,6 +80,7 @@ parse_args() {
 
 MODEL_NAME=""
 MODEL_SHA256=""
+BUILD_EPOCH=""
 RUNTIME_MODULE=""
 BUNDLE_NAME=""
 SIGNING_PUBKEY=""
@@ -108,6 +112,8 @@ check_inputs() {
 		RUNTIME_MODULE=none
 		warn "${REQUIREMENTS} names no TFLite runtime (ai-edge-litert or tflite-runtime): the kiosk will not score"
 	fi
+	BUILD_EPOCH="${SOURCE_DATE_EPOCH:-$(git -C "$REPO_DIR" log -1 --format=%ct 2>/dev/null || date +%s)}"
+	[[ "$BUILD_EPOCH" =~ ^[0-9]+$ ]] || die "SOURCE_DATE_EPOCH='${BUILD_EPOCH}' must be seconds since 1970"
 	if [[ -z "$VERSION" ]]; then
 		VERSION="$(date -u +%Y.%m.%d-%H%M)-g$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 	fi
@@ -203,7 +209,7 @@ write_metadata() {
 		echo "runtime_module=${RUNTIME_MODULE}"
 		echo "requirements=$(basename "$REQUIREMENTS")"
 		echo "git_commit=$(git -C "$REPO_DIR" rev-parse HEAD 2>/dev/null || echo unknown)"
-		echo "created_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+		echo "created_utc=$(date -u -d "@${BUILD_EPOCH}" +%Y-%m-%dT%H:%M:%SZ)"
 	} >"${TOP}/MANIFEST"
 	(cd "$TOP" && find . -type f ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum) >"${TOP}/SHA256SUMS"
 	log "SHA256SUMS lists $(wc -l <"${TOP}/SHA256SUMS") files"
@@ -215,7 +221,7 @@ pack() {
 		log "would write ${tarball}, ${tarball}.sha256 and ${tarball}.sig"
 		return 0
 	fi
-	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$(date +%s)" \
+	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@${BUILD_EPOCH}" \
 		-C "$WORK" -czf "${WORK}/bundle.tar.gz" "$BUNDLE_NAME"
 	mv -f "${WORK}/bundle.tar.gz" "$tarball"
 	(cd "$OUTPUT_DIR" && sha256sum "$(basename "$tarball")") >"${tarball}.sha256.tmp"

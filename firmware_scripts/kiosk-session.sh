@@ -6,6 +6,27 @@ set -Eeuo pipefail
 SCRIPT_NAME=kiosk-session
 # shellcheck source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage() {
+	cat <<USAGE
+Usage: $0 [--dry-run]
+
+The kiosk screen, run by pneumoedge-kiosk.service on KIOSK_TTY as KIOSK_USER: Chromium in kiosk
+mode on http://APP_HOST:APP_PORT/ inside KIOSK_COMPOSITOR (cage, labwc or auto).
+Config: \$PNEUMOEDGE_CONFIG (the unit sets /etc/pneumoedge/pneumoedge.conf).
+
+Options:
+  --dry-run   print the command it would start, start nothing
+  -h, --help  show this help
+USAGE
+}
+
+case "${1:-}" in
+"") ;;
+--dry-run) DRY_RUN=1 ;;
+-h | --help) usage && exit 0 ;;
+*) die "unknown argument $1; see $0 --help" ;;
+esac
 init_common
 load_config
 
@@ -25,9 +46,14 @@ compositor="$KIOSK_COMPOSITOR"
 if [[ "$compositor" == auto ]]; then
 	if command -v cage >/dev/null; then compositor=cage; else compositor=labwc; fi
 fi
-log "starting ${browser} under ${compositor}"
 case "$compositor" in
-cage) exec cage -s -- "$browser" "${chromium_args[@]}" ;;
-labwc) exec labwc -s "$(_quote "$browser" "${chromium_args[@]}")" ;;
+cage) session=(cage -s -- "$browser" "${chromium_args[@]}") ;;
+labwc) session=(labwc -s "$(_quote "$browser" "${chromium_args[@]}")") ;;
 *) die "KIOSK_COMPOSITOR=${compositor} is not supported; use cage, labwc or auto" ;;
 esac
+log "starting ${browser} under ${compositor}"
+if [[ "$DRY_RUN" == 1 ]]; then
+	log "would run: $(_quote "${session[@]}")"
+	exit 0
+fi
+exec "${session[@]}"

@@ -35,6 +35,9 @@ Options:
                       tests). User creation and systemctl are reported, not run. The venv is
                       built with this machine's DEVICE_PYTHON, so this is not a way to prepare
                       another CPU's image.
+  --set-time TIME     set the clock first ('YYYY-MM-DD HH:MM', local time), and the battery
+                      clock (RTC) when there is one; needed when the clock is earlier than the
+                      bundle's build time (Pi 4 and Zero 2 W have no RTC)
   --no-kiosk          do not install the kiosk screen (headless: the web app only)
   --read-only-root    also make the root file system read-only (overlayfs via raspi-config);
                       needs DATA_PARTITION_LABEL so that records persist; takes effect at reboot
@@ -47,6 +50,7 @@ USAGE
 
 TARBALL=""
 PUBKEY_ARG=""
+SET_TIME=""
 WITH_KIOSK=1
 READ_ONLY_ROOT=0
 CONFIG_ARG=""
@@ -57,6 +61,7 @@ parse_args() {
 		--config) CONFIG_ARG="${2:?--config needs a file}" && shift ;;
 		--root) ROOT_DIR="$(realpath -m "${2:?--root needs a directory}")" && shift ;;
 		--pubkey) PUBKEY_ARG="${2:?--pubkey needs a file}" && shift ;;
+		--set-time) SET_TIME="${2:?--set-time needs a date and time}" && shift ;;
 		--no-kiosk) WITH_KIOSK=0 ;;
 		--read-only-root) READ_ONLY_ROOT=1 ;;
 		--dry-run) DRY_RUN=1 ;;
@@ -117,10 +122,29 @@ check_kiosk_packages() {
 	fi
 }
 
+# set_clock: with --set-time, set the system clock and the RTC (if any); then the clock must be
+# after the release's build time.
+set_clock() {
+	local when
+	if [[ -z "$SET_TIME" ]]; then
+		check_clock
+		return 0
+	fi
+	when="$(date -d "$SET_TIME" +%s)" || die "--set-time '${SET_TIME}' is not a date; write it as 'YYYY-MM-DD HH:MM'"
+	check_clock "$when"
+	run_system date -s "@${when}"
+	if [[ -e /dev/rtc0 ]]; then
+		run_system hwclock --systohc
+	elif command -v fake-hwclock >/dev/null; then
+		run_system fake-hwclock save
+	fi
+}
+
 verify_bundle() {
 	choose_trusted_key
 	stage_bundle "$TARBALL" "$PUBKEY"
 	check_compatible
+	set_clock
 	check_kiosk_packages
 }
 

@@ -21,8 +21,9 @@ with the bundle's .sha256 and .sig files next to it:
 
 Steps: 01 check the device, 02 finish an interrupted update (an update whose health check a power
 cut or a crash interrupted is checked again: kept if healthy, else rolled back), 03 verify the
-bundle (its Ed25519 signature against the device's trusted key, then every checksum; a bundle
-older than the running release is refused unless --reinstall), 04 install it beside the current
+bundle (its Ed25519 signature against the device's trusted key, then every checksum; the clock
+must be after the bundle's build time; a bundle older than the running release is refused
+unless --reinstall), 04 install it beside the current
 release (own venv, model verified), 05 write the pending-update marker, switch \`current\` in one
 rename, restart and health-check (/healthz must serve the new model's sha256 within
 HEALTH_TIMEOUT_SEC), else roll back to the previous release and check that it serves again,
@@ -159,6 +160,7 @@ verify_bundle() {
 		die "this device trusts no signing key (${pubkey} is missing); run provision.sh --pubkey FILE once with the office's public key (see docs/deployment.md)"
 	stage_bundle "$TARBALL" "$pubkey"
 	check_compatible
+	check_clock
 	check_version
 }
 

@@ -106,6 +106,20 @@ check_compatible() {
 	log "device matches the bundle: ${arch}, Python ${python_version}"
 }
 
+# check_clock [NOW]: the device's clock (or NOW, seconds since 1970) must not be earlier than
+# the staged release's build time. Pi 4 and Zero 2 W have no battery clock: after a power cut
+# fake-hwclock restores the last saved time, and without it the clock starts in the past, so
+# records would carry wrong dates.
+check_clock() {
+	local now="${1:-$(date -u +%s)}" built built_s
+	built="$(manifest_get "${STAGED}/MANIFEST" created_utc)" || die "MANIFEST lacks created_utc"
+	built_s="$(date -u -d "$built" +%s)" || die "MANIFEST created_utc '${built}' is not a date"
+	if ((now < built_s)); then
+		die "the clock says $(date -u -d "@${now}" +%Y-%m-%dT%H:%M:%SZ), before this release was built (${built}): it is wrong, and every record would carry a wrong date. Set it (provision.sh --set-time 'YYYY-MM-DD HH:MM', or 'sudo date -s ...') and run again. Nothing was installed."
+	fi
+	log "the clock ($(date -u -d "@${now}" +%Y-%m-%dT%H:%M:%SZ)) is after the release's build time (${built})"
+}
+
 # release_dir VERSION: where a release lives (under --root, inside the root).
 release_dir() { printf '%s/releases/%s' "$(prefix_dir)" "$1"; }
 

@@ -8,6 +8,7 @@ signed with a throwaway Ed25519 key made for the session (`signing_key`).
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -172,9 +173,10 @@ def repack(
 
 @pytest.fixture(scope="session")
 def tiny_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A wheelhouse with one tiny pure-Python wheel built offline, and a requirements file naming it.
+    """A wheelhouse with one tiny pure-Python wheel built offline and numpy, and a requirements file.
 
-    Lets the quick tests build and provision real bundles without the kiosk's 50 MB of wheels.
+    Lets the quick tests build and provision real bundles without the kiosk's 50 MB of wheels. numpy
+    is there because the installer verifies the model with the release's edge.bundle, which needs it.
     """
     root = tmp_path_factory.mktemp("tiny-wheelhouse")
     project = root / "project"
@@ -203,9 +205,38 @@ def tiny_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
         capture_output=True,
         timeout=120,
     )
+    numpy = add_numpy_wheel(wheels)
     requirements = root / "requirements.txt"
-    requirements.write_text("pneumoedge-fixture-dep==1.0\n")
+    requirements.write_text(f"pneumoedge-fixture-dep==1.0\n{numpy}\n")
     return wheels, requirements
+
+
+def add_numpy_wheel(wheels: Path) -> str:
+    """Put this Python's numpy wheel into `wheels`: from the kiosk wheelhouse, else pip's index or cache.
+
+    Returns the requirement (numpy==version); skips the test when no wheel can be found offline.
+    """
+    version = importlib.metadata.version("numpy")
+    requirement = f"numpy=={version}"
+    kiosk_wheels = Path(os.environ.get("PNEUMOEDGE_WHEELHOUSE", DEFAULT_WHEELHOUSE))
+    source = (
+        ["--no-index", "--find-links", str(kiosk_wheels)]
+        if any(kiosk_wheels.glob(f"numpy-{version}-*.whl"))
+        else []
+    )
+    download = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"]
+    found = subprocess.run(
+        [*download, "-d", str(wheels), *source, requirement],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if found.returncode != 0:
+        pytest.skip(
+            f"no {requirement} wheel available offline (make wheelhouse): {found.stderr.strip()[-300:]}"
+        )
+    return requirement
 
 
 @pytest.fixture(scope="session")

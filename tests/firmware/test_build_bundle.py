@@ -138,3 +138,22 @@ def test_building_twice_gives_the_same_contents(
         env, tiny_bundle_int8.root, tmp_path / "dist", "1.0.0", wheels, "--requirements", requirements
     )
     assert _members(again) == _members(tiny_dep_bundle)
+
+
+def test_two_builds_with_the_same_inputs_give_the_same_signed_tarball(
+    tmp_path: Path, tiny_bundle_int8: Bundle, tiny_wheelhouse: tuple[Path, Path]
+) -> None:
+    wheels, requirements = tiny_wheelhouse
+    results = []
+    for n in (1, 2):
+        (tmp_path / f"build{n}").mkdir()
+        env = script_env(tmp_path / f"build{n}", SOURCE_DATE_EPOCH="1764000000")
+        tarball = build_bundle(
+            env, tiny_bundle_int8.root, tmp_path / f"dist{n}", "1.0.0", wheels, "--requirements", requirements
+        )
+        results.append((Path(f"{tarball}.sha256").read_text(), Path(f"{tarball}.sig").read_bytes()))
+    assert results[0] == results[1]
+    with tarfile.open(tarball) as tar:
+        manifest = tar.extractfile("pneumoedge-1.0.0-local/MANIFEST").read().decode()
+        assert {member.mtime for member in tar.getmembers()} == {1764000000}
+    assert "created_utc=2025-11-24T16:00:00Z" in manifest

@@ -71,7 +71,7 @@ def test_provision_installs_a_release_with_its_own_venv(tiny_dep_bundle: Path, t
 def test_units_pass_systemd_analyze_verify(tiny_dep_bundle: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     assert _provision(root, tiny_dep_bundle, tmp_path).returncode == 0
-    for unit in ("pneumoedge.service", "pneumoedge-kiosk.service"):
+    for unit in ("pneumoedge.service", "pneumoedge-kiosk.service", "pneumoedge-health.service"):
         result = subprocess.run(
             ["systemd-analyze", "verify", str(root / "etc/systemd/system" / unit)],
             capture_output=True,
@@ -202,3 +202,40 @@ def test_a_bundle_with_links_is_refused_before_unpacking(
     assert result.returncode != 0
     assert "links or special files" in result.stderr
     assert _installed_anything(root) == []
+
+
+@pytest.mark.skipif(shutil.which("systemctl") is None, reason="systemctl is not installed")
+def test_the_units_start_at_boot_under_the_console_target(tiny_dep_bundle: Path, tmp_path: Path) -> None:
+    """raspi-config B1 makes multi-user.target the default: every unit must be wanted by it."""
+    root = tmp_path / "root"
+    targets = root / "usr/lib/systemd/system"
+    targets.mkdir(parents=True)
+    (targets / "multi-user.target").write_text("[Unit]\nDescription=Multi-User System\n")
+    (targets / "graphical.target").write_text(
+        "[Unit]\nDescription=Graphical Interface\nWants=multi-user.target\n"
+    )
+    subprocess.run(
+        ["systemctl", "--root", root, "set-default", "multi-user.target"], check=True, capture_output=True
+    )
+
+    result = _provision(root, tiny_dep_bundle, tmp_path)
+    assert result.returncode == 0, result.stderr
+    default = subprocess.run(
+        ["systemctl", "--root", root, "get-default"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert default == "multi-user.target"
+    for unit in ("pneumoedge.service", "pneumoedge-kiosk.service", "pneumoedge-health.service"):
+        enabled = subprocess.run(
+            ["systemctl", "--root", root, "is-enabled", unit], capture_output=True, text=True, check=False
+        )
+        assert enabled.stdout.strip() == "enabled", unit
+        assert (root / "etc/systemd/system" / f"{default}.wants" / unit).is_symlink(), unit
+
+
+def test_the_boot_health_unit_finishes_interrupted_updates(tiny_dep_bundle: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    assert _provision(root, tiny_dep_bundle, tmp_path, "--no-kiosk").returncode == 0
+    unit = (root / "etc/systemd/system/pneumoedge-health.service").read_text()
+    assert "ExecStart=/opt/pneumoedge/current/firmware_scripts/update.sh --resume" in unit
+    assert "ConditionPathExists=/opt/pneumoedge/.pending-update" in unit
+    assert "After=pneumoedge.service" in unit and "Type=oneshot" in unit

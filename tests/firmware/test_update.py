@@ -7,6 +7,7 @@ and need the kiosk's wheelhouse for this machine (`make wheelhouse`): `pytest -m
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,80 @@ def test_a_release_that_fails_its_health_check_is_rolled_back(
     assert not (device.prefix / "previous").exists()
     assert not (device.prefix / "releases/3.0.0").exists()
     assert serving_sha256(device.url) == old_sha
+
+
+def test_a_different_bundle_named_like_the_running_release_is_refused(
+    tmp_path: Path, tiny_dep_bundles: dict[str, Path], signing_key: SigningKey
+) -> None:
+    root, env = provision_rooted(tmp_path, tiny_dep_bundles["1.0.0"])
+    prefix = root / "opt/pneumoedge"
+    assert run_script("update.sh", "--root", root, tiny_dep_bundles["2.0.0"], env=env).returncode == 0
+    running = sorted(p.relative_to(prefix) for p in (prefix / "releases/2.0.0").rglob("*"))
+
+    def change(top: Path) -> None:
+        (top / "app/edge/extra.py").write_text("# a rebuild that kept the old version name\n")
+
+    renamed = repack(
+        tiny_dep_bundles["2.0.0"],
+        tmp_path / "same-name.tar.gz",
+        change,
+        resum=True,
+        sign_with=signing_key.private,
+    )
+    for args in ([renamed], ["--reinstall", renamed]):
+        result = run_script("update.sh", "--root", root, *args, env=env)
+        assert result.returncode != 0
+        assert "like the running release" in result.stderr
+        assert (prefix / "current").readlink() == Path("releases/2.0.0")
+        assert sorted(p.relative_to(prefix) for p in (prefix / "releases/2.0.0").rglob("*")) == running
+    # provision.sh shares the rule: it never deletes the release `current` points at.
+    reprovision = run_script("provision.sh", "--root", root, "--no-kiosk", renamed, env=env)
+    assert reprovision.returncode != 0 and "like the running release" in reprovision.stderr
+    assert (prefix / "releases/2.0.0/.installed").is_file()
+
+
+def test_an_older_release_needs_reinstall_and_the_same_one_changes_nothing(
+    tmp_path: Path, tiny_dep_bundles: dict[str, Path]
+) -> None:
+    root, env = provision_rooted(tmp_path, tiny_dep_bundles["1.0.0"])
+    prefix = root / "opt/pneumoedge"
+    assert run_script("update.sh", "--root", root, tiny_dep_bundles["2.0.0"], env=env).returncode == 0
+
+    same = run_script("update.sh", "--root", root, tiny_dep_bundles["2.0.0"], env=env)
+    assert same.returncode == 0, same.stderr
+    assert "already the current one" in same.stderr
+
+    older = run_script("update.sh", "--root", root, tiny_dep_bundles["1.0.0"], env=env)
+    assert older.returncode != 0
+    assert "older than the running 2.0.0" in older.stderr and "--reinstall" in older.stderr
+    assert (prefix / "current").readlink() == Path("releases/2.0.0")
+
+    downgrade = run_script("update.sh", "--root", root, "--reinstall", tiny_dep_bundles["1.0.0"], env=env)
+    assert downgrade.returncode == 0, downgrade.stderr
+    assert (prefix / "current").readlink() == Path("releases/1.0.0")
+
+
+SYNC_RECORDER = """#!/usr/bin/env bash
+# Test stand-in for sync: record the arguments and where `current` points, then really sync.
+echo "$* current=$(readlink "$PREFIX/current")" >>"$SYNC_LOG"
+exec {real} "$@"
+"""
+
+
+def test_the_release_and_the_folder_are_synced_around_the_switch(
+    tmp_path: Path, tiny_dep_bundles: dict[str, Path]
+) -> None:
+    root, env = provision_rooted(tmp_path, tiny_dep_bundles["1.0.0"])
+    prefix = root / "opt/pneumoedge"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sync").write_text(SYNC_RECORDER.format(real=shutil.which("sync")))
+    (bin_dir / "sync").chmod(0o755)
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", PREFIX=str(prefix), SYNC_LOG=str(tmp_path / "sync.log"))
+
+    result = run_script("update.sh", "--root", root, tiny_dep_bundles["2.0.0"], env=env)
+    assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "sync.log").read_text().splitlines()
+    flushed = calls.index(f"--file-system {prefix}/releases/2.0.0 current=releases/1.0.0")
+    renamed = calls.index(f"-- {prefix} current=releases/2.0.0")
+    assert flushed < renamed

@@ -1,0 +1,143 @@
+"""update.sh when things go wrong: a kill (power cut) during the health check, rollbacks by hand.
+
+These run update.sh for real (restart, health check, rollback) on a device under tmp_path whose
+kiosk is tests/firmware/fake_kiosk.py, so they need no TFLite wheels and stay quick.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.firmware.conftest import (
+    FIRMWARE,
+    Device,
+    SigningKey,
+    free_port,
+    repack,
+    serving_sha256,
+)
+
+
+@pytest.fixture
+def device(tmp_path: Path, tiny_dep_bundles: dict[str, Path]) -> Iterator[Device]:
+    """A device that was provisioned with 1.0.0 and updated to 2.0.0, which passed its health check."""
+    device = Device(tmp_path, free_port(), fake_kiosk=True)
+    device.provision(tiny_dep_bundles["1.0.0"])
+    device.start()
+    try:
+        updated = device.update(tiny_dep_bundles["2.0.0"])
+        assert updated.returncode == 0, updated.stderr
+        yield device
+    finally:
+        device.stop()
+
+
+@pytest.fixture
+def broken_bundle(tiny_dep_bundles: dict[str, Path], tmp_path: Path, signing_key: SigningKey) -> Path:
+    """A genuine, signed release 3.0.0 whose app never starts (fake_kiosk.py exits on BROKEN)."""
+
+    def break_it(top: Path) -> None:
+        (top / "BROKEN").write_text("the app of this release cannot start\n")
+
+    return repack(
+        tiny_dep_bundles["3.0.0"],
+        tmp_path / "broken.tar.gz",
+        break_it,
+        resum=True,
+        sign_with=signing_key.private,
+    )
+
+
+def _model_sha(device: Device, version: str) -> str:
+    manifest = (device.prefix / "releases" / version / "MANIFEST").read_text()
+    return manifest.split("model_sha256=")[1].split()[0]
+
+
+def _kill_during_health_check(device: Device, bundle: Path, tmp_path: Path) -> None:
+    """Start an update of `bundle`, SIGKILL it and all its children while it waits for /healthz."""
+    log = device.root / "var/log/pneumoedge/update.log"
+    start = log.stat().st_size
+    with (tmp_path / "killed-update.out").open("w") as out:
+        update = subprocess.Popen(
+            [str(FIRMWARE / "update.sh"), str(bundle)],
+            env={**device.env, "HEALTH_TIMEOUT_SEC": "120"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 240
+        while "waiting up to 120 s" not in log.read_text()[start:]:
+            assert update.poll() is None, (tmp_path / "killed-update.out").read_text()
+            assert time.monotonic() < deadline, "the update never reached its health check"
+            time.sleep(0.2)
+        os.killpg(update.pid, signal.SIGKILL)
+        update.wait()
+
+
+@pytest.mark.parametrize("how", ["boot unit (--resume)", "same update again"])
+def test_an_update_killed_during_its_health_check_is_rolled_back(
+    how: str, device: Device, broken_bundle: Path, tmp_path: Path
+) -> None:
+    good_sha = serving_sha256(device.url)
+    _kill_during_health_check(device, broken_bundle, tmp_path)
+    pending = device.prefix / ".pending-update"
+    assert device.current() == "3.0.0" and pending.is_file()  # what a power cut leaves behind
+
+    args = ["--resume"] if how.startswith("boot") else [broken_bundle]
+    resumed = device.update(*args, HEALTH_TIMEOUT_SEC="3", KEEP_RELEASES="1")
+    assert resumed.returncode != 0
+    assert "interrupted update to 3.0.0 failed its health check and was rolled back" in resumed.stderr
+    assert device.current() == "2.0.0"
+    assert serving_sha256(device.url) == good_sha
+    assert not pending.exists()
+    assert (device.prefix / "previous").readlink() == Path("releases/1.0.0")
+    assert (device.prefix / "releases/2.0.0/.installed").is_file()  # the good release was not pruned
+    assert not (device.prefix / "releases/3.0.0/.healthy").exists()
+
+
+def test_a_healthy_update_clears_its_marker_and_is_a_rollback_target(device: Device) -> None:
+    assert not (device.prefix / ".pending-update").exists()
+    assert (device.prefix / "releases/2.0.0/.healthy").is_file()
+    nothing = device.update("--resume")
+    assert nothing.returncode == 0, nothing.stderr
+    assert "no update is waiting for its health check" in nothing.stderr
+
+
+def test_rollback_goes_only_to_a_release_that_passed_its_health_check(
+    device: Device, tiny_dep_bundles: dict[str, Path], tmp_path: Path, signing_key: SigningKey
+) -> None:
+    def rename(top: Path) -> None:
+        for name in ("MANIFEST", "VERSION"):
+            (top / name).write_text((top / name).read_text().replace("3.0.0", "4.0.0"))
+
+    newer = repack(
+        tiny_dep_bundles["3.0.0"], tmp_path / "4.tar.gz", rename, resum=True, sign_with=signing_key.private
+    )
+    assert device.update(newer).returncode == 0
+    assert device.current() == "4.0.0"
+
+    back = device.update("--rollback")
+    assert back.returncode == 0, back.stderr
+    assert device.current() == "2.0.0"
+    assert serving_sha256(device.url) == _model_sha(device, "2.0.0")
+
+    again = device.update("--rollback")  # used to toggle back to the release just rolled back from
+    assert again.returncode != 0
+    assert "no previous release" in again.stderr
+    assert device.current() == "2.0.0"
+
+
+def test_rollback_refuses_a_release_that_never_passed_a_health_check(device: Device) -> None:
+    # 1.0.0 was provisioned under --root, where nothing is started or checked.
+    assert (device.prefix / "previous").readlink() == Path("releases/1.0.0")
+    refused = device.update("--rollback")
+    assert refused.returncode != 0
+    assert "has not passed a health check" in refused.stderr
+    assert device.current() == "2.0.0"
