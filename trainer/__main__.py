@@ -8,7 +8,7 @@ import sys
 from collections.abc import Collection
 from pathlib import Path
 
-from trainer.config import ARCHITECTURES, FINE_TUNE_FROM, OPTIMIZERS, TrainConfig
+from trainer.config import ARCHITECTURES, FINE_TUNE_FROM, OPTIMIZERS, SCHEDULES, TrainConfig
 
 DEFAULT_DATA = Path("../shared/data/chest_xray")
 #: The sweep's small backbone: MobileNet v1 alpha 0.25 with ImageNet weights (see ../shared/weights).
@@ -89,6 +89,14 @@ def add_config_options(parser: argparse.ArgumentParser, skip: Collection[str] = 
         ),
         ("--dropout", {"type": float, "default": defaults.dropout, "help": "before the sigmoid unit"}),
         ("--weight-decay", {"type": float, "default": defaults.weight_decay, "help": "adamw only"}),
+        (
+            "--schedule",
+            {
+                "choices": SCHEDULES,
+                "default": defaults.schedule,
+                "help": "fine-tuning learning-rate schedule",
+            },
+        ),
         (
             "--label-smoothing",
             {"type": float, "default": defaults.label_smoothing, "help": "targets 0/1 become s/2, 1-s/2"},

@@ -18,6 +18,7 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
 #: 0.967 against 0.977: docs/training.md, "Ablation").
 FINE_TUNE_FROM: dict[str, str] = {"mobilenetv2": "block_12_expand", "mobilenet": "conv_dw_12"}
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
+SCHEDULES = ("cosine", "constant")
 
 
 @dataclass
@@ -36,6 +37,7 @@ class TrainConfig:
     head_learning_rate: float = 1e-3
     head_epochs: int = 1
     fine_tune_learning_rate: float = 2e-4  # peak of the cosine schedule (after a short warm-up)
+    schedule: str = "cosine"  # fine-tuning rate: "cosine" (warm-up, then down to 0) or "constant"
     fine_tune_epochs: int = 4
     fine_tune_from: str | None = None  # first backbone layer unfrozen (None: FINE_TUNE_FROM)
     #: BatchNorm policy: frozen in inference mode with its ImageNet statistics. A batch of 32 films of
@@ -61,6 +63,8 @@ class TrainConfig:
             raise ValueError(
                 f"architecture {self.architecture!r} unknown; choose one of {list(ARCHITECTURES)}"
             )
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule {self.schedule!r} unknown; choose one of {SCHEDULES}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer {self.optimizer!r} unknown; choose one of {OPTIMIZERS}")
         if not 0.0 < self.val_fraction < 0.5:

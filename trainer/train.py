@@ -165,7 +165,9 @@ def _fit(
     )
     model.unfreeze_top(net, config.fine_tune_from, config.train_batchnorm)
     steps = steps_per_epoch * config.fine_tune_epochs
-    schedule = model.cosine_schedule(config.fine_tune_learning_rate, steps, warmup_steps=steps_per_epoch // 3)
+    schedule = config.fine_tune_learning_rate
+    if config.schedule == "cosine":
+        schedule = model.cosine_schedule(schedule, steps, warmup_steps=steps_per_epoch // 3)
     model.compile_model(
         net, model.make_optimizer(config.optimizer, schedule, config.weight_decay), config.label_smoothing
     )
