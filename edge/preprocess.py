@@ -50,7 +50,9 @@ _DECODE_BYTES_PER_PIXEL = {
 }
 _OTHER_MODE_BYTES_PER_PIXEL = 20  # P, RGBA, LA, PA: alpha flattening goes through RGBA
 #: Rows converted at a time from 16-bit (or DICOM) values to 8-bit, bounding the float64 working set.
-_CHUNK_PIXELS = 1 << 20
+_CHUNK_PIXELS = 1 << 18
+#: DICOM elements larger than this are not read at parse time (the pixel data stays in the upload).
+_DICOM_DEFER_BYTES = 64 * 1024
 #: Formats we accept: what an X-ray export actually produces.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "DICOM")
 _DICOM_MAGIC_OFFSET = 128
@@ -267,11 +269,11 @@ def _load_dicom(data: bytes) -> XrayImage:
     import pydicom  # imported here: only DICOM uploads pay for it
 
     try:
-        ds = pydicom.dcmread(io.BytesIO(data))
+        ds = pydicom.dcmread(io.BytesIO(data), defer_size=_DICOM_DEFER_BYTES)
     except Exception as e:  # pydicom raises many types for malformed files
         raise ImageError("corrupt", f"The DICOM file could not be read ({type(e).__name__}).") from e
     try:
-        return _dicom_to_xray(ds)
+        return _dicom_to_xray(ds, data)
     except ImageError:
         raise
     except Exception as e:  # elements are parsed lazily: a damaged one fails here, with any type
@@ -279,7 +281,30 @@ def _load_dicom(data: bytes) -> XrayImage:
         raise ImageError("corrupt", f"The DICOM file has damaged image elements ({type(e).__name__}).") from e
 
 
-def _dicom_to_xray(ds: Any) -> XrayImage:
+def _native_view(ds: Any, data: bytes, rows: int, cols: int) -> np.ndarray | None:
+    """Uncompressed little-endian 16-bit single-frame unsigned gray pixels, as a zero-copy view of
+    the upload's bytes (bits above BitsStored still set); None for anything else."""
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    syntax = ds.file_meta.get("TransferSyntaxUID") if getattr(ds, "file_meta", None) else None
+    if syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+        return None
+    if (ds.get("BitsAllocated"), ds.get("SamplesPerPixel", 1), ds.get("PixelRepresentation", 0)) != (
+        16,
+        1,
+        0,
+    ):
+        return None
+    if int(ds.get("NumberOfFrames", 1) or 1) != 1 or rows < 1 or cols < 1:
+        return None
+    element = ds.get_item("PixelData", keep_deferred=True)
+    offset, length = getattr(element, "value_tell", None), getattr(element, "length", None)
+    if offset is None or length is None or length < rows * cols * 2 or offset + rows * cols * 2 > len(data):
+        return None
+    return np.frombuffer(data, dtype="<u2", count=rows * cols, offset=offset).reshape(rows, cols)
+
+
+def _dicom_to_xray(ds: Any, data: bytes) -> XrayImage:
     """Pixels through the modality LUT and VOI window, MONOCHROME1 inverted; patient fields untouched."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
@@ -289,7 +314,14 @@ def _dicom_to_xray(ds: Any) -> XrayImage:
     if rows * cols > MAX_PIXELS:
         raise ImageError("too_large", f"The image has too many pixels (limit {MAX_PIXELS:,}).")
     bits = int(ds.get("BitsAllocated", 16))
-    # The file's pixel bytes and the decoded array (each `bits` wide), plus the 8-bit result.
+    view = _native_view(ds, data, rows, cols)
+    if view is not None:
+        # Read in place from the upload: only the 8-bit result (and one band) is allocated.
+        _check_budget(cols, rows, 1, f"{bits}-bit DICOM")
+        stored = int(ds.get("BitsStored", 16))
+        mask = np.uint16((1 << stored) - 1) if stored < 16 else None
+        return _dicom_values_to_xray(ds, view, mask, apply_modality_lut, apply_voi_lut)
+    # Otherwise pydicom decodes: the file's pixel bytes and the decoded array, plus the 8-bit result.
     _check_budget(cols, rows, 2 * math.ceil(bits / 8) + 1, f"{bits}-bit DICOM")
     try:
         raw = ds.pixel_array
@@ -307,9 +339,19 @@ def _dicom_to_xray(ds: Any) -> XrayImage:
             f"Only single-frame grayscale DICOM is supported (pixel array shape {raw.shape}).",
         )
     del ds.PixelData  # the decoded array is all we need: free the file's copy of the pixels
+    return _dicom_values_to_xray(ds, raw, None, apply_modality_lut, apply_voi_lut)
+
+
+def _dicom_values_to_xray(
+    ds: Any, raw: np.ndarray, mask: np.uint16 | None, apply_modality_lut: Any, apply_voi_lut: Any
+) -> XrayImage:
+    """Stored values (masked to BitsStored as pydicom does) -> modality LUT -> VOI -> 8-bit, in bands."""
     windowed = "WindowCenter" in ds or "VOILUTSequence" in ds
+    rows, cols = raw.shape
 
     def transformed(block: np.ndarray) -> np.ndarray:
+        if mask is not None:
+            block = block & mask
         values = apply_modality_lut(block, ds)
         if windowed:
             values = apply_voi_lut(values, ds)
@@ -327,5 +369,5 @@ def _dicom_to_xray(ds: Any) -> XrayImage:
         pixels[top : top + step] = _stretch_with(transformed(raw[top : top + step]), lo, hi)
     if ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
         log.info("DICOM is MONOCHROME1: inverting so that bone is bright")
-        pixels = 255 - pixels
+        np.subtract(255, pixels, out=pixels)
     return XrayImage(pixels, "DICOM", 0.0)

@@ -318,7 +318,7 @@ def test_an_image_over_the_memory_budget_is_refused_from_its_header(mode, shape,
 
 
 def test_a_large_16_bit_dicom_over_the_budget_is_refused_before_decoding(monkeypatch):
-    monkeypatch.setattr(preprocess, "DECODE_BUDGET_BYTES", 10_000)
+    monkeypatch.setattr(preprocess, "DECODE_BUDGET_BYTES", 1_000)  # 64 x 80 needs 5,120 bytes
     with pytest.raises(ImageError, match="16-bit DICOM") as caught:
         load_xray(dicom_bytes(ramp12(64, 80)))
     assert caught.value.reason == "too_large"
@@ -359,3 +359,32 @@ def test_reuse_decoded_hands_the_same_image_to_a_second_decoder():
         assert load_xray(data) is image  # the same bytes object: no second decode
         assert load_xray(bytes(bytearray(data))) is not image  # other bytes are decoded
     assert load_xray(data) is not image  # only inside the block
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_uncompressed_dicom_read_in_place_equals_pydicoms_decoding(monkeypatch, photometric):
+    """The zero-copy path masks bits above BitsStored exactly as pydicom's pixel_array does."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    raw = np.random.default_rng(4).integers(0, 65536, size=(83, 61)).astype(np.uint16)  # high bits set
+    data = dicom_bytes(
+        raw, photometric, RescaleSlope=3, RescaleIntercept=-20, WindowCenter=2000, WindowWidth=3000
+    )
+    ds = pydicom.dcmread(io.BytesIO(data))
+    whole = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds)
+    expected = preprocess._stretch_to_uint8(np.asarray(whole, dtype=np.float64))
+    if photometric == "MONOCHROME1":
+        expected = 255 - expected
+    monkeypatch.setattr(preprocess, "_DICOM_DEFER_BYTES", 256)  # this small file's pixels stay deferred
+    monkeypatch.setattr(preprocess, "_CHUNK_PIXELS", 700)
+    used: list[bool] = []
+    real_view = preprocess._native_view
+
+    def spy(*args: object) -> np.ndarray | None:
+        view = real_view(*args)
+        used.append(view is not None)
+        return view
+
+    monkeypatch.setattr(preprocess, "_native_view", spy)
+    np.testing.assert_array_equal(load_xray(data).pixels, expected)
+    assert used == [True]  # read in place, not through pydicom
