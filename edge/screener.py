@@ -64,6 +64,7 @@ class Assessment:
     threshold: float
     calibration: str  # which calibration (and threshold) is in force, and the films that set it
     logit: float | None  # the head's output before calibration, for site calibration and audits
+    ood_score: float | None  # rms_z of the embedding (None: refused before the model, or no ood section)
     reason: str | None  # machine code of a refusal
     detail: str  # human message
     quality_flags: tuple[str, ...]
@@ -130,20 +131,28 @@ class Screener:
         if not gate.passed:
             return self._rejected(sha, started, gate)
         outputs = self.model.run(to_model_input(image, self.bundle.input_size))
-        gate = check_embedding(outputs[OUTPUT_EMBEDDING], self._ood, self.options.quality)
+        embedding = outputs[OUTPUT_EMBEDDING]
+        ood_score = None if self._ood is None else self._ood.score(embedding)
+        gate = check_embedding(embedding, self._ood, self.options.quality)
         if not gate.passed:
-            return self._rejected(sha, started, gate)
-        logit = float(self._head.logits(outputs[OUTPUT_EMBEDDING])[0])
+            return self._rejected(sha, started, gate, ood_score)
+        logit = float(self._head.logits(embedding)[0])
         overlay = None
         if self.options.heatmap:
             cam = outputs[OUTPUT_CAM].reshape(outputs[OUTPUT_CAM].shape[-2:])
             overlay = render(image.pixels, cam, self.options.heatmap_long_side).png
-        return self._scored(sha, started, logit, overlay)
+        return self._scored(sha, started, logit, ood_score, overlay)
 
-    def _rejected(self, sha: str, started: float, gate: GateResult) -> Assessment:
-        return self._assessment(sha, started, STATUS_REJECTED, None, None, None, gate.detail, gate, None)
+    def _rejected(
+        self, sha: str, started: float, gate: GateResult, ood_score: float | None = None
+    ) -> Assessment:
+        return self._assessment(
+            sha, started, STATUS_REJECTED, None, None, None, ood_score, gate.detail, gate, None
+        )
 
-    def _scored(self, sha: str, started: float, logit: float, overlay: bytes | None) -> Assessment:
+    def _scored(
+        self, sha: str, started: float, logit: float, ood_score: float | None, overlay: bytes | None
+    ) -> Assessment:
         probability = float(self._calibration.probabilities(np.array([logit]))[0])
         threshold, labels = self.bundle.threshold, self.bundle.labels
         positive = probability >= threshold
@@ -153,7 +162,7 @@ class Screener:
             f"threshold {threshold:.3f} ({self._calibration.description}). Screening aid, not a diagnosis."
         )
         return self._assessment(
-            sha, started, STATUS_OK, label, probability, logit, detail, GateResult(), overlay
+            sha, started, STATUS_OK, label, probability, logit, ood_score, detail, GateResult(), overlay
         )
 
     def _assessment(
@@ -164,6 +173,7 @@ class Screener:
         label: str | None,
         probability: float | None,
         logit: float | None,
+        ood_score: float | None,
         detail: str,
         gate: GateResult,
         overlay: bytes | None,
@@ -177,6 +187,7 @@ class Screener:
             threshold=self.bundle.threshold,
             calibration=self._calibration.description,
             logit=logit,
+            ood_score=ood_score,
             reason=gate.reason,
             detail=detail,
             quality_flags=gate.flags,

@@ -30,12 +30,15 @@ from edge.calibration import CalibrationError, brier, check_sample, fit_platt, l
 from edge.kermany import drop_duplicates, scan_split
 from edge.metrics import binary_metrics
 from edge.preprocess import ImageError, load_xray
+from edge.quality import QualityThresholds
 from edge.runtime import RuntimeUnavailableError
 from edge.screener import INTENDED_USE, STATUS_OK, Screener, ScreenerOptions, default_model_dir
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MIN_RECALL = 0.98
+#: The ood threshold is raised to this multiple of the highest score among the site's genuine films.
+OOD_MARGIN = 1.1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -83,12 +86,15 @@ def calibrate(model: Path, films: Path, site: str, min_recall: float) -> tuple[d
     samples, duplicates = drop_duplicates(scan_split(films.parent, films.name))
     labels = np.array([s.label for s in samples], dtype=bool)
     check_sample(labels)
-    screener = Screener(bundle, ScreenerOptions(heatmap=False))
-    logits, refused = [], 0
+    # the image-level gate stays on; the ood gate is measured, then widened to the site's films
+    screener = Screener(bundle, ScreenerOptions(heatmap=False, quality=QualityThresholds(check_ood=False)))
+    logits, ood_scores, refused = [], [], 0
     for sample in samples:
-        logit = _logit(screener, sample.path)
-        refused += logit is None
-        logits.append(np.nan if logit is None else logit)
+        measured = _measure(screener, sample.path)
+        refused += measured is None
+        logit, ood_score = measured if measured is not None else (np.nan, np.nan)
+        logits.append(logit)
+        ood_scores.append(ood_score)
     scored = ~np.isnan(np.asarray(logits))
     logits_scored, labels_scored = np.asarray(logits)[scored], labels[scored]
     check_sample(labels_scored)
@@ -109,7 +115,7 @@ def calibrate(model: Path, films: Path, site: str, min_recall: float) -> tuple[d
             "total": len(samples),
             "pneumonia": int(labels.sum()),
             "normal": int((~labels).sum()),
-            "refused_by_gate": int(refused),
+            "refused_by_image_checks": int(refused),
             "duplicates_dropped": len(duplicates),
         },
         "fit": {
@@ -120,21 +126,43 @@ def calibrate(model: Path, films: Path, site: str, min_recall: float) -> tuple[d
         "caveat": "measured on the films that set the threshold: optimistic; check on the next ones",
         "previous": bundle.metadata.get("calibration"),
     }
+    if bundle.metadata.get("ood"):
+        section["ood"] = _widened_ood(bundle.metadata["ood"], np.asarray(ood_scores)[scored])
     return section, bundle
 
 
-def _logit(screener: Screener, path: Path) -> float | None:
-    """The head's logit through the kiosk's path; None when the gate refuses or the file is unreadable."""
+def _widened_ood(ood: dict[str, Any], site_scores: np.ndarray) -> dict[str, Any]:
+    """The ood threshold raised, if needed, to OOD_MARGIN x the highest score of the site's genuine films.
+
+    The export set it on training films (varied, but from one hospital); a new cohort's genuine films,
+    severe pneumonia among them, score higher. Refusing them would send confirmed X-rays away unread.
+    """
+    threshold = max(float(ood["threshold"]), OOD_MARGIN * float(site_scores.max()))
+    return {
+        **ood,
+        "threshold": threshold,
+        "site_rule": f"max(export threshold, {OOD_MARGIN} x the highest score of the site's films)",
+        "export_threshold": float(ood["threshold"]),
+        "site_films_refused_at_export_threshold": int((site_scores > float(ood["threshold"])).sum()),
+    }
+
+
+def _measure(screener: Screener, path: Path) -> tuple[float, float] | None:
+    """The head's logit and the ood score through the kiosk's path; None when the image checks refuse."""
     try:
         assessment = screener.assess_image(load_xray(path.read_bytes()), sha="")
     except (ImageError, OSError) as e:
         log.warning("a calibration film could not be read: %s", e)
         return None
-    return assessment.logit if assessment.status == STATUS_OK else None
+    if assessment.status != STATUS_OK or assessment.logit is None:
+        return None
+    return assessment.logit, float("nan") if assessment.ood_score is None else assessment.ood_score
 
 
 def _metadata(metadata: dict[str, Any], section: dict[str, Any], name: str) -> dict[str, Any]:
     kept = {k: v for k, v in metadata.items() if k not in ("format", "format_version", "model_sha256")}
+    if "ood" in section:
+        kept["ood"] = section["ood"]
     return {
         **kept,
         "name": name,
@@ -151,7 +179,7 @@ def _summary(section: dict[str, Any], root: Path) -> str:
     return (
         f"calibrated bundle written to {root}\n"
         f"  {section['description']}: {films['pneumonia']} PNEUMONIA, {films['normal']} NORMAL, "
-        f"{films['refused_by_gate']} refused by the quality gate\n"
+        f"{films['refused_by_image_checks']} refused by the image checks\n"
         f"  threshold {section['threshold']:.4f} ({section['rule']})\n"
         f"  on these films: recall {section['recall']:.3f} (95% CI {low:.3f}-{high:.3f}), "
         f"specificity {section['specificity']:.3f} ({slow:.3f}-{shigh:.3f}); optimistic, they set it\n"
