@@ -73,6 +73,9 @@ def test_assess_commits_then_shows_label_probability_threshold_and_heatmap(
     assert "Screening aid only: a clinician must confirm this result. It is not a diagnosis." in text
     assert f"/cases/{case_id}/heatmap.png" in text
     assert case.model_sha256[:12] in text and "UTC" in text
+    # which calibration set the threshold is part of every shown result
+    assert element_text(page.data, "reading") == case.detail
+    assert "(uncalibrated: the model's own sigmoid)" in case.detail
     heatmap = client.get(f"/cases/{case_id}/heatmap.png")
     assert heatmap.mimetype == "image/png" and heatmap.data.startswith(b"\x89PNG")
 
