@@ -424,6 +424,9 @@ def device(tmp_path: Path, edge_bundles: dict[str, Path]) -> Iterator[Device]:
     device = Device(tmp_path, free_port())
     device.provision(edge_bundles["1.0.0"])
     device.start()
+    serving_sha256(device.url)
+    # What provision.sh's health check records on a device; under --root it starts nothing.
+    (device.prefix / "releases/1.0.0/.healthy").write_text("passed its health check\n")
     try:
         yield device
     finally:
