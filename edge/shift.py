@@ -194,6 +194,7 @@ def robustness(
         figures["agreement_with_unchanged"] = float(
             np.mean((probabilities >= threshold)[both] == clean_labels[both])
         )
+        figures["probabilities"] = probabilities.tolist()
         results[name] = figures
     return results
 
