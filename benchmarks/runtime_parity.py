@@ -34,7 +34,8 @@ PER_CLASS = 30
 MAX_PROBABILITY_GAP = 0.05
 FILM_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
 WORKER_TIMEOUT_S = 600
-MODEL_RUNS = 20  # timed runs of the model alone, on the first film
+MODEL_RUNS = 50  # timed runs of the model alone on the first film, per kernel choice
+WARMUP_RUNS = 3
 
 
 def parity_films(root: Path, per_class: int = PER_CLASS) -> list[Path]:
@@ -50,8 +51,29 @@ def parity_films(root: Path, per_class: int = PER_CLASS) -> list[Path]:
     return films
 
 
-def score(model: Path, films: list[Path], kernels: str, threads: int | None) -> dict[str, Any]:
-    """In this process: the kiosk's verdict on every film, with the runtime's name and time per film."""
+def model_latency(model: Path, image: Any, threads: int | None) -> dict[str, float]:
+    """Median ms of the model alone per kernel choice, interleaved so machine load hits both alike."""
+    import numpy as np
+
+    from edge.bundle import load_bundle
+    from edge.runtime import KERNELS_BUILTIN, KERNELS_DEFAULT, TfliteModel
+
+    path = load_bundle(model).model_path
+    runners = {k: TfliteModel(path, threads, k) for k in (KERNELS_BUILTIN, KERNELS_DEFAULT)}
+    elapsed: dict[str, list[float]] = {k: [] for k in runners}
+    for run in range(WARMUP_RUNS + MODEL_RUNS):
+        for kernels, runner in runners.items():
+            started = time.perf_counter()
+            runner.run(image)
+            if run >= WARMUP_RUNS:
+                elapsed[kernels].append((time.perf_counter() - started) * 1000.0)
+    return {k: float(np.median(v)) for k, v in elapsed.items()}
+
+
+def score(
+    model: Path, films: list[Path], kernels: str, threads: int | None, time_kernels: bool = True
+) -> dict[str, Any]:
+    """In this process: the kiosk's verdict on every film, the runtime's name, and times per film."""
     import numpy as np
 
     from edge.preprocess import load_xray, to_model_input
@@ -72,26 +94,23 @@ def score(model: Path, films: list[Path], kernels: str, threads: int | None) -> 
             "ood_score": assessment.ood_score,
         }
     image = to_model_input(load_xray(films[0].read_bytes()), screener.bundle.input_size)
-    model_ms = []
-    for _ in range(MODEL_RUNS):
-        started = time.perf_counter()
-        screener.model.run(image)
-        model_ms.append((time.perf_counter() - started) * 1000.0)
+    model_ms = model_latency(model, image, threads) if time_kernels else {}
     return {
         "runtime": screener.model.runtime_name,
         "kernels": screener.model.kernels,
         "film_ms": float(np.median(elapsed)),
-        "model_ms": float(np.median(model_ms)),
+        "model_ms": model_ms,
         "films": results,
     }
 
 
 def score_in(
-    python: str, model: Path, films: list[Path], kernels: str, threads: int | None
+    python: str, model: Path, films: list[Path], kernels: str, threads: int | None, time_kernels: bool = True
 ) -> dict[str, Any]:
     """`score` run by another environment's interpreter, as a subprocess that prints JSON."""
     command = [python, "-m", "benchmarks.runtime_parity", "--worker", "--model", str(model)]
-    command += ["--kernels", kernels, *(["--threads", str(threads)] if threads else [])]
+    command += ["--kernels", kernels, "--threads", str(threads or 0)]
+    command += [] if time_kernels else ["--no-latency"]
     done = subprocess.run(
         command,
         input="\n".join(str(f) for f in films),
@@ -142,22 +161,27 @@ def _verdict(verdict: dict[str, Any]) -> str:
     return f"{verdict['label'] or verdict['status']} {probability}"
 
 
+#: film ms: the whole assessment; model ms: the model alone, on the built-in / the default kernels.
 HEADER = (
-    f"  {'runtime':24} {'kernels':16} {'agree':>7} {'max |dp|':>9} {'film ms':>8} {'model ms':>8}  parity"
+    f"  {'runtime':24} {'kernels':16} {'agree':>7} {'max |dp|':>9} {'film ms':>8} {'model ms':>15}  parity"
 )
+
+
+def _model_ms(model_ms: dict[str, float]) -> str:
+    return " / ".join(f"{model_ms[k]:.1f}" for k in ("builtin", "default")) if model_ms else "-"
 
 
 def _row(kernels: str, run: dict[str, Any], result: Comparison) -> str:
     ran = kernels if kernels == run["kernels"] else f"{kernels} ({run['kernels']})"
     return (
         f"  {run['runtime']:24} {ran:16} {result.agree:>3}/{result.films:<3} {result.max_gap:9.4f} "
-        f"{run['film_ms']:8.1f} {run['model_ms']:8.1f}  {'yes' if result.holds else 'NO'}"
+        f"{run['film_ms']:8.1f} {_model_ms(run['model_ms']):>15}  {'yes' if result.holds else 'NO'}"
     )
 
 
 def _worker(args: argparse.Namespace) -> None:
     films = [Path(line) for line in sys.stdin.read().splitlines() if line]
-    print(json.dumps(score(args.model, films, args.kernels, args.threads)))
+    print(json.dumps(score(args.model, films, args.kernels, args.threads, not args.no_latency)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, default=1, help="interpreter threads (0: the runtime's choice)"
     )
+    parser.add_argument("--no-latency", action="store_true", help="skip timing the model alone")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.threads = args.threads or None
@@ -184,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     broken = False
     for model in args.model:
         runs = {
-            (k, py): score_in(py, model, films, k, args.threads) for k in args.kernels for py in args.python
+            (k, py): score_in(py, model, films, k, args.threads, not args.no_latency)
+            for k in args.kernels
+            for py in args.python
         }
         reference = runs[("auto" if "auto" in args.kernels else args.kernels[0], args.python[0])]
         print(f"\n{model.name} (reference: {reference['runtime']}, {reference['kernels']} kernels)")
