@@ -18,7 +18,19 @@ from werkzeug.routing import IntegerConverter
 
 import edge
 from edge.screener import Screener, ScreenerOptions, default_model_dir
-from edge.webapp import api, auth, errors, history, images, pages, scoring, security, storage, store
+from edge.webapp import (
+    api,
+    auth,
+    errors,
+    history,
+    images,
+    localtime,
+    pages,
+    scoring,
+    security,
+    storage,
+    store,
+)
 
 #: Largest upload accepted; a 16-bit full-resolution DICOM is about 20 MB.
 MAX_UPLOAD_BYTES = 40 * 1024 * 1024
@@ -42,6 +54,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         MIN_FREE_MB=200,
         # Delete de-identified images and heatmaps of cases older than this (0: keep them for ever).
         RETENTION_DAYS=0,
+        # Time zone people read times in (IANA name, set at provisioning); UTC stays in the database.
+        TIMEZONE="UTC",
         # A kiosk page may stay open all shift: tokens last as long as the session.
         WTF_CSRF_TIME_LIMIT=None,
     )
@@ -68,7 +82,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
 
     app.url_map.converters["rowid"] = RowIdConverter
-    app.add_template_filter(_utc, "utc")
+    localtime.init_app(app)
     app.context_processor(lambda: {"kiosk": scoring.kiosk_info()})
     for blueprint in (pages.bp, history.bp, auth.bp, api.bp):
         app.register_blueprint(blueprint)
@@ -81,8 +95,3 @@ class RowIdConverter(IntegerConverter):
 
     def __init__(self, map: Any) -> None:
         super().__init__(map, min=0, max=store.MAX_ROWID)
-
-
-def _utc(stamp: str) -> str:
-    """'2026-01-31T09:15:02.123Z' -> '2026-01-31 09:15 UTC' for people."""
-    return f"{stamp[:10]} {stamp[11:16]} UTC" if stamp else ""
