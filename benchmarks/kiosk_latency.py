@@ -53,7 +53,7 @@ def main() -> int:
     )
     bodies = [multipart(variant(base, k)) for k in range(total)]
     print(f"mean upload size {statistics.mean(len(b) for b in bodies) / 1e6:.2f} MB", flush=True)
-    invokes = bare_invoke(args.model, base, args.warmup, args.requests)
+    invokes, invoke_cpu_ms = bare_invoke(args.model, base, args.warmup, args.requests)
 
     with tempfile.TemporaryDirectory(prefix="kiosk-latency-") as data_dir:
         port = free_port()
@@ -80,7 +80,7 @@ def main() -> int:
             server.wait(timeout=30)
 
     rss = (idle_rss, sequential_peak, sampler.peak_mb)
-    report(args, latencies, invokes, server_ms, cpu_ms, throughput, rss)
+    report(args, latencies, (invokes, invoke_cpu_ms), server_ms, cpu_ms, throughput, rss)
     return 0
 
 
@@ -123,8 +123,9 @@ def base_image(width: int, height: int, synthetic: bool) -> tuple[np.ndarray, st
     return synthetic_xray(seed=1, width=width, height=height), "a synthetic X-ray"
 
 
-def bare_invoke(model_dir: Path, base: np.ndarray, warmup: int, runs: int) -> list[float]:
-    """Milliseconds per model invoke alone: one prepared input, nothing decoded, drawn or stored."""
+def bare_invoke(model_dir: Path, base: np.ndarray, warmup: int, runs: int) -> tuple[list[float], float]:
+    """Milliseconds per model invoke alone (one prepared input, nothing decoded, drawn or stored),
+    and the CPU time per invoke (all of this process's threads: a figure other load barely moves)."""
     sys.path.insert(0, str(REPO))
     from edge.bundle import load_bundle
     from edge.preprocess import XrayImage, to_model_input
@@ -134,12 +135,14 @@ def bare_invoke(model_dir: Path, base: np.ndarray, warmup: int, runs: int) -> li
     model = TfliteModel(bundle.model_path)
     tensor = to_model_input(XrayImage(base, "JPEG", 0.0), bundle.input_size)
     timings = []
-    for k in range(warmup + runs):
+    for _ in range(warmup):
+        model.run(tensor)
+    cpu_started = time.process_time()
+    for _ in range(runs):
         started = time.perf_counter()
         model.run(tensor)
-        if k >= warmup:
-            timings.append((time.perf_counter() - started) * 1000.0)
-    return timings
+        timings.append((time.perf_counter() - started) * 1000.0)
+    return timings, (time.process_time() - cpu_started) * 1000.0 / runs
 
 
 def variant(base: np.ndarray, k: int) -> bytes:
@@ -280,13 +283,15 @@ def percentile(values: list[float], q: float) -> float:
 def report(
     args: argparse.Namespace,
     latencies: list[float],
-    invokes: list[float],
+    invoke: tuple[list[float], float],
     server_ms: list[float],
     cpu_ms: float,
     throughput: float,
     rss_mb: tuple[float, float, float],
 ) -> None:
-    """Print the numbers; `rss_mb` is (after start-up, peak with one client, peak overall)."""
+    """Print the numbers; `invoke` is the bare invokes' latencies and CPU time per invoke, `rss_mb`
+    (after start-up, peak with one client, peak overall)."""
+    invokes, invoke_cpu_ms = invoke
     p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
     idle_rss, sequential_rss, peak_rss = rss_mb
     print(f"\nkiosk latency, {len(latencies)} sequential requests (whole request, heatmap included):")
@@ -296,6 +301,10 @@ def report(
     ratio = p50 / invoke_p50
     print(f"bare model invoke, {len(invokes)} runs: p50 {invoke_p50:7.1f} ms   p95 {invoke_p95:7.1f} ms")
     print(f"request / bare invoke: p50 {ratio:.1f}x   p95 {p95 / invoke_p95:.1f}x")
+    print(
+        f"CPU time: {cpu_ms:.1f} ms per request, {invoke_cpu_ms:.1f} ms per bare invoke "
+        f"({cpu_ms / invoke_cpu_ms:.1f}x)"
+    )
     print(f"  server CPU time per request: {cpu_ms:.1f} ms (a floor for the latency on an idle machine)")
     print(f"throughput with {args.clients} concurrent clients: {throughput:.1f} requests/s")
     print(

@@ -1,7 +1,9 @@
-"""Past cases: search, record the clinician's confirmed diagnosis, export CSV and the labelled dataset."""
+"""Past cases: search, record the clinician's confirmed diagnosis; export CSV, FHIR, the labelled dataset."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -10,10 +12,11 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from werkzeug.wrappers import Response
 
 from edge.kermany import LABELS
-from edge.webapp import store
+from edge.webapp import fhir, store
 from edge.webapp.errors import error_response
 from edge.webapp.export import cases_csv, write_dataset_zip
 from edge.webapp.queries import QueryError, parse_case_query, parse_int
+from edge.webapp.scoring import kiosk_info
 from edge.webapp.security import current_actor
 from edge.webapp.uploads import CASE_REF_MAX
 
@@ -69,6 +72,26 @@ def export_csv() -> Response:
     body = cases_csv(store.iter_cases(store.get_db(), query))
     response = current_app.response_class(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="pneumoedge-cases-{_today()}.csv"'
+    return response
+
+
+@bp.get("/history/export-fhir.json")
+def export_fhir() -> Response:
+    """The listed cases that have a confirmed diagnosis, as FHIR R4 DiagnosticReports (a Bundle)."""
+    try:
+        query = dataclasses.replace(parse_case_query(request.args, exact_case_ref=False), confirmed=True)
+    except QueryError as e:
+        abort(400, description=f"Cannot export: {e}.")
+    conn = store.get_db()
+    store.append_audit(conn, current_actor(), "export_fhir", detail=_described(request.args))
+    body = fhir.bundle(
+        store.iter_cases(conn, query),
+        store.corrected_case_ids(conn),
+        store.utc_now(),
+        kiosk_info().intended_use,
+    )
+    response = current_app.response_class(json.dumps(body, indent=1), mimetype=fhir.MEDIA_TYPE)
+    response.headers["Content-Disposition"] = f'attachment; filename="pneumoedge-fhir-{_today()}.json"'
     return response
 
 

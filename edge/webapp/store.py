@@ -398,6 +398,12 @@ def audit_entries(conn: sqlite3.Connection, case_id: int | None = None, limit: i
     return [AuditEntry(**dict(row)) for row in rows]
 
 
+def corrected_case_ids(conn: sqlite3.Connection) -> set[int]:
+    """Cases whose confirmed diagnosis was changed after it was first recorded (the audit log knows)."""
+    rows = conn.execute("SELECT DISTINCT case_id FROM audit_log WHERE action = 'correct'")
+    return {int(row[0]) for row in rows}
+
+
 def get_case(conn: sqlite3.Connection, case_id: int) -> Case | None:
     row = conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?", (case_id,)).fetchone()
     return Case.from_row(row) if row else None
