@@ -37,6 +37,7 @@ ADMIN_PIN_ENV = "PNEUMOEDGE_ADMIN_PIN"
 DEFAULT_IDLE_LOGOUT_S = 600
 DEFAULT_MIN_FREE_MB = 200
 DEFAULT_RETENTION_DAYS = 0
+DEFAULT_TIMEZONE = "UTC"
 _M_ARENA_MAX = -8  # from glibc's malloc.h
 
 
@@ -110,6 +111,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DAYS",
         help="delete stored images and heatmaps of cases older than this (results are kept); 0 keeps them",
     )
+    parser.add_argument(
+        "--timezone",
+        type=_zone,
+        default=DEFAULT_TIMEZONE,
+        metavar="ZONE",
+        help="time zone for the times people read, e.g. Africa/Nairobi (the database keeps UTC)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -175,6 +183,7 @@ def _build_app(args: argparse.Namespace) -> Flask:
                 "IDLE_LOGOUT_S": getattr(args, "idle_logout", DEFAULT_IDLE_LOGOUT_S),
                 "MIN_FREE_MB": getattr(args, "min_free_mb", DEFAULT_MIN_FREE_MB),
                 "RETENTION_DAYS": getattr(args, "retention_days", DEFAULT_RETENTION_DAYS),
+                "TIMEZONE": getattr(args, "timezone", DEFAULT_TIMEZONE),
             }
         )
         if admin:
@@ -255,6 +264,16 @@ def _non_negative(value: str) -> int:
     if not value.isdigit():
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, got {value!r}")
     return int(value)
+
+
+def _zone(value: str) -> str:
+    from edge.webapp.localtime import parse_zone
+
+    try:
+        parse_zone(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+    return value
 
 
 def _positive(value: str) -> int:
