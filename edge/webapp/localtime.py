@@ -42,9 +42,14 @@ def format_local(stamp: str, zone: ZoneInfo) -> str:
 
 def local_time(stamp: str | None) -> str:
     """A stored UTC time as the kiosk's people read it."""
-    return format_local(stamp or "", current_app.extensions[ZONE_KEY])
+    return format_local(stamp or "", zone())
+
+
+def zone() -> ZoneInfo:
+    """The kiosk's zone: dates typed on its pages are days in it."""
+    return current_app.extensions[ZONE_KEY]
 
 
 def zone_abbreviation() -> str:
     """The zone's short name now (e.g. 'EAT', 'CET'), for column headings."""
-    return f"{datetime.now(current_app.extensions[ZONE_KEY]):%Z}"
+    return f"{datetime.now(zone()):%Z}"

@@ -127,6 +127,27 @@ def test_times_are_shown_in_the_kiosk_zone_and_stored_in_utc(make_app, data_dir,
     assert case.created_utc in export and shown not in export  # exports stay in UTC
 
 
+def test_history_dates_are_local_days_and_the_api_keeps_utc(make_app, data_dir, xray_bytes) -> None:
+    app = make_app(TIMEZONE="Asia/Kathmandu")
+    add_staff(app, NURSE, NURSE_PIN)
+    client = app.test_client()
+    login(client)
+    case_id = assess(client, xray_bytes(seed=25, width=300, height=360))
+    conn = sqlite3.connect(store.db_path(data_dir))
+    with conn:  # 20:00 UTC on 31 January is 01:45 on 1 February in Kathmandu
+        conn.execute("UPDATE cases SET created_utc = '2026-01-31T20:00:00.000Z' WHERE id = ?", (case_id,))
+    conn.close()
+
+    def listed(url: str) -> bool:
+        return f'/cases/{case_id}"' in client.get(url).data.decode()
+
+    assert listed("/history?date_from=2026-02-01&date_to=2026-02-01")
+    assert not listed("/history?date_from=2026-01-31&date_to=2026-01-31")
+    assert "2026-02-01 01:45 +0545" in client.get("/history").data.decode()
+    api = client.get("/api/v1/results?date_from=2026-01-31&date_to=2026-01-31").get_json()
+    assert [case["id"] for case in api["results"]] == [case_id]  # the API's dates are UTC days
+
+
 def test_local_time_formatting() -> None:
     zone = localtime.parse_zone("Africa/Nairobi")
     assert localtime.format_local("2026-01-31T22:15:02.123Z", zone) == "2026-02-01 01:15 EAT"
