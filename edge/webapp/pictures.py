@@ -25,11 +25,9 @@ _PNG_PALETTE = 3
 
 def xray_jpeg(data_dir: Path | str, case: store.Case) -> bytes | None:
     """The case's de-identified X-ray at display size, as JPEG."""
-    pixels = _stored_pixels(data_dir, case)
-    if pixels is None:
+    image = _stored_at_display_size(data_dir, case)
+    if image is None:
         return None
-    image = Image.fromarray(pixels)
-    image.thumbnail(display_size(image.width, image.height, DISPLAY_LONG_SIDE), reducing_gap=2.0)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
@@ -40,8 +38,8 @@ def heatmap_overlay(data_dir: Path | str, conn: sqlite3.Connection, case: store.
     layer = store.get_heatmap(conn, case.id)
     if layer is None or not is_layer(layer):
         return layer
-    pixels = _stored_pixels(data_dir, case)
-    return None if pixels is None else overlay(pixels, layer)
+    image = _stored_at_display_size(data_dir, case)
+    return None if image is None else overlay(np.asarray(image), layer)
 
 
 def is_layer(png: bytes) -> bool:
@@ -49,11 +47,16 @@ def is_layer(png: bytes) -> bool:
     return len(png) > _PNG_COLOUR_TYPE_OFFSET and png[_PNG_COLOUR_TYPE_OFFSET] == _PNG_PALETTE
 
 
-def _stored_pixels(data_dir: Path | str, case: store.Case) -> np.ndarray | None:
+def _stored_at_display_size(data_dir: Path | str, case: store.Case) -> Image.Image | None:
+    """The stored copy shrunk for the screen; Pillow only, so a big film is held once, briefly."""
     if case.image_file is None:
         return None
     try:
-        with Image.open(images.path_of(data_dir, case.image_file)) as stored:
-            return np.asarray(stored.convert("L"))
+        image = Image.open(images.path_of(data_dir, case.image_file))
     except FileNotFoundError:
         return None
+    image.load()  # reads the one frame and closes the file
+    if image.mode != "L":
+        image = image.convert("L")
+    image.thumbnail(display_size(image.width, image.height, DISPLAY_LONG_SIDE), reducing_gap=2.0)
+    return image
