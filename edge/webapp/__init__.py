@@ -19,7 +19,19 @@ from werkzeug.routing import IntegerConverter
 import edge
 from edge import kiosk_settings
 from edge.screener import Screener, ScreenerOptions
-from edge.webapp import api, auth, errors, history, images, pages, scoring, security, storage, store
+from edge.webapp import (
+    api,
+    auth,
+    errors,
+    history,
+    images,
+    localtime,
+    pages,
+    scoring,
+    security,
+    storage,
+    store,
+)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -51,7 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
 
     app.url_map.converters["rowid"] = RowIdConverter
-    app.add_template_filter(_utc, "utc")
+    localtime.init_app(app)
     app.context_processor(lambda: {"kiosk": scoring.kiosk_info()})
     for blueprint in (pages.bp, history.bp, auth.bp, api.bp):
         app.register_blueprint(blueprint)
@@ -64,8 +76,3 @@ class RowIdConverter(IntegerConverter):
 
     def __init__(self, map: Any) -> None:
         super().__init__(map, min=0, max=store.MAX_ROWID)
-
-
-def _utc(stamp: str) -> str:
-    """'2026-01-31T09:15:02.123Z' -> '2026-01-31 09:15 UTC' for people."""
-    return f"{stamp[:10]} {stamp[11:16]} UTC" if stamp else ""
