@@ -18,7 +18,7 @@ from werkzeug.routing import IntegerConverter
 
 import edge
 from edge.screener import Screener, ScreenerOptions, default_model_dir
-from edge.webapp import api, auth, errors, history, images, pages, scoring, security, storage, store
+from edge.webapp import api, auth, errors, history, i18n, images, pages, scoring, security, storage, store
 
 #: Largest upload accepted; a 16-bit full-resolution DICOM is about 20 MB.
 MAX_UPLOAD_BYTES = 40 * 1024 * 1024
@@ -44,6 +44,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         RETENTION_DAYS=0,
         # A kiosk page may stay open all shift: tokens last as long as the session.
         WTF_CSRF_TIME_LIMIT=None,
+        # The pages' language until someone uses the switch ("en", "fr", "pt"; None: the browser's).
+        DEFAULT_LANGUAGE=None,
     )
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)
@@ -66,6 +68,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     scoring.init_app(app, screener, getattr(edge, "__version__", "unknown"))
     security.init_app(app)
     errors.init_app(app)
+    i18n.init_app(app)
 
     app.url_map.converters["rowid"] = RowIdConverter
     app.add_template_filter(_utc, "utc")
