@@ -20,6 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import edge.webapp
+from edge import kiosk_settings
 from edge.kermany import LABELS
 from edge.screener import INTENDED_USE
 from edge.webapp import i18n, storage
@@ -125,6 +126,10 @@ def test_each_catalog_says_whether_a_clinician_reviewed_it(code: str) -> None:
 def test_marked_copies_match_what_they_translate() -> None:
     assert str(i18n.INTENDED_USE) == INTENDED_USE  # outside a request: the English text
     assert set(i18n.LABEL_TEXT) == set(LABELS)
+    assert set(LANGUAGES) == set(kiosk_settings.LANGUAGES)
+    assert {path.parent.parent.name for path in TRANSLATIONS.glob("*/LC_MESSAGES/messages.po")} == set(
+        TRANSLATED
+    )
 
 
 def switch(client: FlaskClient, code: str, next_page: str = "/login") -> None:
@@ -187,9 +192,13 @@ def test_the_kiosk_default_comes_before_the_browser_and_the_switch_before_both(m
     assert '<html lang="fr">' in browser.get("/login", headers={"Accept-Language": "en"}).text
 
 
-def test_an_unknown_default_language_stops_the_kiosk_at_start(make_app: AppFactory) -> None:
+def test_an_unknown_default_language_stops_the_kiosk_at_start(make_app: AppFactory, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="DEFAULT_LANGUAGE 'de'"):
         make_app(DEFAULT_LANGUAGE="de")
+    instance_file = tmp_path / "kiosk.py"
+    instance_file.write_text('DEFAULT_LANGUAGE = "de"\n')
+    with pytest.raises(kiosk_settings.SettingsError, match="DEFAULT_LANGUAGE in"):
+        kiosk_settings.load(instance_file, {})
 
 
 def test_the_switch_refuses_an_unknown_language_and_never_leaves_the_kiosk(app: Flask) -> None:
