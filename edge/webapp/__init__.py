@@ -24,6 +24,7 @@ from edge.webapp import (
     auth,
     errors,
     history,
+    i18n,
     images,
     localtime,
     pages,
@@ -61,6 +62,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     scoring.init_app(app, screener, getattr(edge, "__version__", "unknown"))
     security.init_app(app)
     errors.init_app(app)
+    i18n.init_app(app)
 
     app.url_map.converters["rowid"] = RowIdConverter
     localtime.init_app(app)
