@@ -223,7 +223,7 @@ write_config() {
 		echo "# shellcheck shell=bash disable=SC2034"
 		echo "# Written by provision.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ); see firmware_scripts/pneumoedge.conf"
 		for name in INSTALL_PREFIX DATA_DIR DATA_PARTITION_LABEL LOG_DIR SERVICE_USER KIOSK_USER APP_HOST APP_PORT \
-			DEVICE_PYTHON WATCHDOG_SEC HEALTH_TIMEOUT_SEC KEEP_RELEASES KIOSK_COMPOSITOR KIOSK_TTY TRUSTED_PUBKEY; do
+			DEVICE_PYTHON WATCHDOG_SEC HW_WATCHDOG_SEC HEALTH_TIMEOUT_SEC KEEP_RELEASES KIOSK_COMPOSITOR KIOSK_TTY TRUSTED_PUBKEY; do
 			# shellcheck disable=SC2016  # the ${VAR:-default} is meant literally
 			printf '%s="${%s:-%s}"\n' "$name" "$name" "${!name}"
 		done
@@ -245,6 +245,17 @@ enable_units() {
 	fi
 }
 
+# install_browser_policy SCRATCH: Chromium's managed policy: only the kiosk's own pages, no
+# DevTools, no file:// and no downloads. Debian's chromium reads /etc/chromium/policies, Raspberry
+# Pi OS's chromium-browser also /etc/chromium-browser/policies; both get the same file.
+install_browser_policy() {
+	local dir
+	render_template "${STAGED}/firmware_scripts/chromium/pneumoedge-policy.json.in" APP_HOST APP_PORT >"${1}/policy.json"
+	for dir in /etc/chromium/policies/managed /etc/chromium-browser/policies/managed; do
+		place_file "${1}/policy.json" 0644 "${ROOT_DIR}${dir}/pneumoedge.json"
+	done
+}
+
 install_units() {
 	local tmp units=(pneumoedge.service pneumoedge-health.service) unit
 	tmp="$(mktemp -d)"
@@ -255,7 +266,11 @@ install_units() {
 			SERVICE_USER KIOSK_USER APP_HOST APP_PORT DEVICE_PYTHON WATCHDOG_SEC KIOSK_TTY >"${tmp}/${unit}"
 		place_file "${tmp}/${unit}" 0644 "${ROOT_DIR}/etc/systemd/system/${unit}"
 	done
+	render_template "${STAGED}/firmware_scripts/systemd/pneumoedge-watchdog.conf.in" HW_WATCHDOG_SEC >"${tmp}/watchdog.conf"
+	place_file "${tmp}/watchdog.conf" 0644 "${ROOT_DIR}/etc/systemd/system.conf.d/pneumoedge-watchdog.conf"
+	[[ "$WITH_KIOSK" == 0 ]] || install_browser_policy "$tmp"
 	run_system systemctl daemon-reload
+	run_system systemctl daemon-reexec # the hardware watchdog setting is read by the manager
 	enable_units "${units[@]}"
 	run_system systemctl restart pneumoedge.service
 	if [[ "$WITH_KIOSK" == 1 ]]; then
