@@ -127,7 +127,7 @@ resume_pending() {
 		return 0
 	fi
 	mark_unhealthy "$version" "it failed its health check"
-	roll_back_to "$fallback"
+	roll_back_to "$fallback" "$version"
 	restore_previous "$(manifest_get "$pending" previous)"
 	clear_pending
 	die "the interrupted update to ${version} failed its health check and was rolled back; ${fallback} is serving. See 'journalctl -u pneumoedge.service' for why ${version} did not start."
@@ -184,11 +184,14 @@ restart_and_check() {
 	run_system systemctl try-restart pneumoedge-kiosk.service 9>&- || warn "the kiosk screen did not restart; it reloads at the next boot"
 }
 
-# roll_back_to VERSION: point current at VERSION again and prove it serves.
+# roll_back_to VERSION LEAVING: point current at VERSION again, with a database it can read, and
+# prove it serves.
 roll_back_to() {
-	local version="$1"
+	local version="$1" leaving="$2"
 	warn "rolling back to release ${version}"
 	switch_link current "$version"
+	run_system systemctl stop pneumoedge.service 9>&- || warn "could not stop the app of ${leaving}"
+	restore_db "$version" "$leaving"
 	if ! restart_and_check "$(release_sha256 "$version")"; then
 		die "ROLLBACK FAILED: release ${version} is not healthy either. See 'journalctl -u pneumoedge.service'; reprovision with a known-good bundle."
 	fi
@@ -201,6 +204,7 @@ switch_and_check() {
 		log "release ${BUNDLE_VERSION} is already the current one; nothing to switch"
 		return 0
 	fi
+	snapshot_db "$OLD_VERSION"
 	if health_checks_run; then write_pending "$BUNDLE_VERSION" "$OLD_VERSION" "$OLD_PREVIOUS"; fi
 	switch_link previous "$OLD_VERSION"
 	switch_link current "$BUNDLE_VERSION"
@@ -215,7 +219,7 @@ switch_and_check() {
 		return 0
 	fi
 	mark_unhealthy "$BUNDLE_VERSION" "it failed its health check"
-	roll_back_to "$OLD_VERSION"
+	roll_back_to "$OLD_VERSION" "$BUNDLE_VERSION"
 	restore_previous "$OLD_PREVIOUS"
 	clear_pending
 	if [[ "$NEW_WAS_INSTALLED" == 0 ]]; then
@@ -236,7 +240,7 @@ manual_rollback() {
 		die "the previous release ${previous} has not passed a health check since it was last switched to; refusing to go back to it. Install a known-good bundle with update.sh instead. Nothing was changed."
 	mark_unhealthy "$OLD_VERSION" "rolled back by hand"
 	drop_link previous
-	roll_back_to "$previous"
+	roll_back_to "$previous" "$OLD_VERSION"
 }
 
 main() {

@@ -279,6 +279,30 @@ prune_releases() {
 	done < <(find "${prefix}/releases" -mindepth 2 -maxdepth 2 -name .installed -printf '%T@ %h\n' 2>/dev/null | sort -rn | cut -d' ' -f2-)
 }
 
+# --- The records database around a switch (firmware_scripts/kiosk_db.py) -------------------------
+
+# snapshot_db RELEASE: copy the live database (SQLite online backup) as the state RELEASE leaves it
+# in, before another release can migrate it.
+snapshot_db() {
+	if [[ "$DRY_RUN" == 1 ]]; then
+		log "would snapshot the records database for a rollback to $1"
+		return 0
+	fi
+	"$DEVICE_PYTHON" "${FIRMWARE_DIR}/kiosk_db.py" snapshot --data-dir "${ROOT_DIR}${DATA_DIR}" --release "$1" ||
+		die "could not snapshot the records database in ${ROOT_DIR}${DATA_DIR} (message above); nothing was switched"
+}
+
+# restore_db RELEASE LEAVING: before RELEASE runs again, give it its snapshot if LEAVING changed the
+# schema (the live database is kept as a snapshot first).
+restore_db() {
+	if [[ "$DRY_RUN" == 1 ]]; then
+		log "would restore the records database snapshot of $1 if $2 changed its schema"
+		return 0
+	fi
+	"$DEVICE_PYTHON" "${FIRMWARE_DIR}/kiosk_db.py" restore --data-dir "${ROOT_DIR}${DATA_DIR}" --release "$1" --leaving "$2" ||
+		warn "could not restore the records database snapshot of $1 (message above); release $1 may refuse the database"
+}
+
 # check_health SHA256: wait (HEALTH_TIMEOUT_SEC) until the kiosk's /healthz is ok and serves the
 # model with this sha256.
 check_health() {
