@@ -8,6 +8,7 @@ caller's overrides; one blueprint per concern (pages, history, api, auth); each 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from werkzeug.routing import IntegerConverter
 
 import edge
 from edge.screener import Screener, ScreenerOptions, default_model_dir
-from edge.webapp import api, auth, errors, history, images, pages, scoring, security, storage, store
+from edge.webapp import api, auth, clock, errors, history, images, pages, scoring, security, storage, store
 
 #: Largest upload accepted; a 16-bit full-resolution DICOM is about 20 MB.
 MAX_UPLOAD_BYTES = 40 * 1024 * 1024
@@ -44,12 +45,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         RETENTION_DAYS=0,
         # A kiosk page may stay open all shift: tokens last as long as the session.
         WTF_CSRF_TIME_LIMIT=None,
+        # A clock before this UTC time is wrong (the device's serve.sh sets the release's build time).
+        CLOCK_NOT_BEFORE=os.environ.get("PNEUMOEDGE_CLOCK_NOT_BEFORE"),
     )
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)
     else:
         app.config.from_mapping(test_config)
 
+    clock.parse_not_before(app.config["CLOCK_NOT_BEFORE"])  # a bad value stops start-up, clearly
     data_dir = Path(app.config["DATA_DIR"])
     data_dir.mkdir(parents=True, exist_ok=True)
     if not app.config.get("SECRET_KEY"):
@@ -69,7 +73,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.url_map.converters["rowid"] = RowIdConverter
     app.add_template_filter(_utc, "utc")
-    app.context_processor(lambda: {"kiosk": scoring.kiosk_info()})
+    app.context_processor(
+        lambda: {"kiosk": scoring.kiosk_info(), "clock": clock.check_clock(app.config["CLOCK_NOT_BEFORE"])}
+    )
     for blueprint in (pages.bp, history.bp, auth.bp, api.bp):
         app.register_blueprint(blueprint)
     security.csrf.exempt(api.bp)
