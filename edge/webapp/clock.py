@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+#: Where the device's serve.sh puts the release's build time when no setting names one.
+NOT_BEFORE_ENV = "PNEUMOEDGE_CLOCK_NOT_BEFORE"
+
 
 @dataclass(frozen=True)
 class ClockCheck:
