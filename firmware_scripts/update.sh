@@ -75,6 +75,18 @@ parse_args() {
 OLD_VERSION=""
 OLD_PREVIOUS=""
 
+# fs_type_of PATH: the type of the file system PATH is on (the longest mount point above it in
+# MOUNTS_FILE, /proc/self/mounts by default): "overlay" under Raspberry Pi OS's read-only root.
+fs_type_of() {
+	local path="$1" source mount type _rest best="" best_type=""
+	while read -r source mount type _rest; do
+		if [[ "$path" == "$mount" || "$path" == "${mount%/}/"* ]] && ((${#mount} >= ${#best})); then
+			best="$mount" best_type="$type"
+		fi
+	done <"${MOUNTS_FILE:-/proc/self/mounts}"
+	printf '%s' "$best_type"
+}
+
 check_device() {
 	local prefix
 	prefix="$(prefix_dir)"
@@ -82,8 +94,9 @@ check_device() {
 	[[ -L "${prefix}/current" ]] ||
 		die "${prefix}/current does not exist: this device is not provisioned. Run provision.sh first."
 	[[ -w "$prefix" || "$DRY_RUN" == 1 ]] || die "${prefix} is not writable; run as root (sudo)"
-	if [[ -z "$ROOT_DIR" ]] && grep -qw 'overlayroot=tmpfs' "${CMDLINE_FILE:-/proc/cmdline}" 2>/dev/null; then
-		die "the root file system is read-only (overlay): an update would vanish at reboot. Run 'sudo raspi-config nonint do_overlayfs 1', reboot, update, then 'sudo raspi-config nonint do_overlayfs 0' and reboot."
+	if [[ -z "$ROOT_DIR" ]] && grep -qw 'overlayroot=tmpfs' "${CMDLINE_FILE:-/proc/cmdline}" 2>/dev/null &&
+		[[ "$(fs_type_of "$prefix")" == overlay ]]; then
+		die "${prefix} is on the read-only root's overlay (in RAM): an update would vanish at reboot. Provision with DATA_MOUNT so the releases live on the data partition (docs/deployment.md, 'Read-only root'), or turn the overlay off for the update: 'sudo raspi-config nonint do_overlayfs 1', reboot, update, 'sudo raspi-config nonint do_overlayfs 0', reboot."
 	fi
 	if [[ "$DRY_RUN" != 1 ]]; then
 		exec 9>"${prefix}/.update.lock"

@@ -169,25 +169,6 @@ def test_read_only_root_needs_a_data_partition(tiny_dep_bundle: Path, tmp_path: 
     assert _installed_anything(root) == []
 
 
-def test_read_only_root_with_data_partition(tiny_dep_bundle: Path, tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    env = script_env(tmp_path, DATA_PARTITION_LABEL="PNEUMODATA")
-    result = run_script(
-        "provision.sh",
-        "--root",
-        root,
-        "--pubkey",
-        trusted_pubkey(),
-        "--read-only-root",
-        tiny_dep_bundle,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr
-    mount = (root / "etc/systemd/system/var-lib-pneumoedge.mount").read_text()
-    assert "What=/dev/disk/by-label/PNEUMODATA" in mount and "Where=/var/lib/pneumoedge" in mount
-    assert "raspi-config nonint do_overlayfs 0" in result.stderr
-
-
 def test_a_bundle_with_links_is_refused_before_unpacking(
     tiny_dep_bundle: Path, tmp_path: Path, signing_key: SigningKey
 ) -> None:
