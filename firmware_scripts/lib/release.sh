@@ -87,6 +87,13 @@ stage_bundle() {
 	log "bundle version ${BUNDLE_VERSION}, model ${BUNDLE_MODEL} (sha256 ${BUNDLE_MODEL_SHA256})"
 }
 
+# incompatible MESSAGE: a real run stops; a dry run (a rehearsal of a pi64 bundle on an x86 laptop)
+# says a device must match and carries on.
+incompatible() {
+	[[ "$DRY_RUN" == 1 ]] || die "$1"
+	warn "$1 (a dry run carries on; on the device this stops the install)"
+}
+
 # check_compatible: the device's CPU and Python must be the ones the wheels were built for.
 check_compatible() {
 	local arch python_version want_arch want_python
@@ -96,10 +103,12 @@ check_compatible() {
 	[[ -x "$DEVICE_PYTHON" ]] || die "DEVICE_PYTHON=${DEVICE_PYTHON} is not an executable Python; set it in pneumoedge.conf"
 	python_version="$("$DEVICE_PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 	if [[ "$arch" != "$want_arch" ]]; then
-		die "this bundle is for ${want_arch} but this machine is ${arch}; build one with the right --target (see build-bundle.sh --help)"
+		incompatible "this bundle is for ${want_arch} but this machine is ${arch}; build one with the right --target (see build-bundle.sh --help)"
+		return 0
 	fi
 	if [[ "$python_version" != "$want_python" ]]; then
-		die "this bundle's wheels are for Python ${want_python} but ${DEVICE_PYTHON} is ${python_version}; build it with the matching --target"
+		incompatible "this bundle's wheels are for Python ${want_python} but ${DEVICE_PYTHON} is ${python_version}; build it with the matching --target"
+		return 0
 	fi
 	"$DEVICE_PYTHON" -c 'import ensurepip, venv' 2>/dev/null ||
 		die "${DEVICE_PYTHON} cannot make venvs; install the python3-venv package (it is on Raspberry Pi OS by default)"
