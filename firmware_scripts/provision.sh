@@ -82,7 +82,7 @@ parse_args() {
 
 check_prerequisites() {
 	need_root
-	need tar sha256sum install find sort comm cmp mktemp realpath uname openssl sync
+	need tar sha256sum install find sort comm cmp mktemp realpath uname openssl sync du df awk
 	if [[ -z "$ROOT_DIR" && "$DRY_RUN" != 1 ]]; then
 		need useradd getent systemctl
 	fi
@@ -175,6 +175,7 @@ verify_bundle() {
 	stage_bundle "$TARBALL" "$PUBKEY"
 	check_compatible
 	set_clock
+	check_free_space
 	check_kiosk_packages
 	check_overlay_offline
 }

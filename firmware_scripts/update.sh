@@ -90,7 +90,7 @@ fs_type_of() {
 check_device() {
 	local prefix
 	prefix="$(prefix_dir)"
-	need tar sha256sum install find sort comm cmp mktemp realpath uname flock openssl sync
+	need tar sha256sum install find sort comm cmp mktemp realpath uname flock openssl sync du df awk
 	[[ -L "${prefix}/current" ]] ||
 		die "${prefix}/current does not exist: this device is not provisioned. Run provision.sh first."
 	[[ -w "$prefix" || "$DRY_RUN" == 1 ]] || die "${prefix} is not writable; run as root (sudo)"
@@ -175,6 +175,7 @@ verify_bundle() {
 	check_compatible
 	check_clock
 	check_version
+	check_free_space
 }
 
 NEW_WAS_INSTALLED=0

@@ -129,6 +129,29 @@ check_clock() {
 	log "the clock ($(date -u -d "@${now}" +%Y-%m-%dT%H:%M:%SZ)) is after the release's build time (${built})"
 }
 
+# existing_parent PATH: PATH, or its nearest folder that exists (what df can measure).
+existing_parent() {
+	local path="$1"
+	while [[ ! -e "$path" && "$path" == /* && "$path" != / ]]; do path="$(dirname "$path")"; done
+	printf '%s' "$path"
+}
+
+# check_free_space: the release's file system must hold the staged bundle three times over (its
+# copy, plus the venv its wheels unpack into) and a snapshot of the records database, with 50 MB to
+# spare: an update that fills the card would leave the kiosk unable to record cases.
+check_free_space() {
+	local target db="${ROOT_DIR}${DATA_DIR}/pneumoedge.sqlite3" bundle_kb db_kb=0 need_kb avail_kb
+	target="$(existing_parent "$(prefix_dir)")"
+	bundle_kb="$(du -sk "$STAGED" | cut -f1)"
+	[[ ! -f "$db" ]] || db_kb="$(du -sk "$db" | cut -f1)"
+	need_kb=$((3 * bundle_kb + db_kb + 50 * 1024))
+	avail_kb="$(df -Pk "$target" | awk 'NR == 2 { print $4 }')"
+	[[ "$avail_kb" =~ ^[0-9]+$ ]] || die "cannot read the free space of ${target} (df); nothing was installed"
+	((avail_kb >= need_kb)) ||
+		die "not enough free space on ${target}: $((avail_kb / 1024)) MB free, this release needs $((need_kb / 1024)) MB. Remove old exports or releases (update.sh keeps KEEP_RELEASES) and run again; nothing was installed."
+	log "free space: $((avail_kb / 1024)) MB, this release needs $((need_kb / 1024)) MB"
+}
+
 # release_dir VERSION: where a release lives (under --root, inside the root).
 release_dir() { printf '%s/releases/%s' "$(prefix_dir)" "$1"; }
 
