@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
     "WTF_CSRF_TIME_LIMIT": None,
     # The pages' language until someone uses the header's switch; None: the browser's, else English.
     "DEFAULT_LANGUAGE": None,
+    # A clock earlier than this UTC time is wrong; None: $PNEUMOEDGE_CLOCK_NOT_BEFORE, which the
+    # device's serve.sh sets to the release's build time (edge/webapp/clock.py).
+    "CLOCK_NOT_BEFORE": None,
 }
 #: The pages' languages (edge/webapp/translations, and English, the source).
 LANGUAGES = ("en", "fr", "pt")
