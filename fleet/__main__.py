@@ -7,13 +7,15 @@ import logging
 import sys
 from pathlib import Path
 
-from trainer.__main__ import HelpFormatter
+from trainer.__main__ import HelpFormatter, add_config_options, config_from_args
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fleet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_pool(commands)
+    _add_train(commands)
+    _add_leave_site_out(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     return int(args.func(args) or 0)
@@ -45,6 +47,65 @@ def _pool(args: argparse.Namespace) -> int:
     except (ExportError, FileNotFoundError) as e:
         sys.exit(f"pool: {e}")
     print(f"pool {args.out}: {state['films']}")
+    return 0
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="train on a pool, on one machine or many (TF_CONFIG)",
+        description=(
+            "Train the trainer's recipe on a pool with MultiWorkerMirroredStrategy. Run the same command "
+            "on every node, each with its own TF_CONFIG; without TF_CONFIG it trains on this machine. "
+            "The chief writes the run directory (as `python -m trainer train`); a restarted worker "
+            "resumes from the last finished epoch (OUT/backup)."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--pool", type=Path, required=True, help="pool folder from `fleet pool`")
+    parser.add_argument("--out", type=Path, required=True, help="run directory, e.g. runs/pooled")
+    add_config_options(parser, skip={"limit"})
+    parser.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    from trainer.distributed import train_pool
+
+    try:
+        train_pool(config, args.pool, args.out)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"train: {e}")
+    return 0
+
+
+def _add_leave_site_out(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "leave-site-out",
+        help="train without each site in turn and test on it",
+        description=(
+            "One training run per site of the pool (OUT/without-SITE), tested on the held-out site; "
+            "writes OUT/leave-site-out.json with each site's AUC and specificity at the recall floor, "
+            "and the worst site. Needs at least two sites."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--pool", type=Path, required=True, help="pool folder from `fleet pool`")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the fold runs")
+    add_config_options(parser, skip={"limit", "val_fraction"})
+    parser.set_defaults(func=_leave_site_out)
+
+
+def _leave_site_out(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    from fleet.leave_site_out import run_leave_site_out, site_folds
+    from fleet.records import read_records
+
+    try:
+        site_folds(read_records(args.pool))  # refuse a one-site pool before TensorFlow starts
+        run_leave_site_out(config, args.pool, args.out)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"leave-site-out: {e}")
     return 0
 
 

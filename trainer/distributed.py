@@ -110,11 +110,16 @@ def train_pool(
     pool_dir: Path,
     out_dir: Path,
     split: Callable[[list[pool_records.Record]], tuple[list, list]] | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> dict[str, Any] | None:
-    """Train the recipe of trainer/train.py on a pool, on every worker; the chief returns run.json."""
+    """Train the recipe of trainer/train.py on a pool, on every worker; the chief returns run.json.
+
+    `split`: records -> (train, validation), default the seeded patient-group split; `strategy`: one
+    made by `make_strategy` before any other TensorFlow op (a process can make only one).
+    """
     started = time.monotonic()
     workers, index, chief = cluster_spec()
-    strategy = make_strategy()  # before any other TensorFlow op: it configures the runtime
+    strategy = strategy or make_strategy()
     keras.utils.set_random_seed(config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     file_log = _log_to_file(out_dir / "train.log") if chief else None
