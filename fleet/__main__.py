@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_pool(commands)
     _add_train(commands)
     _add_leave_site_out(commands)
+    _add_promote(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     return int(args.func(args) or 0)
@@ -107,6 +108,60 @@ def _leave_site_out(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"leave-site-out: {e}")
     return 0
+
+
+def _add_promote(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "promote",
+        help="compare a candidate bundle with the field's on the same films; write the decision into it",
+        description=(
+            "Score the locked set and every shift set with both bundles through the kiosk's Screener; "
+            "recommend promotion only if the candidate's recall is non-inferior everywhere and its "
+            "primary figure is better on the locked set (paired bootstrap 95%% intervals). The decision "
+            "and the evidence go into the candidate's bundle.json (`promotion`). Exit status 0: "
+            "promote; 3: refused."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--candidate", type=Path, required=True, help="the new bundle (is written to)")
+    parser.add_argument("--field", type=Path, required=True, help="the bundle kiosks run now")
+    parser.add_argument("--locked", type=Path, required=True, help="locked set: NORMAL/ and PNEUMONIA/")
+    parser.add_argument(
+        "--shift",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a shift set (NORMAL/, PNEUMONIA/), e.g. site=../shared/data/site-calibration; repeatable",
+    )
+    parser.add_argument("--margin", type=float, default=0.02, help="recall non-inferiority margin")
+    parser.add_argument("--primary", choices=("auc", "f1"), default="auc", help="figure that must improve")
+    parser.add_argument("--boot", type=int, default=2000, help="paired bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.set_defaults(func=_promote)
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from edge.bundle import BundleError
+    from fleet.promote import Rule, promote
+
+    shift = {}
+    for item in args.shift:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            sys.exit(f"promote: --shift takes NAME=DIR, got {item!r}")
+        shift[name] = Path(folder)
+    try:
+        section = promote(
+            args.candidate,
+            args.field,
+            args.locked,
+            shift,
+            Rule(args.margin, args.primary, args.boot, args.seed),
+        )
+    except (BundleError, FileNotFoundError, ValueError) as e:
+        sys.exit(f"promote: {e}")
+    print(f"{section['decision'].upper()}: " + " ".join(section["reasons"]))
+    return 0 if section["decision"] == "promote" else 3
 
 
 if __name__ == "__main__":
