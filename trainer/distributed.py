@@ -90,12 +90,14 @@ def fit(
     steps_per_epoch: int,
     backup_dir: Path,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    validation: tf.data.Dataset | None = None,
 ) -> dict[str, list[float]]:
     """`net.fit` from epoch `epochs[0]` to `epochs[1]`, resumable: the backup is kept after the phase,
     so a restarted worker skips a finished phase and resumes an unfinished one at its last epoch."""
     backup = keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False)
     history = net.fit(
         batches,
+        validation_data=validation,
         initial_epoch=epochs[0],
         epochs=epochs[1],
         steps_per_epoch=steps_per_epoch,
@@ -142,6 +144,8 @@ def train_pool(
             net = model.build_model(config)
         history_csv = out_dir / "history.csv"
         if chief:
+            if not (out_dir / BACKUP_DIR).exists():  # a fresh run; a resumed one keeps its epochs
+                history_csv.unlink(missing_ok=True)
             config.save(out_dir / "config.json")
             write_split(out_dir / "split.csv", train_samples, val_samples, pool_dir)
         callbacks = [keras.callbacks.CSVLogger(str(history_csv), append=True)] if chief else []
@@ -154,10 +158,12 @@ def train_pool(
             return ds.map(lambda x, y: (x, y, tf.gather(table, tf.cast(y, tf.int32))))
 
         batches = distributed_batches(strategy, make_dataset, global_batch)
-        rows = _two_phases(strategy, net, config, batches, steps, out_dir / BACKUP_DIR, callbacks)
+        val_set = _load(pool_dir, val_records, val_samples, "validation")
+        val_ds = data.evaluation_dataset(val_set).with_options(_by_data())
+        backup = out_dir / BACKUP_DIR
+        rows = _two_phases(strategy, net, config, (batches, val_ds), steps, backup, callbacks)
         if not chief:
             return None
-        val_set = _load(pool_dir, val_records, val_samples, "validation")
         return _finish(
             config, pool_dir, out_dir, net, (train_samples, val_set), weights, rows, started, workers
         )
@@ -171,17 +177,18 @@ def _two_phases(
     strategy: tf.distribute.Strategy,
     net: keras.Model,
     config: TrainConfig,
-    batches: tf.distribute.DistributedDataset,
+    datasets: tuple[tf.distribute.DistributedDataset, tf.data.Dataset],
     steps: int,
     backup: Path,
     callbacks: list[keras.callbacks.Callback],
 ) -> list[dict[str, float]]:
     """The single-machine recipe's head-only phase, then fine-tuning, each compiled in the scope."""
+    batches, validation = datasets
     with strategy.scope():
         model.freeze_backbone(net)
         head = model.make_optimizer(config.optimizer, config.head_learning_rate, config.weight_decay)
         model.compile_model(net, head, config.label_smoothing)
-    first = fit(net, batches, (0, config.head_epochs), steps, backup / "phase-1", callbacks)
+    first = fit(net, batches, (0, config.head_epochs), steps, backup / "phase-1", callbacks, validation)
     with strategy.scope():
         model.unfreeze_top(net, config.fine_tune_from or "", config.train_batchnorm)
         rate: Any = config.fine_tune_learning_rate
@@ -191,7 +198,9 @@ def _two_phases(
         tune = model.make_optimizer(config.optimizer, rate, config.weight_decay)
         model.compile_model(net, tune, config.label_smoothing)
     total_epochs = config.head_epochs + config.fine_tune_epochs
-    second = fit(net, batches, (config.head_epochs, total_epochs), steps, backup / "phase-2", callbacks)
+    second = fit(
+        net, batches, (config.head_epochs, total_epochs), steps, backup / "phase-2", callbacks, validation
+    )
     return _rows(first) + _rows(second)
 
 
@@ -246,6 +255,13 @@ def _finish(
     plots.plot_all(out_dir, val_set.labels, probabilities, metrics, config.head_epochs, "validation")
     log.info("validation: %s", _summary(metrics))
     return run
+
+
+def _by_data() -> tf.data.Options:
+    """Validation films are in memory, not files: every worker evaluates its share of the batches."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
 
 
 def _sample(pool_dir: Path, record: pool_records.Record, groups: dict[str, str]) -> Sample:
