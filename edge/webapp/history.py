@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext
 from werkzeug.wrappers import Response
 
 from edge.kermany import LABELS
@@ -33,7 +34,7 @@ def index() -> str | tuple[str, int]:
         query = _page_query()
         page = parse_int(request.args, "page", 1, 1, 1_000_000)
     except QueryError as e:
-        return _page([], 0, 1, filters, error=f"Cannot search: {e}."), 400
+        return _page([], 0, 1, filters, error=gettext("Cannot search: %(reason)s.", reason=e)), 400
     cases, total = store.search_cases(store.get_db(), query, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     return _page(cases, total, page, filters)
 
@@ -45,11 +46,14 @@ def confirm(case_id: int) -> Response | str:
     audited. Nothing is written by the first tap, nor for a case that could not be assessed."""
     diagnosis = request.form.get("diagnosis", "")
     if diagnosis not in LABELS:
-        abort(400, description=f"Choose the confirmed diagnosis: {' or '.join(LABELS)}.")
+        normal, pneumonia = (gettext(label) for label in LABELS)
+        abort(
+            400, description=gettext("Choose the confirmed diagnosis: %(a)s or %(b)s.", a=normal, b=pneumonia)
+        )
     conn = store.get_db()
     case = store.get_case(conn, case_id)
     if case is None:
-        abort(404, description=f"There is no case #{case_id}.")
+        abort(404, description=gettext("There is no case #%(id)d.", id=case_id))
     try:
         if case.status != "ok" or request.form.get("confirmed") == "yes":
             store.confirm_case(
@@ -67,7 +71,7 @@ def export_csv() -> Response:
     try:
         query = _page_query()
     except QueryError as e:
-        abort(400, description=f"Cannot export: {e}.")
+        abort(400, description=gettext("Cannot export: %(reason)s.", reason=e))
     store.append_audit(store.get_db(), current_actor(), "export_csv", detail=_described(request.args))
     body = cases_csv(store.iter_cases(store.get_db(), query))
     response = current_app.response_class(body, mimetype="text/csv")
@@ -81,7 +85,7 @@ def export_fhir() -> Response:
     try:
         query = dataclasses.replace(_page_query(), confirmed=True)
     except QueryError as e:
-        abort(400, description=f"Cannot export: {e}.")
+        abort(400, description=gettext("Cannot export: %(reason)s.", reason=e))
     conn = store.get_db()
     store.append_audit(conn, current_actor(), "export_fhir", detail=_described(request.args))
     body = fhir.bundle(

@@ -56,6 +56,38 @@ INTENDED_USE = lazy_gettext(
     "PneumoEdge is a screening aid for trained staff, not a diagnosis: "
     "every result must be reviewed by a clinician."
 )
+#: edge.quality's refusals in plain words (quality.plain_words), marked here for the same reason; the
+#: pages translate them with the `translated` filter, and a test keeps the copies identical.
+REFUSAL_TEXTS = (
+    lazy_gettext(
+        "This is a colour picture, not an X-ray image. Load the X-ray file from the X-ray system; "
+        "if you photograph a film, use a plain white light box and no coloured light."
+    ),
+    lazy_gettext(
+        "The image is too small to read. Load the full-size X-ray file, not a thumbnail or a screenshot."
+    ),
+    lazy_gettext(
+        "The image is too long and narrow to be a whole chest X-ray. Load the whole film, not a "
+        "cut-out strip."
+    ),
+    lazy_gettext(
+        "The image is blank or almost one shade all over. Check that you chose the right file and "
+        "that the film shows the chest, then load it again."
+    ),
+    lazy_gettext(
+        "The image is a negative (bones dark, air light). Export the X-ray again with bones white, "
+        "then load it again."
+    ),
+    lazy_gettext(
+        "The film is on its side or upside down. Turn it upright (head at the top), then load it again."
+    ),
+    lazy_gettext(
+        "This does not look like the chest X-rays the kiosk knows. Check that it is a front view of "
+        "the chest, and load the X-ray file itself rather than a photo or a screenshot. If it is, "
+        "the clinician reads this film without the kiosk."
+    ),
+    lazy_gettext("The kiosk cannot assess this image. Ask the clinician to read the film."),
+)
 
 babel = Babel()
 bp = Blueprint("i18n", __name__)
@@ -71,6 +103,7 @@ def init_app(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale, default_locale=SOURCE_LANGUAGE)
     app.add_template_filter(label_text, "label")
     app.add_template_filter(role_text, "role")
+    app.add_template_filter(translated, "translated")
     app.context_processor(_template_context)
     app.register_blueprint(bp)
 
@@ -98,6 +131,11 @@ def current_language() -> Language:
 def label_text(label: str) -> str:
     """A screener label ('PNEUMONIA') in the page's language; anything else as it is."""
     return str(LABEL_TEXT[label]) if label in LABEL_TEXT else label
+
+
+def translated(text: str) -> str:
+    """A text marked elsewhere (REFUSAL_TEXTS) in the page's language; unknown text as it is."""
+    return gettext(text)
 
 
 def role_text(role: str) -> str:

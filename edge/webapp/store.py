@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g
+from flask_babel import gettext
 
 DB_FILE = "pneumoedge.sqlite3"
 #: SQLite's largest row id: a larger number in a URL is no case (404), not an overflow (500).
@@ -328,21 +329,26 @@ def confirm_case(
     with _write(conn):
         row = conn.execute("SELECT status, confirmed_label FROM cases WHERE id = ?", (case_id,)).fetchone()
         if row is None:
-            raise ConfirmError(404, "not_found", f"There is no case #{case_id}.")
+            raise ConfirmError(404, "not_found", gettext("There is no case #%(id)d.", id=case_id))
         if row["status"] != "ok":
             raise ConfirmError(
                 409,
                 "not_assessable",
-                "This image could not be assessed, so no diagnosis can be recorded against it. "
-                "Screen a proper chest X-ray of the patient instead.",
+                gettext(
+                    "This image could not be assessed, so no diagnosis can be recorded against it. "
+                    "Screen a proper chest X-ray of the patient instead."
+                ),
             )
         old = row["confirmed_label"]
         if old != previous:
             raise ConfirmError(
                 409,
                 "changed",
-                f"Someone recorded {old or 'nothing'} for this case meanwhile. Nothing was changed: "
-                "look at the case again before you record a diagnosis.",
+                gettext(
+                    "Someone recorded %(old)s for this case meanwhile. Nothing was changed: "
+                    "look at the case again before you record a diagnosis.",
+                    old=gettext(old) if old else gettext("nothing"),
+                ),
             )
         conn.execute(
             "UPDATE cases SET confirmed_label = ?, confirmed_utc = ?, confirmed_by = ? WHERE id = ?",

@@ -11,7 +11,8 @@
     const inputs = Array.from(form.querySelectorAll('input[type="file"]'));
 
     function show(file) {
-      text.textContent = file.name ? "Ready: " + file.name : "Ready";
+      const ready = form.dataset.readyLabel || "Ready";  // in the page's language
+      text.textContent = file.name ? ready + ": " + file.name : ready;
       if (file.type && file.type.startsWith("image/")) {
         if (preview.src) URL.revokeObjectURL(preview.src);
         preview.src = URL.createObjectURL(file);

@@ -20,13 +20,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import edge.webapp
-from edge import kiosk_settings
+from edge import kiosk_settings, quality
 from edge.kermany import LABELS
 from edge.screener import INTENDED_USE
 from edge.webapp import i18n, storage
 from edge.webapp.i18n import COOKIE, LANGUAGES, SOURCE_LANGUAGE
 
-from .helpers import ADMIN, ADMIN_PIN, NURSE, NURSE_PIN, AppFactory, add_staff, login
+from .helpers import ADMIN, ADMIN_PIN, NURSE, NURSE_PIN, AppFactory, add_staff, login, post_file
 
 REPO = Path(__file__).resolve().parents[3]
 WEBAPP = Path(edge.webapp.__file__).parent
@@ -125,6 +125,8 @@ def test_each_catalog_says_whether_a_clinician_reviewed_it(code: str) -> None:
 
 def test_marked_copies_match_what_they_translate() -> None:
     assert str(i18n.INTENDED_USE) == INTENDED_USE  # outside a request: the English text
+    refusals = {*quality.PLAIN_WORDS.values(), *quality.plain_words([])}
+    assert {str(text) for text in i18n.REFUSAL_TEXTS} == refusals
     assert set(i18n.LABEL_TEXT) == set(LABELS)
     assert set(LANGUAGES) == set(kiosk_settings.LANGUAGES)
     assert {path.parent.parent.name for path in TRANSLATIONS.glob("*/LC_MESSAGES/messages.po")} == set(
@@ -235,3 +237,34 @@ def test_a_logged_in_page_returns_to_itself_after_the_switch(app: Flask) -> None
     login(browser, ADMIN, ADMIN_PIN)
     page = browser.get("/staff?x=1").text
     assert 'name="next" value="/staff?x=1"' in page
+
+
+def test_result_and_history_pages_in_french(client: FlaskClient, small_xray: bytes) -> None:
+    switch(client, "fr", "/")
+    location = post_file(client, "/assess", small_xray, case_ref="WARD3-0042").headers["Location"]
+    page = client.get(location).text
+    assert '<html lang="fr">' in page
+    assert "Probabilité de pneumonie" in page and "Seuil opérationnel" in page
+    assert "Aide au dépistage uniquement : un clinicien doit confirmer ce résultat." in page
+    assert re.search(r'id="label">(NORMAL|PNEUMONIE)<', page)
+    # The buttons read French but send the stored (English) label.
+    assert 'value="PNEUMONIA" id="confirm-pneumonia">PNEUMONIE</button>' in page
+    assert "Probability of pneumonia" not in page and "Screening aid only" not in page
+    history = client.get("/history").text
+    assert "1 cas." in history and "Exporter en CSV" in history and "Aucun cas" not in history
+    assert (
+        "Recherche impossible : date_from"
+        in client.get("/history?date_from=2026-02-02&date_to=2026-02-01").text
+    )
+
+
+def test_a_refusal_is_explained_in_portuguese(client: FlaskClient, colour_photo: bytes) -> None:
+    switch(client, "pt", "/")
+    location = post_file(client, "/assess", colour_photo, filename="photo.jpg").headers["Location"]
+    page = client.get(location).text
+    assert "NÃO AVALIÁVEL" in page and "Isto é uma imagem a cores, não uma radiografia." in page
+    assert "Detalhes para o técnico:" in page and "This is a colour picture" not in page
+    case_id = int(location.rsplit("/", 1)[1])
+    refused = client.post(f"/cases/{case_id}/diagnosis", data={"diagnosis": "PNEUMONIA", "confirmed": "yes"})
+    assert refused.status_code == 409
+    assert "Esta imagem não pôde ser analisada" in refused.text
