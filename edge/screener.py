@@ -24,7 +24,7 @@ from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY, Bundle
 from edge.heatmap import LAYER_LONG_SIDE, render
 from edge.preprocess import XrayImage, load_xray, to_model_input
 from edge.quality import GateResult, OodStats, QualityThresholds, check_embedding, check_image
-from edge.runtime import TfliteModel
+from edge.runtime import KERNELS_AUTO, TfliteModel
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class ScreenerOptions:
 
     #: TFLite interpreter threads; None lets the runtime choose.
     num_threads: int | None = None
+    #: Which kernels run the model (edge.runtime.KERNEL_CHOICES); `auto` keeps the runtimes in parity.
+    kernels: str = KERNELS_AUTO
     #: Draw the heatmap layer (an indexed PNG, see edge.heatmap) for accepted images.
     heatmap: bool = True
     #: Longest side of the heatmap layer, in pixels.
@@ -92,7 +94,9 @@ class Screener:
     def __init__(self, bundle: Bundle, options: ScreenerOptions | None = None) -> None:
         self.bundle = bundle
         self.options = options or ScreenerOptions()
-        self.model = TfliteModel(bundle.model_path, num_threads=self.options.num_threads)
+        self.model = TfliteModel(
+            bundle.model_path, num_threads=self.options.num_threads, kernels=self.options.kernels
+        )
         missing = {OUTPUT_PROBABILITY, OUTPUT_CAM, OUTPUT_EMBEDDING} - set(self.model.output_names)
         if missing:
             raise ValueError(

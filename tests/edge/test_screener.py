@@ -42,7 +42,7 @@ def test_xray_is_scored_with_heatmap_and_provenance(screener, tiny_bundle_int8):
     assert result.quality_flags == ()
     assert result.model_name == "tiny-int8"
     assert result.model_sha256 == sha256_of(tiny_bundle_int8.model_path)
-    assert result.runtime.startswith("ai-edge-litert")
+    assert result.runtime == screener.model.runtime_name
     assert result.elapsed_ms > 0
     assert result.input_sha256 == hashlib.sha256(data).hexdigest()
     assert "not a diagnosis" in result.detail
