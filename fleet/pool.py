@@ -8,6 +8,11 @@ a film confirmed with different labels at different sites is kept out of trainin
 pooled (same zip sha256) are skipped, and each run appends new shards only: re-running with one more
 export adds that export's films and rewrites nothing else. Checksums catch damage and partial copies,
 not forgery: an export re-made with consistent checksums passes (signing exports is future work).
+
+Each new film is stored once as its model input (a lossless PNG): in a TFRecord shard, which the
+multi-worker trainer reads, and the same bytes under films/{NORMAL,PNEUMONIA}/, the Kermany layout
+that a pool run's split.csv names, so `trainer evaluate` and `quantize export` read pool runs as
+they read any run.
 """
 
 from __future__ import annotations
@@ -141,7 +146,7 @@ def pool(
 
     records = read_records(pool_dir) if state["exports"] else []
     shards = ShardWriter(pool_dir, len(state["shards"]), shard_films)
-    additions = _Additions(records, shards, input_size)
+    additions = _Additions(pool_dir, records, shards, input_size)
     pooled = {e["sha256"] for e in state["exports"]}
     try:
         for export in verified:
@@ -182,6 +187,7 @@ def _load_state(pool_dir: Path, input_size: int) -> dict[str, Any]:
 class _Additions:
     """The pool's film table while exports are added, and the shard writer new films go to."""
 
+    pool_dir: Path
     records: list[Record]
     shards: ShardWriter
     input_size: int
@@ -201,7 +207,7 @@ class _Additions:
 
     def _add_film(self, export: Export, film: ExportFilm, data: bytes) -> str:
         """Add one film; returns what became of it (a key of the export's counts)."""
-        from fleet.shards import example
+        from fleet.shards import example, png
 
         try:
             image = load_xray(data)
@@ -215,14 +221,26 @@ class _Additions:
             outcome = "duplicates"
             if kept.label != film.label and kept.status == STATUS_OK:
                 kept, outcome = replace(kept, status=STATUS_CONFLICT), "conflicting"
+                (self.pool_dir / kept.film_path).unlink(missing_ok=True)  # out of the Kermany view too
             self.records[self.index[content]] = kept.with_patients(keys)
             return outcome
-        shard = self.shards.add(example(to_model_input(image, self.input_size), film.label, content))
+        model_input = png(to_model_input(image, self.input_size))
+        shard = self.shards.add(example(model_input, film.label, content))
         self.index[content] = len(self.records)
         patients = tuple(sorted(keys))
-        self.records.append(
-            Record(content, film.label, export.site, patients, STATUS_OK, shard, export.sha256)
+        record = Record(
+            content,
+            film.label,
+            export.site,
+            patients,
+            STATUS_OK,
+            shard,
+            export.sha256,
+            hashlib.sha256(model_input).hexdigest(),
         )
+        (self.pool_dir / record.film_path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.pool_dir / record.film_path, model_input, mode=0o644)
+        self.records.append(record)
         return "added"
 
 

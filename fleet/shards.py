@@ -1,7 +1,8 @@
 """The pool's TFRecord shards: one `tf.train.Example` per film, written once and never rewritten.
 
 Each example holds the film's model input (edge.preprocess.load_model_input at the pool's input size,
-as a lossless PNG), its label and its content hash; who sent it and whose it is stay in records.csv.
+as a lossless PNG: the same bytes as the pool's films/ copy), its label and its content hash; who
+sent it and whose it is stay in records.csv.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ def png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def example(model_input: np.ndarray, label: int, sha: str) -> bytes:
+def example(png_bytes: bytes, label: int, sha: str) -> bytes:
     feature = {
-        IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[png(model_input)])),
+        IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[png_bytes])),
         LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
         SHA: tf.train.Feature(bytes_list=tf.train.BytesList(value=[sha.encode()])),
     }
