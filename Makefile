@@ -17,6 +17,7 @@ KIOSK_DATA ?= kiosk-data
 WHEELHOUSE ?= $(HOME)/.cache/pneumoedge/wheelhouse
 
 EDGE_VENV := .venv-edge
+TRANSLATIONS := edge/webapp/translations
 TRAIN_VENV := .venv
 # The edge and kiosk tests also run where the kiosk runs: its own environment (ai-edge-litert, no
 # TensorFlow) and the 32-bit Pi's (tflite-runtime 2.14 + numpy 1.26, wheels for Python <= 3.11 only).
@@ -25,7 +26,7 @@ TEST_TFLITE_VENV := .venv-test-edge-tflite-runtime
 TFLITE_PYTHON ?= $(PYTHON)
 EDGE_TESTS := tests/edge
 
-.PHONY: help kiosk test test-fast test-edge-litert test-edge-tflite-runtime golden wheelhouse lint train folds evaluate sweep export calibrate benchmark bench-kiosk bench-gate clean
+.PHONY: help kiosk test test-fast test-edge-litert test-edge-tflite-runtime golden wheelhouse lint translations train folds evaluate sweep export calibrate benchmark bench-kiosk bench-gate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-26s %s\n", $$1, $$2}'
@@ -89,6 +90,14 @@ lint: $(TRAIN_VENV)/.installed ## ruff and shellcheck
 	$(TRAIN_VENV)/bin/ruff check .
 	$(TRAIN_VENV)/bin/ruff format --check .
 	find firmware_scripts .ci -type f \( -name '*.sh' -o -name run \) -print0 | xargs -0 -r $(TRAIN_VENV)/bin/shellcheck
+
+translations: $(EDGE_VENV)/.installed ## extract the kiosk's texts, update the fr and pt catalogs, compile them
+	$(EDGE_VENV)/bin/pybabel extract --mapping-file babel.cfg --keywords lazy_gettext \
+	  --output-file $(TRANSLATIONS)/messages.pot --add-location file --sort-output --width 110 \
+	  --add-comments TRANSLATORS: --project PneumoEdge --copyright-holder "PneumoEdge contributors" edge/webapp
+	$(EDGE_VENV)/bin/pybabel update --input-file $(TRANSLATIONS)/messages.pot --output-dir $(TRANSLATIONS) \
+	  --ignore-obsolete --no-fuzzy-matching --width 110
+	$(EDGE_VENV)/bin/pybabel compile --directory $(TRANSLATIONS) --statistics
 
 train: $(TRAIN_VENV)/.installed ## train the shipped model's recipe into $(RUN), logging site-film AUC per epoch
 	$(TRAIN_VENV)/bin/python -m trainer train --data $(DATA) --out $(RUN) --weights $(WEIGHTS) --monitor $(SITE)

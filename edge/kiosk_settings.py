@@ -50,7 +50,14 @@ DEFAULTS: dict[str, Any] = {
     "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
     # A kiosk page may stay open all shift: tokens last as long as the session.
     "WTF_CSRF_TIME_LIMIT": None,
+    # The pages' language until someone uses the header's switch; None: the browser's, else English.
+    "DEFAULT_LANGUAGE": None,
+    # A clock earlier than this UTC time is wrong; None: $PNEUMOEDGE_CLOCK_NOT_BEFORE, which the
+    # device's serve.sh sets to the release's build time (edge/webapp/clock.py).
+    "CLOCK_NOT_BEFORE": None,
 }
+#: The pages' languages (edge/webapp/translations, and English, the source).
+LANGUAGES = ("en", "fr", "pt")
 
 
 class SettingsError(ValueError):
@@ -136,4 +143,5 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "PORT": (_whole(0, 65535), "a whole number from 0 to 65535"),
     "THREADS": (_whole(1), "a whole number of at least 1"),
     "TIMEZONE": (_zone, "an IANA time zone name such as 'Africa/Nairobi' (see /usr/share/zoneinfo)"),
+    "DEFAULT_LANGUAGE": (lambda value: value is None or value in LANGUAGES, f"None or one of {LANGUAGES}"),
 }

@@ -9,6 +9,7 @@ edge.bundle.BundleError) and opens the data folder.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,10 @@ from edge.screener import Screener, ScreenerOptions
 from edge.webapp import (
     api,
     auth,
+    clock,
     errors,
     history,
+    i18n,
     images,
     localtime,
     pages,
@@ -44,6 +47,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     else:
         app.config.from_mapping({**kiosk_settings.DEFAULTS, **config})
     app.config["DATA_DIR"] = str(Path(app.config["DATA_DIR"]).resolve())
+    if app.config["CLOCK_NOT_BEFORE"] is None:
+        app.config["CLOCK_NOT_BEFORE"] = os.environ.get(clock.NOT_BEFORE_ENV)
+    clock.parse_not_before(app.config["CLOCK_NOT_BEFORE"])  # a bad value stops start-up, clearly
 
     data_dir = Path(app.config["DATA_DIR"])
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -61,10 +67,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     scoring.init_app(app, screener, getattr(edge, "__version__", "unknown"))
     security.init_app(app)
     errors.init_app(app)
+    i18n.init_app(app)
 
     app.url_map.converters["rowid"] = RowIdConverter
     localtime.init_app(app)
-    app.context_processor(lambda: {"kiosk": scoring.kiosk_info()})
+    app.context_processor(
+        lambda: {"kiosk": scoring.kiosk_info(), "clock": clock.check_clock(app.config["CLOCK_NOT_BEFORE"])}
+    )
     for blueprint in (pages.bp, history.bp, auth.bp, api.bp):
         app.register_blueprint(blueprint)
     security.csrf.exempt(api.bp)

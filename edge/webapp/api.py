@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request, url_for
 from werkzeug.wrappers import Response
 
-from edge.webapp import storage, store
+from edge.webapp import clock, storage, store
 from edge.webapp.errors import error_response
 from edge.webapp.pictures import heatmap_overlay
 from edge.webapp.queries import MAX_LIMIT, QueryError, parse_case_query, parse_int
@@ -103,6 +104,7 @@ def healthz() -> tuple[Response, int]:
         "runtime": info.runtime,
         "version": info.version,
         "intended_use": info.intended_use,
+        "clock": asdict(clock.check_clock(current_app.config["CLOCK_NOT_BEFORE"])),
     }
     return jsonify(body), 200 if health.ok else 503
 
