@@ -139,9 +139,9 @@ def pool(
     exports: Sequence[Path], pool_dir: Path, input_size: int = 224, shard_films: int = 1024
 ) -> dict[str, Any]:
     """Verify every export, then add the new ones' new films as new shards; returns pool.json."""
-    pool_dir.mkdir(parents=True, exist_ok=True)
     state = _load_state(pool_dir, input_size)
     verified = [verify_export(Path(p)) for p in exports]  # all or nothing: verify before writing
+    pool_dir.mkdir(parents=True, exist_ok=True)
     from fleet.shards import ShardWriter  # TensorFlow loads only once every export is verified
 
     records = read_records(pool_dir) if state["exports"] else []

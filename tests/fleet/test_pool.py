@@ -112,7 +112,7 @@ def test_a_damaged_or_partial_export_is_refused_and_nothing_is_pooled(
         rewrite(good, bad, changes[damage])
     with pytest.raises(pooling.ExportError, match=re.escape(message)):
         pooling.pool([other, bad], tmp_path / "pool", SIZE)
-    assert not (tmp_path / "pool" / "pool.json").exists()  # `other` was not pooled either
+    assert not (tmp_path / "pool").exists()  # `other` was not pooled either: nothing was written
     with pytest.raises(SystemExit, match=r"refused|not a complete|without pseudonymous"):
         main(["pool", str(other), str(bad), "--out", str(tmp_path / "pool"), "--input-size", str(SIZE)])
 
