@@ -19,6 +19,7 @@ from werkzeug.routing import IntegerConverter
 import edge
 from edge.screener import Screener, ScreenerOptions, default_model_dir
 from edge.webapp import api, auth, errors, history, images, pages, scoring, security, storage, store
+from edge.webapp.case_refs import DEFAULT_EXAMPLE, DEFAULT_PATTERN, init_case_refs
 
 #: Largest upload accepted; a 16-bit full-resolution DICOM is about 20 MB.
 MAX_UPLOAD_BYTES = 40 * 1024 * 1024
@@ -44,6 +45,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         RETENTION_DAYS=0,
         # A kiosk page may stay open all shift: tokens last as long as the session.
         WTF_CSRF_TIME_LIMIT=None,
+        # The clinic's register numbers (a regular expression the whole case reference must match).
+        CASE_REF_PATTERN=DEFAULT_PATTERN,
+        # One of the clinic's register numbers, shown as the example of what to type.
+        CASE_REF_EXAMPLE=DEFAULT_EXAMPLE,
+        # The facility's name, printed at the top of every report.
+        FACILITY_NAME="",
     )
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)
@@ -60,6 +67,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     screener = Screener.from_path(
         app.config["MODEL_DIR"], ScreenerOptions(num_threads=app.config["MODEL_THREADS"])
     )
+    init_case_refs(app)
     store.init_app(app)
     images.init_dir(data_dir)
     storage.init_app(app)

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from werkzeug.wrappers import Response
 
 from edge.kermany import LABELS
-from edge.webapp import store
+from edge.webapp import case_refs, store
 from edge.webapp.scoring import score_and_record
 from edge.webapp.security import current_actor
 from edge.webapp.uploads import CASE_REF_FIELD, CASE_REF_MAX, UploadError, read_upload
@@ -42,7 +42,12 @@ def result(case_id: int) -> str:
 def report(case_id: int) -> str:
     case = _case_or_404(case_id)
     store.append_audit(store.get_db(), current_actor(), "view_report", case_id)
-    return render_template("report.html", case=case, has_heatmap=_has_heatmap(case))
+    return render_template(
+        "report.html",
+        case=case,
+        has_heatmap=_has_heatmap(case),
+        facility=current_app.config["FACILITY_NAME"],
+    )
 
 
 @bp.get("/cases/<rowid:case_id>/heatmap.png")
@@ -56,7 +61,12 @@ def heatmap(case_id: int) -> Response:
 def _upload_page(error: str | None = None, case_ref: str = "") -> str:
     max_mb = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
     return render_template(
-        "index.html", error=error, case_ref=case_ref, case_ref_max=CASE_REF_MAX, max_upload_mb=max_mb
+        "index.html",
+        error=error,
+        case_ref=case_ref,
+        case_ref_max=CASE_REF_MAX,
+        case_ref_example=case_refs.rules().example,
+        max_upload_mb=max_mb,
     )
 
 
