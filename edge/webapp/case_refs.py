@@ -55,15 +55,13 @@ class CaseRefRules:
             raise CaseRefError(f"The case reference is {len(value)} characters long; use {self._rule()}.")
         if _DATE.search(value):
             raise CaseRefError(
-                "The case reference looks like it holds a date or a date of birth, which identifies "
-                f"the patient. Type only the clinic's register number, for example {self.example}; "
-                "write the patient's details on the printed report instead."
+                "The case reference looks like a date of birth. Type only the clinic's register number, "
+                f"like {self.example}."
             )
         if _NAME.search(value):
             raise CaseRefError(
-                "The case reference looks like a person's name. Type only the clinic's register "
-                f"number, for example {self.example}; write the patient's name on the printed report "
-                "instead."
+                "The case reference looks like a person's name. Type only the clinic's register number, "
+                f"like {self.example}."
             )
         if not _CHARACTERS.fullmatch(value):
             raise CaseRefError(

@@ -235,22 +235,21 @@ CATALOGUE: list[BadUpload] = [
         400,
         "bad_case_ref",
         "The case reference looks like a person's name. Type only the clinic's register number, "
-        "for example OPD-2026-00123",
+        "like OPD-2026-00123",
         _jpeg_as(case_ref=b"JANE DOE 17"),
     ),
     BadUpload(
         "name-and-birth-date-case-ref",
         400,
         "bad_case_ref",
-        "The case reference looks like it holds a date or a date of birth",
+        "The case reference looks like a date of birth",
         _jpeg_as(case_ref=b"JANE DOE DOB 2019-05-04"),
     ),
     BadUpload(
         "date-case-ref",
         400,
         "bad_case_ref",
-        "looks like it holds a date or a date of birth, which identifies the patient. Type only the "
-        "clinic's register number",
+        "looks like a date of birth. Type only the clinic's register number",
         _jpeg_as(case_ref=b"OPD 04/05/2019"),
     ),
     BadUpload(

@@ -44,7 +44,7 @@ def test_names_are_refused_saying_what_to_type(ref: str) -> None:
 
 @pytest.mark.parametrize("ref", DATES)
 def test_dates_are_refused_saying_what_to_type(ref: str) -> None:
-    with pytest.raises(CaseRefError, match="looks like it holds a date or a date of birth"):
+    with pytest.raises(CaseRefError, match="looks like a date of birth"):
         DEFAULT.check(ref)
 
 
@@ -66,7 +66,7 @@ def test_a_refused_name_keeps_the_typed_reference_and_stores_nothing(
 ) -> None:
     response = post_file(client, "/assess", small_xray, case_ref="JANE DOE DOB 2019-05-04")
     assert response.status_code == 400
-    assert "Type only the clinic's register number, for example OPD-2026-00123" in alert_text(response.data)
+    assert "Type only the clinic's register number, like OPD-2026-00123" in alert_text(response.data)
     assert form_value(response.data, "case_ref") == "JANE DOE DOB 2019-05-04"  # to correct, not retype
     assert stored_state(data_dir) == (0, [])
 
