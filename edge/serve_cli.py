@@ -17,63 +17,66 @@ import signal
 import sqlite3
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from edge import kiosk_settings
 from edge.bundle import BundleError
-from edge.screener import default_model_dir
 
 if TYPE_CHECKING:
     from flask import Flask
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
-DEFAULT_DATA_DIR = "kiosk-data"
-DEFAULT_THREADS = 4
-DEFAULT_SCORING_SLOTS = 1
 ACCESS_CODE_ENV = "PNEUMOEDGE_ACCESS_CODE"
 ADMIN_PIN_ENV = "PNEUMOEDGE_ADMIN_PIN"
-DEFAULT_IDLE_LOGOUT_S = 600
-DEFAULT_MIN_FREE_MB = 200
-DEFAULT_RETENTION_DAYS = 0
 _M_ARENA_MAX = -8  # from glibc's malloc.h
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `serve` subcommand to the `python -m edge` dispatcher."""
+    """Add the `serve` subcommand to the `python -m edge` dispatcher.
+
+    An option that names a setting (its dest is the setting's name) overrides the instance file
+    only when it is given; its default comes from edge/kiosk_settings.py.
+    """
     parser = subparsers.add_parser(
         "serve",
         help="run the kiosk web app",
-        description="Serve the PneumoEdge kiosk (pages and JSON API) with waitress.",
+        description="Serve the PneumoEdge kiosk (pages and JSON API) with waitress. Settings: the defaults, "
+        "then the instance file, then these options.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--model", type=Path, default=default_model_dir(), metavar="DIR", help="model bundle folder"
-    )
-    parser.add_argument(
-        "--host",
-        default=DEFAULT_HOST,
-        metavar="ADDR",
-        help="address to listen on; beyond loopback needs an access code",
-    )
-    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, metavar="N", help="TCP port")
-    parser.add_argument(
-        "--data-dir",
+        "--config",
         type=Path,
-        metavar="DIR",
-        default=Path(DEFAULT_DATA_DIR),
-        help="folder for the case database and images",
+        default=None,
+        metavar="FILE",
+        help=f"the instance file (Python, UPPER_CASE setting names; see docs/kiosk.md); without it "
+        f"{kiosk_settings.INSTANCE_FILE} in the app's instance folder is read if it exists",
     )
-    parser.add_argument(
-        "--threads", type=_positive, default=DEFAULT_THREADS, metavar="N", help="request-handling threads"
+    _setting(parser, "--model", "MODEL_DIR", "model bundle folder", type=Path, metavar="DIR")
+    _setting(
+        parser, "--host", "HOST", "address to listen on; beyond loopback needs an access code", metavar="ADDR"
     )
-    parser.add_argument(
-        "--scoring-slots",
+    _setting(parser, "--port", "PORT", "TCP port", type=_port, metavar="N")
+    _setting(
+        parser, "--data-dir", "DATA_DIR", "folder for the case database and images", type=Path, metavar="DIR"
+    )
+    _setting(parser, "--threads", "THREADS", "request-handling threads", type=_positive, metavar="N")
+    _setting(
+        parser,
+        "--model-threads",
+        "MODEL_THREADS",
+        "TFLite interpreter threads per scoring (None: the runtime chooses)",
         type=_positive,
-        default=DEFAULT_SCORING_SLOTS,
         metavar="N",
-        help="uploads scored at the same time (others wait); each needs tens of MB while it is scored",
+    )
+    _setting(
+        parser,
+        "--scoring-slots",
+        "SCORING_SLOTS",
+        "uploads scored at the same time (others wait); each needs tens of MB while it is scored",
+        type=_positive,
+        metavar="N",
     )
     parser.add_argument(
         "--access-code",
@@ -89,38 +92,67 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"create the administrator NAME (or reset its PIN) with the PIN in {ADMIN_PIN_ENV}; "
         "administrators add the other staff logins on the Staff page",
     )
-    parser.add_argument(
+    _setting(
+        parser,
         "--idle-logout",
+        "IDLE_LOGOUT_S",
+        "log a staff member out after this long without using the kiosk",
         type=_positive,
-        default=DEFAULT_IDLE_LOGOUT_S,
         metavar="SECONDS",
-        help="log a staff member out after this long without using the kiosk",
     )
-    parser.add_argument(
+    _setting(
+        parser,
         "--min-free-mb",
+        "MIN_FREE_MB",
+        "refuse new uploads ('storage full') and report unhealthy below this much free space",
         type=_non_negative,
-        default=DEFAULT_MIN_FREE_MB,
         metavar="MB",
-        help="refuse new uploads ('storage full') and report unhealthy below this much free space",
     )
-    parser.add_argument(
+    _setting(
+        parser,
         "--retention-days",
+        "RETENTION_DAYS",
+        "delete stored images and heatmaps of cases older than this (results are kept); 0 keeps them",
         type=_non_negative,
-        default=DEFAULT_RETENTION_DAYS,
         metavar="DAYS",
-        help="delete stored images and heatmaps of cases older than this (results are kept); 0 keeps them",
     )
     parser.set_defaults(func=run)
+
+
+def _setting(parser: argparse.ArgumentParser, flag: str, name: str, help: str, **kwargs: Any) -> None:
+    """An option for the setting `name`: absent from the namespace unless given."""
+    default = kiosk_settings.DEFAULTS[name]
+    parser.add_argument(
+        flag,
+        dest=name,
+        default=argparse.SUPPRESS,
+        help=f"{help} (default: {default}; instance file: {name})",
+        **kwargs,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Check the set-up, build the app and serve until stopped; non-zero exit with a fix-it message."""
     try:
-        app = _build_app(args)
+        settings = settings_from(args)
+        app = _build_app(settings, args)
     except StartupError as e:
         log.error("cannot start: %s", e)
         return 2
-    return _serve(app, args)
+    return _serve(app, settings)
+
+
+def settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The defaults, then the instance file, then the options given on the command line."""
+    given = {name: value for name, value in vars(args).items() if name in kiosk_settings.DEFAULTS}
+    given = {name: str(value) if isinstance(value, Path) else value for name, value in given.items()}
+    file = args.config if args.config is not None else kiosk_settings.instance_file()
+    try:
+        settings = kiosk_settings.load(file, given, required=args.config is not None)
+    except kiosk_settings.SettingsError as e:
+        raise StartupError(f"{e}; fix the setting or the option") from e
+    log.info("settings: defaults, %s (%s), command line", file, "read" if file.is_file() else "absent")
+    return settings
 
 
 class StartupError(RuntimeError):
@@ -137,12 +169,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _build_app(args: argparse.Namespace) -> Flask:
+def _build_app(settings: dict[str, Any], args: argparse.Namespace) -> Flask:
     """Check the data folder and access code, then build the app (which verifies the model)."""
     from edge.webapp import create_app, security
     from edge.webapp.accounts import AccountError
 
-    data_dir: Path = args.data_dir
+    data_dir = Path(settings["DATA_DIR"])
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         code = args.access_code or os.environ.get(ACCESS_CODE_ENV)
@@ -156,27 +188,19 @@ def _build_app(args: argparse.Namespace) -> Flask:
         raise StartupError(
             f"the data folder {data_dir} cannot be used ({e}); pass a writable --data-dir"
         ) from e
-    admin = getattr(args, "admin", None)
+    admin = args.admin
     admin_pin = os.environ.get(ADMIN_PIN_ENV, "")
     if admin and not admin_pin:
         raise StartupError(f"--admin {admin} needs the administrator's PIN in the {ADMIN_PIN_ENV} variable")
-    if not is_loopback(args.host) and not has_code:
+    host = settings["HOST"]
+    if not is_loopback(host) and not has_code:
         raise StartupError(
-            f"listening on {args.host} lets other machines reach the kiosk, so an operator access code "
+            f"listening on {host} lets other machines reach the kiosk, so an operator access code "
             f"is required: set {ACCESS_CODE_ENV} (at least {security.MIN_ACCESS_CODE_LENGTH} characters) "
-            f"or pass --access-code, or listen on {DEFAULT_HOST}"
+            f"or pass --access-code, or listen on {kiosk_settings.DEFAULTS['HOST']}"
         )
     try:
-        app = create_app(
-            {
-                "DATA_DIR": str(data_dir.resolve()),
-                "MODEL_DIR": str(args.model),
-                "SCORING_SLOTS": args.scoring_slots,
-                "IDLE_LOGOUT_S": getattr(args, "idle_logout", DEFAULT_IDLE_LOGOUT_S),
-                "MIN_FREE_MB": getattr(args, "min_free_mb", DEFAULT_MIN_FREE_MB),
-                "RETENTION_DAYS": getattr(args, "retention_days", DEFAULT_RETENTION_DAYS),
-            }
-        )
+        app = create_app(settings)
         if admin:
             _provision_admin(app, admin, admin_pin)
         return app
@@ -199,7 +223,7 @@ def _provision_admin(app: Flask, name: str, pin: str) -> None:
     log.info("administrator login %r is ready (its PIN is stored hashed)", staff.name)
 
 
-def _serve(app: Flask, args: argparse.Namespace) -> int:
+def _serve(app: Flask, settings: dict[str, Any]) -> int:
     from waitress import create_server
 
     from edge.webapp import oversize
@@ -207,9 +231,9 @@ def _serve(app: Flask, args: argparse.Namespace) -> int:
     _limit_malloc_arenas()  # before create_server starts the worker threads
     server = create_server(
         app,
-        host=args.host,
-        port=args.port,
-        threads=args.threads,
+        host=settings["HOST"],
+        port=settings["PORT"],
+        threads=settings["THREADS"],
         # Leave room above Flask's limit so oversized uploads get the app's clear 413 message.
         max_request_body_size=2 * app.config["MAX_CONTENT_LENGTH"],
         ident="PneumoEdge",
@@ -218,10 +242,10 @@ def _serve(app: Flask, args: argparse.Namespace) -> int:
     oversize.install(server)  # bodies over waitress's limit get the kiosk's own 413 page or JSON
     signal.signal(signal.SIGTERM, _stop)
     info = app.extensions["pneumoedge.kiosk"]
-    port = getattr(server, "effective_port", args.port)  # a multi-address server has no single port
+    port = getattr(server, "effective_port", settings["PORT"])  # a multi-address server has no single port
     # The operator's start-up banner: shown whatever --log-level says.
     print(
-        f"PneumoEdge kiosk on http://{args.host}:{port} with model {info.model_name} "
+        f"PneumoEdge kiosk on http://{settings['HOST']}:{port} with model {info.model_name} "
         f"(sha256 {info.model_sha256[:12]}), data in {app.config['DATA_DIR']}, "
         f"access code {'required' if info.access_enabled else 'not set'}. Ctrl-C stops it.",
         flush=True,

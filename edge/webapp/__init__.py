@@ -1,15 +1,15 @@
 """The PneumoEdge kiosk web application: `create_app` builds it, `python -m edge serve` runs it.
 
-Like Flask's tutorial app: defaults first, then the instance folder's `config.py`, then the
-caller's overrides; one blueprint per concern (pages, history, api, auth); each resource offers
-`init_app`. Nothing happens at import time. Building the app verifies and loads the model bundle
-(a missing or altered model raises edge.bundle.BundleError) and opens the data folder.
+Like Flask's tutorial app: the settings are the defaults, then the instance folder's `config.py`
+(edge/kiosk_settings.py), unless the caller passes settings it resolved itself; one blueprint per
+concern (pages, history, api, auth); each resource offers `init_app`. Nothing happens at import
+time. Building the app verifies and loads the model bundle (a missing or altered model raises
+edge.bundle.BundleError) and opens the data folder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,45 +17,22 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter
 
 import edge
-from edge.screener import Screener, ScreenerOptions, default_model_dir
+from edge import kiosk_settings
+from edge.screener import Screener, ScreenerOptions
 from edge.webapp import api, auth, errors, history, images, pages, scoring, security, storage, store
-from edge.webapp.case_refs import DEFAULT_EXAMPLE, DEFAULT_PATTERN, init_case_refs
-
-#: Largest upload accepted; a 16-bit full-resolution DICOM is about 20 MB.
-MAX_UPLOAD_BYTES = 40 * 1024 * 1024
+from edge.webapp.case_refs import init_case_refs
 
 
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the kiosk app; `test_config` overrides everything (tests, and the serve command)."""
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the kiosk app from `config` (settings already resolved: serve, tests) over the defaults,
+    or, without it, from the defaults and then the instance file (edge/kiosk_settings.py)."""
     app = Flask(__name__, instance_relative_config=True)
-    app.config.from_mapping(
-        DATA_DIR=app.instance_path,
-        MODEL_DIR=str(default_model_dir()),
-        MODEL_THREADS=None,
-        # Uploads scored at the same time (the rest wait): bounds memory on a small board.
-        SCORING_SLOTS=1,
-        MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
-        SESSION_COOKIE_SAMESITE="Strict",
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
-        # A staff session ends after this many seconds without a request (the kiosk is shared).
-        IDLE_LOGOUT_S=600,
-        # Below this much free space in the data folder new uploads are refused ("storage full").
-        MIN_FREE_MB=200,
-        # Delete de-identified images and heatmaps of cases older than this (0: keep them for ever).
-        RETENTION_DAYS=0,
-        # A kiosk page may stay open all shift: tokens last as long as the session.
-        WTF_CSRF_TIME_LIMIT=None,
-        # The clinic's register numbers (a regular expression the whole case reference must match).
-        CASE_REF_PATTERN=DEFAULT_PATTERN,
-        # One of the clinic's register numbers, shown as the example of what to type.
-        CASE_REF_EXAMPLE=DEFAULT_EXAMPLE,
-        # The facility's name, printed at the top of every report.
-        FACILITY_NAME="",
-    )
-    if test_config is None:
-        app.config.from_pyfile("config.py", silent=True)
+    if config is None:
+        instance_file = Path(app.instance_path) / kiosk_settings.INSTANCE_FILE
+        app.config.from_mapping(kiosk_settings.load(instance_file, {}))
     else:
-        app.config.from_mapping(test_config)
+        app.config.from_mapping({**kiosk_settings.DEFAULTS, **config})
+    app.config["DATA_DIR"] = str(Path(app.config["DATA_DIR"]).resolve())
 
     data_dir = Path(app.config["DATA_DIR"])
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,8 @@ A case reference flows into the history, the CSV, the report and the API, so wha
 there must not be a name or a date of birth. The checks, in order, each with a plain message
 saying what to type instead: at most 64 characters; nothing that looks like a date or a name;
 letters, digits, space and `. _ - /` only; and the clinic's own pattern for its register numbers
-(the `CASE_REF_PATTERN` setting, with `CASE_REF_EXAMPLE` shown to the user).
+(the `CASE_REF_PATTERN` setting, with `CASE_REF_EXAMPLE` shown to the user; defaults in
+edge/kiosk_settings.py).
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 
 CASE_REF_MAX = 64
-#: Default register-number pattern: starts with a letter or digit, holds at least one digit.
-DEFAULT_PATTERN = r"(?=.*[0-9])[A-Za-z0-9][A-Za-z0-9 ._/-]*"
-DEFAULT_EXAMPLE = "OPD-2026-00123"
 RULES_KEY = "pneumoedge.case_ref_rules"
 
 _CHARACTERS = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/-]*")

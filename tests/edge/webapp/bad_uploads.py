@@ -18,7 +18,7 @@ from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from edge.webapp import MAX_UPLOAD_BYTES
+from edge.kiosk_settings import MAX_UPLOAD_BYTES
 from tests.tiny_bundle import xray_bytes
 
 BOUNDARY = "pneumoedge-test-boundary"

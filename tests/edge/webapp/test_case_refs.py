@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from edge.webapp.case_refs import DEFAULT_EXAMPLE, DEFAULT_PATTERN, CaseRefError, CaseRefRules
+from edge.kiosk_settings import DEFAULTS
+from edge.webapp.case_refs import CaseRefError, CaseRefRules
 
 from .helpers import NURSE, NURSE_PIN, AppFactory, add_staff, login, post_file, stored_state
 from .test_pages import alert_text
 
-DEFAULT = CaseRefRules(re.compile(DEFAULT_PATTERN), DEFAULT_EXAMPLE)
+DEFAULT = CaseRefRules(re.compile(DEFAULTS["CASE_REF_PATTERN"]), DEFAULTS["CASE_REF_EXAMPLE"])
 GOOD = ["OPD-2026-00123", "WARD3-0042", "R-7", "A/12/345", "2026.00123", "IPD 4471", "opd-2026-1"]
 NAMES = ["JANE DOE", "Jane Doe 17", "OPD-1 JOHN SMITH", "mary  ann"]
 DATES = [
