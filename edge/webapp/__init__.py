@@ -20,6 +20,7 @@ import edge
 from edge import kiosk_settings
 from edge.screener import Screener, ScreenerOptions
 from edge.webapp import api, auth, errors, history, images, pages, scoring, security, storage, store
+from edge.webapp.audit import bp as audit_bp
 from edge.webapp.case_refs import init_case_refs
 
 
@@ -57,6 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.context_processor(lambda: {"kiosk": scoring.kiosk_info()})
     for blueprint in (pages.bp, history.bp, auth.bp, api.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(audit_bp)
     security.csrf.exempt(api.bp)
     return app
 

@@ -41,6 +41,7 @@ from selenium import webdriver  # noqa: E402  (only once we know a browser exist
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -185,6 +186,16 @@ def test_upload_result_confirm_history_and_exports(
     ).fetchall()
     conn.close()
     assert entry == [(STAFF_NAME, "confirm", None, "PNEUMONIA")]
+    # An administrator sees the same entry in the kiosk: Staff, then Audit log, then this case.
+    browser.find_element(By.LINK_TEXT, "Staff").click()
+    wait_for(browser, "#audit-link").click()
+    wait_for(browser, "#case").send_keys(str(case_id), Keys.ENTER)
+    WebDriverWait(browser, 30).until(
+        lambda d: f"for case #{case_id}" in d.find_element(By.CSS_SELECTOR, ".hint").text
+    )
+    rows = [" ".join(row.text.split()) for row in browser.find_elements(By.CSS_SELECTOR, "#audit tbody tr")]
+    assert any(f"{STAFF_NAME} confirm #{case_id} PNEUMONIA" in row for row in rows), rows
+    screenshot(browser, tmp_path, "audit")
 
     browser.find_element(By.LINK_TEXT, "History").click()
     row = wait_for(browser, "table.cases tbody tr")
@@ -282,6 +293,23 @@ def test_the_report_prints_on_one_page_with_everything_a_clinic_needs(
     ):
         assert expected in text, f"{expected!r} is not on the one {paper} page: {text}"
     assert LONG_REF.replace("-", "") in text.replace(" ", "").replace("-", "")  # wrapped, but whole
+
+
+def test_a_200_mb_file_from_the_page_gets_the_kiosks_own_error_page(
+    kiosk: KioskServer, browser: WebDriver, tmp_path: Path
+) -> None:
+    """waitress refuses it unread; the nurse still sees the kiosk's page saying what to do."""
+    huge = tmp_path / "huge.jpg"
+    with huge.open("wb") as handle:
+        handle.write(b"\xff\xd8\xff")
+        handle.truncate(200 * 1024 * 1024)  # sparse: costs no disk
+    browser.get(f"http://127.0.0.1:{kiosk.port}/")
+    log_in(browser)
+    wait_for(browser, "#file").send_keys(str(huge))
+    browser.find_element(By.ID, "assess").click()
+    message = wait_for(browser, "#error-message", timeout=60).text
+    assert message.startswith("The upload is larger than the 40 MB limit. Export the X-ray as JPEG")
+    assert browser.find_element(By.ID, "who").text == STAFF_NAME  # the kiosk's page, still logged in
 
 
 DROP_FILE_JS = """
