@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge.screener import default_model_dir
 
@@ -36,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "MIN_FREE_MB": 200,
     # Delete de-identified images and heatmaps of cases older than this (0: keep them for ever).
     "RETENTION_DAYS": 0,
+    # Time zone people read times in (IANA name, set at provisioning); UTC stays in the database.
+    "TIMEZONE": "UTC",
     # `serve` only: the address waitress listens on; beyond loopback needs an access code.
     "HOST": "127.0.0.1",
     # `serve` only: the TCP port.
@@ -54,7 +57,14 @@ DEFAULTS: dict[str, Any] = {
     "CASE_REF_EXAMPLE": "OPD-2026-00123",
     # The facility's name, printed at the top of every report ("": a line to write it in).
     "FACILITY_NAME": "",
+    # The pages' language until someone uses the header's switch; None: the browser's, else English.
+    "DEFAULT_LANGUAGE": None,
+    # A clock earlier than this UTC time is wrong; None: $PNEUMOEDGE_CLOCK_NOT_BEFORE, which the
+    # device's serve.sh sets to the release's build time (edge/webapp/clock.py).
+    "CLOCK_NOT_BEFORE": None,
 }
+#: The pages' languages (edge/webapp/translations, and English, the source).
+LANGUAGES = ("en", "fr", "pt")
 
 
 class SettingsError(ValueError):
@@ -116,6 +126,14 @@ def _number(minimum: float, *, strict: bool = False) -> Callable[[Any], bool]:
     return ok
 
 
+def _zone(value: Any) -> bool:
+    try:
+        ZoneInfo(value)
+    except (TypeError, ValueError, ZoneInfoNotFoundError):
+        return False
+    return True
+
+
 def _text(value: Any) -> bool:
     return isinstance(value, (str, Path)) and str(value) != ""
 
@@ -134,4 +152,6 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "CASE_REF_PATTERN": (_text, "a regular expression"),
     "CASE_REF_EXAMPLE": (_text, "an example register number"),
     "FACILITY_NAME": (lambda value: isinstance(value, str), "text"),
+    "TIMEZONE": (_zone, "an IANA time zone name such as 'Africa/Nairobi' (see /usr/share/zoneinfo)"),
+    "DEFAULT_LANGUAGE": (lambda value: value is None or value in LANGUAGES, f"None or one of {LANGUAGES}"),
 }
