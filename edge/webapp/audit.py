@@ -7,6 +7,7 @@ It names cases by number, and never holds a patient identifier, PIN or file name
 from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
+from flask_babel import gettext
 
 from edge.webapp import store
 from edge.webapp.security import current_actor, current_staff
@@ -23,7 +24,7 @@ def index() -> str:
         abort(403, description="Only an administrator can read the audit log.")
     raw = request.args.get("case", "").strip()
     if raw and not (raw.isdigit() and int(raw) <= store.MAX_ROWID):
-        abort(400, description="The case number must be a whole number, like 42.")
+        abort(400, description=gettext("The case number must be a whole number, like 42."))
     case_id = int(raw) if raw else None
     conn = store.get_db()
     entries = store.audit_entries(conn, case_id, limit=SHOWN)

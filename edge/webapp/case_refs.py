@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from flask import Flask, current_app
+from flask_babel import gettext
 
 CASE_REF_MAX = 64
 RULES_KEY = "pneumoedge.case_ref_rules"
@@ -50,32 +51,52 @@ class CaseRefRules:
         if not value:
             return None
         if len(value) > CASE_REF_MAX:
-            raise CaseRefError(f"The case reference is {len(value)} characters long; use {self._rule()}.")
+            raise CaseRefError(
+                gettext(
+                    "The case reference is %(length)d characters long; use %(rule)s.",
+                    length=len(value),
+                    rule=self._rule(),
+                )
+            )
         if _DATE.search(value):
             raise CaseRefError(
-                "The case reference looks like a date of birth. Type only the clinic's register number, "
-                f"like {self.example}."
+                gettext(
+                    "The case reference looks like a date of birth. Type only the clinic's register "
+                    "number, like %(example)s.",
+                    example=self.example,
+                )
             )
         if _NAME.search(value):
             raise CaseRefError(
-                "The case reference looks like a person's name. Type only the clinic's register number, "
-                f"like {self.example}."
+                gettext(
+                    "The case reference looks like a person's name. Type only the clinic's register "
+                    "number, like %(example)s.",
+                    example=self.example,
+                )
             )
         if not _CHARACTERS.fullmatch(value):
             raise CaseRefError(
-                f"The case reference has characters that are not allowed; use {self._rule()}. "
-                "Never enter a patient's name."
+                gettext(
+                    "The case reference has characters that are not allowed; use %(rule)s. "
+                    "Never enter a patient's name.",
+                    rule=self._rule(),
+                )
             )
         if not self.pattern.fullmatch(value):
             raise CaseRefError(
-                "The case reference is not one of this clinic's register numbers; type it like "
-                f"{self.example}."
+                gettext(
+                    "The case reference is not one of this clinic's register numbers; type it like "
+                    "%(example)s.",
+                    example=self.example,
+                )
             )
         return value
 
     def _rule(self) -> str:
-        return (
-            f"letters A-Z, digits, space and . _ - / (at most {CASE_REF_MAX} characters), like {self.example}"
+        return gettext(
+            "letters A-Z, digits, space and . _ - / (at most %(max)d characters), like %(example)s",
+            max=CASE_REF_MAX,
+            example=self.example,
         )
 
 

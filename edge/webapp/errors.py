@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, current_app, jsonify, render_template, request
+from flask_babel import gettext
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.wrappers import Response
@@ -37,7 +38,9 @@ def _csrf_failed(error: CSRFError) -> Response:
     return error_response(
         400,
         "csrf",
-        "This form has expired or did not come from this kiosk. Go back, reload the page and try again.",
+        gettext(
+            "This form has expired or did not come from this kiosk. Go back, reload the page and try again."
+        ),
     )
 
 
@@ -49,16 +52,24 @@ def _too_large(_error: HTTPException) -> Response:
         return error_response(
             413,
             "form_too_large",
-            f"The form is too big: it has more than {request.max_form_parts} parts or a text field over "
-            f"{request.max_form_memory_size // 1000} kB. Send one X-ray in the field 'file' and, if you "
-            f"like, a case reference of at most {CASE_REF_MAX} characters.",
+            gettext(
+                "The form is too big: it has more than %(parts)d parts or a text field over %(kb)d kB. "
+                "Send one X-ray in the field 'file' and, if you like, a case reference of at most "
+                "%(max)d characters.",
+                parts=request.max_form_parts,
+                kb=request.max_form_memory_size // 1000,
+                max=CASE_REF_MAX,
+            ),
         )
     limit_mb = limit / (1024 * 1024)
     return error_response(
         413,
         "too_large",
-        f"The upload is larger than the {limit_mb:.0f} MB limit. "
-        "Export the X-ray as JPEG or at a lower resolution.",
+        gettext(
+            "The upload is larger than the %(mb)d MB limit. "
+            "Export the X-ray as JPEG or at a lower resolution.",
+            mb=round(limit_mb),
+        ),
     )
 
 
@@ -72,5 +83,7 @@ def _internal_error(error: InternalServerError) -> Response:
     return error_response(
         500,
         "internal_error",
-        "Something went wrong on the kiosk. Check the history; if the case is missing, assess it again.",
+        gettext(
+            "Something went wrong on the kiosk. Check the history; if the case is missing, assess it again."
+        ),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask_babel import gettext
 from werkzeug.wrappers import Response
 
 from edge.kermany import LABELS
@@ -63,28 +64,29 @@ def report(case_id: int) -> str:
 def heatmap(case_id: int) -> Response:
     """The X-ray with its heatmap blended in (the printed report)."""
     png = pictures.heatmap_overlay(current_app.config["DATA_DIR"], store.get_db(), _case_or_404(case_id))
-    return _picture(png, "image/png", f"Case {case_id} has no heatmap.")
+    return _picture(png, "image/png", gettext("Case %(id)d has no heatmap.", id=case_id))
 
 
 @bp.get("/cases/<rowid:case_id>/heatmap-layer.png")
 def heatmap_layer(case_id: int) -> Response:
     """The see-through heatmap the result page lays over the X-ray."""
     layer = store.get_heatmap(store.get_db(), case_id)
-    return _picture(layer, "image/png", f"Case {case_id} has no heatmap.")
+    return _picture(layer, "image/png", gettext("Case %(id)d has no heatmap.", id=case_id))
 
 
 @bp.get("/cases/<rowid:case_id>/xray.jpg")
 def xray(case_id: int) -> Response:
     """The stored de-identified X-ray at display size."""
     jpeg = pictures.xray_jpeg(current_app.config["DATA_DIR"], _case_or_404(case_id))
-    return _picture(jpeg, "image/jpeg", f"Case {case_id} has no stored image.")
+    return _picture(jpeg, "image/jpeg", gettext("Case %(id)d has no stored image.", id=case_id))
 
 
 @bp.get("/cases/<rowid:case_id>/refused.jpg")
 def refused_thumbnail_image(case_id: int) -> Response:
     """A refused film's thumbnail, while the kiosk still holds it in memory."""
     jpeg = refused_thumbnail(case_id)
-    return _picture(jpeg, "image/jpeg", f"Case {case_id} has no thumbnail: refused images are not kept.")
+    missing = gettext("Case %(id)d has no thumbnail: refused images are not kept.", id=case_id)
+    return _picture(jpeg, "image/jpeg", missing)
 
 
 def _upload_page(error: str | None = None, case_ref: str = "") -> str:
@@ -102,7 +104,7 @@ def _upload_page(error: str | None = None, case_ref: str = "") -> str:
 def _case_or_404(case_id: int) -> store.Case:
     case = store.get_case(store.get_db(), case_id)
     if case is None:
-        abort(404, description=f"There is no case #{case_id}.")
+        abort(404, description=gettext("There is no case #%(id)d.", id=case_id))
     return case
 
 

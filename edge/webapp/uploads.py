@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import Request
+from flask_babel import gettext
 from werkzeug.datastructures import FileStorage
 
 from edge import formats
@@ -52,7 +53,9 @@ def read_upload(request: Request) -> Upload:
         raise UploadError(
             400,
             "unreadable_form",
-            "The upload could not be read: send multipart/form-data with UTF-8 field and file names.",
+            gettext(
+                "The upload could not be read: send multipart/form-data with UTF-8 field and file names."
+            ),
         )
     try:
         case_ref = case_refs.rules().check(request.form.get(CASE_REF_FIELD, ""))
@@ -62,8 +65,8 @@ def read_upload(request: Request) -> Upload:
     data = storage.stream.read()
     if not data:
         if not storage.filename:
-            raise UploadError(400, "empty", "Choose an X-ray image first.")
-        raise UploadError(400, "empty", "The file is empty.")
+            raise UploadError(400, "empty", gettext("Choose an X-ray image first."))
+        raise UploadError(400, "empty", gettext("The file is empty."))
     try:
         formats.check_name(storage.filename or "", formats.sniff(data))
     except formats.FormatError as e:
@@ -80,12 +83,17 @@ def _the_one_file(request: Request) -> FileStorage:
         raise UploadError(
             400,
             "too_many_files",
-            f"{len(chosen)} files were sent in one upload; send one X-ray at a time, each in its own upload.",
+            gettext(
+                "%(count)d files were sent in one upload; send one X-ray at a time, each in its own upload.",
+                count=len(chosen),
+            ),
         )
     storage = chosen[0][1] if chosen and chosen[0][0] == FILE_FIELD else request.files.get(FILE_FIELD)
     if storage is None:
         raise UploadError(
-            400, "missing_file", f"No file was sent: attach the X-ray in the form field '{FILE_FIELD}'."
+            400,
+            "missing_file",
+            gettext("No file was sent: attach the X-ray in the form field '%(field)s'.", field=FILE_FIELD),
         )
     return storage
 

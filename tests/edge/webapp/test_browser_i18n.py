@@ -9,12 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.tiny_bundle import xray_bytes
 
 from . import test_browser
 from .kiosk_server import KioskServer
-from .test_browser import log_in, screenshot, wait_for
+from .test_browser import LONG_REF, PAPERS, log_in, print_pages, screenshot, wait_for
 
 # test_browser's fixtures, shared: the same kiosk set-up and the same 800 x 480 Chromium.
 kiosk, browser, downloads = test_browser.kiosk, test_browser.browser, test_browser.downloads
@@ -70,3 +74,46 @@ def test_the_language_switch_turns_the_kiosk_french(
     assert not browser.find_elements(By.ID, "review-note")
     problems = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert problems == []
+
+
+def test_a_french_case_from_upload_to_the_printed_report(
+    kiosk: KioskServer, browser: WebDriver, tmp_path: Path
+) -> None:
+    """The two-tap confirmation and the one-page report (A4 and Letter) in French."""
+    xray = tmp_path / "chest.jpeg"
+    xray.write_bytes(xray_bytes(seed=24, width=1000, height=1200))
+    browser.get(f"http://127.0.0.1:{kiosk.port}/login")
+    choose(browser, "fr")
+    log_in(browser)
+    wait_for(browser, "#file").send_keys(str(xray))
+    assert browser.find_element(By.ID, "dz-text").text == "Prêt: chest.jpeg"
+    browser.find_element(By.ID, "case_ref").send_keys(LONG_REF)
+    assert browser.find_element(By.ID, "assess").text == "Analyser la radio"
+    browser.find_element(By.ID, "assess").click()
+    assert wait_for(browser, "#label").text in ("NORMAL", "PNEUMONIE")
+    assert "un clinicien doit confirmer ce résultat" in browser.find_element(By.ID, "aid").text
+
+    browser.find_element(By.ID, "confirm-pneumonia").click()
+    assert (
+        "Enregistrer PNEUMONIE comme diagnostic du clinicien" in wait_for(browser, "#confirm-question").text
+    )
+    browser.find_element(By.ID, "confirm-yes").click()
+    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: d.find_element(By.ID, "confirmed").text.startswith("PNEUMONIE par ")
+    )
+    browser.find_element(By.ID, "report").click()
+    wait_for(browser, "#intended-use")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fr"
+    for paper in sorted(PAPERS):
+        pages = print_pages(browser, paper)
+        assert len(pages) == 1, f"the French report took {len(pages)} pages on {paper}"
+        for expected in (
+            "Identifiant du patient",
+            "PNEUMONIE, enregistré par",
+            "Relu par :",
+            "un clinicien doit confirmer ce résultat",
+            "aide au dépistage",
+            "Traduction en attente de relecture clinique.",
+        ):
+            assert expected in pages[0], f"{expected!r} is not on the one {paper} page: {pages[0]}"
+    screenshot(browser, tmp_path, "report-fr")
