@@ -18,26 +18,32 @@ WHEELHOUSE ?= $(HOME)/.cache/pneumoedge/wheelhouse
 
 EDGE_VENV := .venv-edge
 TRAIN_VENV := .venv
+# What the kiosk's venv installs from this checkout: reinstalled when any of it changes.
+KIOSK_SOURCES := pyproject.toml $(shell find edge models/mobilenetv2-int8 -type f ! -path '*/__pycache__/*')
 
 .PHONY: help kiosk test test-fast wheelhouse lint train folds evaluate sweep export calibrate benchmark bench-kiosk bench-gate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(EDGE_VENV)/.installed: requirements-edge.txt
+# The venvs install the pinned lock (requirements-*.txt), then the project itself without
+# dependencies: the kiosk's as a wheel, like a device (no TensorFlow); the training one editable.
+$(EDGE_VENV)/.installed: requirements-edge.txt $(KIOSK_SOURCES)
 	$(PYTHON) -m venv $(EDGE_VENV)
 	$(EDGE_VENV)/bin/pip install --quiet --upgrade pip
 	$(EDGE_VENV)/bin/pip install --quiet -r requirements-edge.txt
+	$(EDGE_VENV)/bin/pip install --quiet --no-deps --force-reinstall .
 	touch $@
 
-$(TRAIN_VENV)/.installed: requirements-edge.txt requirements-train.txt requirements-test.txt
+$(TRAIN_VENV)/.installed: requirements-edge.txt requirements-train.txt requirements-test.txt pyproject.toml
 	$(PYTHON) -m venv $(TRAIN_VENV)
 	$(TRAIN_VENV)/bin/pip install --quiet --upgrade pip
 	$(TRAIN_VENV)/bin/pip install --quiet -r requirements-test.txt
+	$(TRAIN_VENV)/bin/pip install --quiet --no-deps --editable .
 	touch $@
 
 kiosk: $(EDGE_VENV)/.installed ## set up the kiosk's environment and serve the shipped model on $(HOST):$(PORT)
-	$(EDGE_VENV)/bin/python -m edge serve --model $(MODEL) --host $(HOST) --port $(PORT) --data-dir $(KIOSK_DATA)
+	$(EDGE_VENV)/bin/pneumoedge serve --model $(MODEL) --host $(HOST) --port $(PORT) --data-dir $(KIOSK_DATA)
 
 test: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete ## set up the training environment, lint, and run the whole test suite
 	$(MAKE) --no-print-directory lint
@@ -45,13 +51,13 @@ test: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete ## set up the training en
 
 test-fast: $(TRAIN_VENV)/.installed ## lint and the quick tests only (no slow offline-install or real-data tests)
 	$(MAKE) --no-print-directory lint
-	$(TRAIN_VENV)/bin/python -m pytest
+	$(TRAIN_VENV)/bin/python -m pytest -m "not slow and not data"
 
-wheelhouse: $(WHEELHOUSE)/.complete ## download the kiosk's wheels for this machine (the offline-install tests use them)
+wheelhouse: $(WHEELHOUSE)/.complete ## download the kiosk's wheels and the build backend for this machine (offline bundle tests)
 
-$(WHEELHOUSE)/.complete: requirements-edge.txt
+$(WHEELHOUSE)/.complete: requirements-edge.txt requirements-build.txt
 	mkdir -p $(WHEELHOUSE)
-	$(PYTHON) -m pip download --quiet --only-binary=:all: -r requirements-edge.txt -d $(WHEELHOUSE)
+	$(PYTHON) -m pip download --quiet --only-binary=:all: -r requirements-edge.txt -r requirements-build.txt -d $(WHEELHOUSE)
 	touch $@
 
 lint: $(TRAIN_VENV)/.installed ## ruff and shellcheck

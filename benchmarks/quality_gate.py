@@ -32,8 +32,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from edge.kermany import scan_split
 from edge.preprocess import ImageError, XrayImage, load_xray, to_model_input
 from edge.quality import INVERTED, ROTATED, OodStats, QualityThresholds, check_image, orientation_scores

@@ -36,8 +36,10 @@ STATUS_REJECTED = "rejected"
 
 
 def default_model_dir() -> Path:
-    """The bundle shipped in the repository: models/mobilenetv2-int8."""
-    return Path(__file__).resolve().parent.parent / "models" / "mobilenetv2-int8"
+    """The shipped bundle models/mobilenetv2-int8: inside the installed package, else in the checkout."""
+    package = Path(__file__).resolve().parent
+    installed = package / "models" / "mobilenetv2-int8"  # where the wheel puts it (pyproject.toml)
+    return installed if installed.is_dir() else package.parent / "models" / "mobilenetv2-int8"
 
 
 @dataclass(frozen=True)
