@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.provenance import sha256_file
+
 LABELS: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".dcm", ".dicom"})
 
@@ -39,10 +41,6 @@ def patient_id(filename: str) -> str:
     return Path(filename).stem
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def scan_split(root: Path, split: str) -> list[Sample]:
     """Every image of `root/split/{NORMAL,PNEUMONIA}`, sorted by path so runs are reproducible."""
     split_dir = Path(root) / split
@@ -58,7 +56,7 @@ def scan_split(root: Path, split: str) -> list[Sample]:
             raise FileNotFoundError(f"{class_dir} is missing: expected one folder per label {LABELS}")
         for path in sorted(class_dir.iterdir()):
             if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-                samples.append(Sample(path, label_index, patient_id(path.name), file_sha256(path)))
+                samples.append(Sample(path, label_index, patient_id(path.name), sha256_file(path)))
     return samples
 
 

@@ -8,9 +8,7 @@ the Keras model is copied into a bundle.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import subprocess
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 
 from edge.bundle import Bundle, load_bundle, write_bundle
 from edge.calibration import Head
+from edge.provenance import git_commit, sha256_file
 from edge.shift import random_acquisition
 from quantize import calibrate
 from quantize.convert import to_tflite
@@ -216,12 +215,12 @@ def _provenance(run: RunDir, calibration_count: int, data_override: Path | None)
     return {
         "run": str(run.root),
         "git_commit": run.run.get("git_commit"),
-        "export_git_commit": _git_commit(),
+        "export_git_commit": git_commit(),
         "training_command": run.run.get("command"),
         "data_root": str(data_override or run.data_root),
         "data_manifest_sha256": run.run.get("data_manifest_sha256"),
         "weights_sha256": run.run.get("weights_sha256"),
-        "keras_model_sha256": hashlib.sha256(run.model_path.read_bytes()).hexdigest(),
+        "keras_model_sha256": sha256_file(run.model_path),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "calibration_images": calibration_count,
         "calibration_subset": "train" if calibration_count else None,
@@ -243,11 +242,3 @@ def _check_integer_f1(bundles: list[Bundle]) -> None:
                 100 * loss,
                 100 * MAX_F1_LOSS,
             )
-
-
-def _git_commit() -> str:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return result.stdout.strip()

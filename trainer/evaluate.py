@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from edge.files import atomic_write_bytes
-from edge.kermany import LABELS, Sample, file_sha256, scan_split
+from edge.kermany import LABELS, Sample, scan_split
 from edge.metrics import binary_metrics
 from edge.preprocess import XrayImage, to_model_input
+from edge.provenance import sha256_file
 from edge.shift import Scorer, build_shift_sets, shift_report
 from trainer import data, plots
 from trainer.config import TrainConfig
@@ -159,7 +160,7 @@ def heldout_set(run_dir: Path, data_root: Path) -> EvalSet:
             f"{len(missing)} of {len(samples)} validation files are missing under {data_root} "
             f"(first: {missing[0].path}); pass --data with the folder the run was trained on"
         )
-    changed = [s for s in samples if file_sha256(s.path) != s.sha256]
+    changed = [s for s in samples if sha256_file(s.path) != s.sha256]
     if changed:
         raise ValueError(
             f"{len(changed)} of {len(samples)} validation files under {data_root} differ from the ones "

@@ -11,7 +11,6 @@ import csv
 import json
 import logging
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import numpy as np
 
 from edge.kermany import LABELS, Sample, manifest_sha256, scan_split
 from edge.metrics import binary_metrics, choose_threshold, roc_auc
+from edge.provenance import git_commit, sha256_file
 from trainer import data, model, plots
 from trainer.config import TrainConfig
 from trainer.split import class_weights, patient_split, write_split
@@ -98,7 +98,7 @@ def _train(
 
     run = {
         "command": " ".join([Path(sys.executable).name, "-m", "trainer", *sys.argv[1:]]),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds": round(time.monotonic() - started, 1),
         "machine": f"{platform.machine()} {platform.processor() or ''} cores={_cores()}".strip(),
@@ -108,7 +108,7 @@ def _train(
         "duplicates_dropped": len(duplicates),
         "skipped_files": [s.path.name for s, _ in train_set.skipped + val_set.skipped],
         "weights": str(config.weights) if config.weights else None,
-        "weights_sha256": model.weights_sha256(config.weights),
+        "weights_sha256": sha256_file(config.weights) if config.weights else None,
         "counts": _counts(train_set.samples, val_set.samples),
         "class_weights": {LABELS[k]: v for k, v in weights.items()},
         "epochs_run": len(history),
@@ -242,17 +242,6 @@ def _summary(metrics: dict[str, Any]) -> str:
 
 def _fmt(logs: dict[str, float] | None) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-
-
-def _git_commit() -> str:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout
-        return commit + ("-dirty" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _cores() -> int:

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.kermany import LABELS, file_sha256
+from edge.kermany import LABELS
 from edge.preprocess import load_model_input
+from edge.provenance import sha256_file
 from tests.tiny_bundle import xray_bytes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,7 +96,7 @@ def tiny_run(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         for path, label in rows:
             subset = "val" if path in val else "train"
             rel = path.relative_to(synthetic_data).as_posix()
-            writer.writerow((subset, LABELS[label], path.stem, file_sha256(path), rel))
+            writer.writerow((subset, LABELS[label], path.stem, sha256_file(path), rel))
     (run / "config.json").write_text(json.dumps({"min_recall": 0.9, "seed": 7}))
     run_json = {
         "command": "tests/quantize/conftest.py",
