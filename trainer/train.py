@@ -1,8 +1,9 @@
 """One training run, start to finish, into a run directory that describes itself.
 
-Run directory: model.keras (best validation AUC), config.json, run.json (command, commit, hashes,
-threshold, timings), split.csv (patient-level), history.csv, val_predictions.csv, metrics.json, train.log,
-and the plots roc.png, confusion.png, training_curves.png (trainer/plots.py).
+Run directory (the contract is edge/run_dir.py): model.keras (best validation AUC), config.json,
+run.json (command, commit, hashes, threshold, class weights, timings; written last), split.csv
+(patient-level), history.csv, val_predictions.csv, metrics.json, train.log, and the plots roc.png,
+confusion.png, training_curves.png (trainer/plots.py).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import numpy as np
 from edge.kermany import LABELS, Sample, manifest_sha256, scan_split
 from edge.metrics import binary_metrics, choose_threshold, roc_auc
 from edge.provenance import git_commit, sha256_file
+from edge.run_dir import CONFIG_FILE, HISTORY_FILE, SPLIT_FILE, write_run, write_split
 from trainer import data, model, plots
 from trainer.config import TrainConfig
-from trainer.split import class_weights, patient_split, write_split
+from trainer.split import class_weights, patient_split
 from trainer.tf_env import keras, tf
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ def train(
     """
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "history.csv").unlink(missing_ok=True)  # CSVLogger appends: a rerun must not mix in old rows
+    (out_dir / HISTORY_FILE).unlink(missing_ok=True)  # CSVLogger appends: a rerun must not mix in old rows
     file_log = _log_to_file(out_dir / "train.log")
     try:
         return _train(config, data_root, out_dir, started, monitor, split)
@@ -67,7 +69,7 @@ def _train(
     split: Splitter | None,
 ) -> dict[str, Any]:
     keras.utils.set_random_seed(config.seed)
-    config.save(out_dir / "config.json")
+    config.save(out_dir / CONFIG_FILE)
 
     samples, duplicates = data.collect_samples(data_root)
     if config.limit:
@@ -76,7 +78,7 @@ def _train(
         train_samples, val_samples = patient_split(samples, config.val_fraction, config.seed)
     else:
         train_samples, val_samples = split(samples)
-    write_split(out_dir / "split.csv", train_samples, val_samples, data_root)
+    write_split(out_dir / SPLIT_FILE, train_samples, val_samples, data_root)
     train_set = data.load_images(train_samples, config.input_size, "decoding train")
     val_set = data.load_images(val_samples, config.input_size, "decoding val")
     weights = class_weights(train_set.samples)
@@ -120,7 +122,7 @@ def _train(
         "feature_layer": config.feature_layer,
         "model_file": MODEL_FILE,
     }
-    (out_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    write_run(out_dir, run)
     plots.plot_all(out_dir, val_set.labels, probabilities, metrics, config.head_epochs, "validation")
     log.info("validation: %s", _summary(metrics))
     log.info("run written to %s in %.0f s", out_dir, run["wall_seconds"])

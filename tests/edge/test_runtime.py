@@ -134,3 +134,14 @@ def test_tensorflow_is_the_last_fallback(tiny_bundle_int8):
     )
     assert done.stdout.strip().splitlines()[-1].startswith("tensorflow 2.")
     assert "['cam', 'embedding', 'probability']" in done.stdout
+
+
+def test_quantise_input_is_the_interpreters_own_rule() -> None:
+    """The benchmark's timing inputs go through the same quantisation as TfliteModel.run."""
+    from edge.runtime import quantise_input
+
+    int8 = {"dtype": np.int8, "quantization": (0.5, -5)}
+    assert quantise_input(np.array([0.0, 10.0, -100.0, 80.0]), int8).tolist() == [-5, 15, -128, 127]
+    real = np.array([0.25, 254.0], dtype=np.float32)
+    floating = quantise_input(real, {"dtype": np.float32, "quantization": (0.0, 0)})
+    assert floating.dtype == np.float32 and floating.tolist() == real.tolist()
