@@ -15,9 +15,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,29 +80,8 @@ class XrayImage:
         return int(self.pixels.shape[1])
 
 
-_REUSE: ContextVar[tuple[bytes, XrayImage] | None] = ContextVar("pneumoedge_decoded", default=None)
-
-
-@contextmanager
-def reuse_decoded(data: bytes) -> Iterator[XrayImage]:
-    """Decode `data` once; inside the block `load_xray(data)` (same bytes object) returns that image.
-
-    Lets a caller keep the decoded pixels (the kiosk stores them) while code it does not own (the
-    screener) decodes the same upload, without decoding it twice. Per thread and per context.
-    """
-    image = load_xray(data)
-    token = _REUSE.set((data, image))
-    try:
-        yield image
-    finally:
-        _REUSE.reset(token)
-
-
 def load_xray(data: bytes) -> XrayImage:
     """Decode an X-ray file from bytes; raise ImageError with a clear reason otherwise."""
-    held = _REUSE.get()
-    if held is not None and held[0] is data:
-        return held[1]
     if not data:
         raise ImageError("empty", "The file is empty.")
     if _is_dicom(data):

@@ -116,6 +116,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_non_negative,
         metavar="DAYS",
     )
+    _setting(
+        parser,
+        "--timezone",
+        "TIMEZONE",
+        "time zone for the times people read, e.g. Africa/Nairobi (the database and exports keep UTC)",
+        metavar="ZONE",
+    )
     parser.set_defaults(func=run)
 
 

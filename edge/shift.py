@@ -99,9 +99,15 @@ def noise(std: float, seed: int = 0) -> Transform:
 
 
 def crop_border(fraction: float) -> Transform:
+    """Tighter collimation: the anatomy fills more of a film of the same pixel size.
+
+    (A bare crop of a 224 px copy would fall under the gate's minimum size and test only the refusal.)
+    """
+
     def apply(pixels: np.ndarray) -> np.ndarray:
         dy, dx = round(pixels.shape[0] * fraction), round(pixels.shape[1] * fraction)
-        return pixels[dy : pixels.shape[0] - dy, dx : pixels.shape[1] - dx].copy()
+        cropped = _pil(pixels[dy : pixels.shape[0] - dy, dx : pixels.shape[1] - dx])
+        return _back(cropped.resize((pixels.shape[1], pixels.shape[0]), Image.Resampling.BICUBIC))
 
     return apply
 
@@ -133,7 +139,7 @@ SUITE: dict[str, Transform] = {
     "gaussian blur radius 1": blur(1.0),
     "unsharp mask 2 px 150%": sharpen(2.0, 150),
     "gaussian noise std 5": noise(5.0),
-    "border crop 8%": crop_border(0.08),
+    "border crop 8%, same size": crop_border(0.08),
     "border padding 8%": pad_border(0.08),
     "rotation +5 degrees": rotate(5.0),
     "rotation -5 degrees": rotate(-5.0),

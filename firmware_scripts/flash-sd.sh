@@ -52,7 +52,8 @@ parse_args() {
 		case "$1" in
 		--sha256) EXPECTED_IMAGE_SHA="${2:?--sha256 needs a hex digest}" && shift ;;
 		--sha256-file)
-			read -r EXPECTED_IMAGE_SHA _ <"${2:?--sha256-file needs a file}" || die "cannot read $2"
+			[[ -f "${2:?--sha256-file needs a file}" ]] || die "--sha256-file $2 does not exist"
+			read -r EXPECTED_IMAGE_SHA _ <"$2" || die "cannot read $2"
 			shift
 			;;
 		--yes) ASSUME_YES=1 ;;
@@ -100,11 +101,25 @@ check_image() {
 			die "${IMAGE} has sha256 ${actual}, expected ${EXPECTED_IMAGE_SHA}: the download is damaged. Download it again."
 		log "image file matches the expected sha256"
 	fi
-	log "reading the image to learn its size and sha256"
-	IMAGE_SIZE="$(stream_image | wc -c)"
-	IMAGE_SHA="$(stream_image | sha256sum | cut -d' ' -f1)"
+	IMAGE_SIZE="$(image_size)" || exit 1
 	((IMAGE_SIZE > 0)) || die "${IMAGE} is empty"
-	log "image: ${IMAGE_SIZE} bytes, sha256 ${IMAGE_SHA}"
+	log "image: ${IMAGE_SIZE} bytes once written"
+}
+
+# image_size: the raw image's size without writing it anywhere: an .xz file records it (no
+# decompression), a .gz file is decompressed once (gzip -l is wrong above 4 GiB).
+image_size() {
+	case "$IMAGE" in
+	*.xz)
+		xz --robot --list -- "$IMAGE" | awk '$1 == "totals" { print $5 }' ||
+			die "${IMAGE} is not a readable .xz file; download it again"
+		;;
+	*.gz)
+		log "decompressing once to learn the image's size"
+		gzip -dc -- "$IMAGE" | wc -c || die "${IMAGE} is not a readable .gz file; download it again"
+		;;
+	*) stat -c %s -- "$IMAGE" ;;
+	esac
 }
 
 DISK=""
@@ -147,7 +162,7 @@ _is_system_mount() {
 
 check_device() {
 	local real names name source mount _rest mounted=() holder
-	real="$(readlink -f -- "$DEVICE")"
+	real="$(readlink -f -- "$DEVICE")" || real="$DEVICE"
 	[[ -b "$real" || -f "$real" ]] || die "${DEVICE} is not a block device; give the SD card's disk, e.g. /dev/sdb (see lsblk)"
 	[[ -w "$real" || "$DRY_RUN" == 1 ]] || die "cannot write ${DEVICE}; run with sudo"
 	DISK="$(basename "$real")"
@@ -208,7 +223,7 @@ About to ERASE everything on ${DEVICE}:
   model:     ${DISK_MODEL}
   size:      $(_human "$DISK_SIZE") (${DISK_SIZE} bytes)
   removable: $([[ "$DISK_REMOVABLE" == 1 ]] && echo yes || echo 'NO (--force)')
-  image:     ${IMAGE} ($(_human "$IMAGE_SIZE") raw, sha256 ${IMAGE_SHA})
+  image:     ${IMAGE} ($(_human "$IMAGE_SIZE") raw)
 SUMMARY
 	if [[ "$DRY_RUN" == 1 ]]; then
 		log "dry run: nothing written"
@@ -221,20 +236,28 @@ SUMMARY
 	confirm "Type the disk's name '${DISK}' to erase it:" "$DISK"
 }
 
+# write_image: decompress once, writing to the card and hashing the same bytes (IMAGE_SHA) for
+# the read-back check.
 write_image() {
 	if [[ "$DRY_RUN" == 1 ]]; then
-		log "would run: stream ${IMAGE} | dd of=${DEVICE} bs=4M conv=fsync,notrunc"
+		log "would run: stream ${IMAGE} | tee >(sha256sum) | dd of=${DEVICE} bs=4M conv=fsync,notrunc"
 		return 0
 	fi
-	local progress=none
+	local progress=none sha_file
 	[[ -t 2 ]] && progress=progress
-	stream_image | dd of="$DEVICE" bs=4M iflag=fullblock conv=fsync,notrunc status="$progress"
-	log "written and synced"
+	sha_file="$(mktemp)"
+	cleanup_on_exit "$sha_file"
+	stream_image | tee >(sha256sum | cut -d' ' -f1 >"$sha_file") |
+		dd of="$DEVICE" bs=4M iflag=fullblock conv=fsync,notrunc status="$progress"
+	wait "$!" # the hashing process substitution
+	IMAGE_SHA="$(<"$sha_file")"
+	[[ "$IMAGE_SHA" =~ ^[0-9a-f]{64}$ ]] || die "could not hash the image while writing it; run again"
+	log "written and synced; the image's sha256 is ${IMAGE_SHA}"
 }
 
 verify_device() {
 	if [[ "$DRY_RUN" == 1 ]]; then
-		log "would read back ${IMAGE_SIZE} bytes and compare sha256 ${IMAGE_SHA}"
+		log "would read back ${IMAGE_SIZE} bytes and compare them with the sha256 of what was written"
 		return 0
 	fi
 	if [[ -b "$DEVICE" ]]; then

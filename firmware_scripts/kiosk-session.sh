@@ -32,6 +32,9 @@ load_config
 
 browser="$(command -v chromium || command -v chromium-browser)" ||
 	die "Chromium is not installed (apt package chromium, or chromium-browser on Bookworm)"
+# The unit's private RuntimeDirectory= (the hardened unit hides /run/user): the Wayland socket and
+# the browser profile go there.
+if [[ -n "${RUNTIME_DIRECTORY:-}" ]]; then export XDG_RUNTIME_DIR="$RUNTIME_DIRECTORY"; fi
 profile="${XDG_RUNTIME_DIR:-/tmp}/pneumoedge-chromium"
 # Incognito, with a profile in RAM: no patient image or result is kept by the browser.
 chromium_args=(

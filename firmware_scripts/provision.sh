@@ -39,8 +39,10 @@ Options:
                       clock (RTC) when there is one; needed when the clock is earlier than the
                       bundle's build time (Pi 4 and Zero 2 W have no RTC)
   --no-kiosk          do not install the kiosk screen (headless: the web app only)
-  --read-only-root    also make the root file system read-only (overlayfs via raspi-config);
-                      needs DATA_PARTITION_LABEL so that records persist; takes effect at reboot
+  --read-only-root    also make the root file system read-only (overlayroot via raspi-config,
+                      offline: overlayroot installed or its .debs in the bundle); needs
+                      DATA_PARTITION_LABEL and DATA_MOUNT so that records and updates persist
+                      on the data partition; takes effect at reboot
   --dry-run           verify the bundle and print what would be done; change nothing
   -h, --help          show this help
 
@@ -80,12 +82,40 @@ parse_args() {
 
 check_prerequisites() {
 	need_root
-	need tar sha256sum install find sort comm cmp mktemp realpath uname openssl sync
+	need tar sha256sum install find sort comm cmp mktemp realpath uname openssl sync du df awk
 	if [[ -z "$ROOT_DIR" && "$DRY_RUN" != 1 ]]; then
 		need useradd getent systemctl
 	fi
-	if [[ "$READ_ONLY_ROOT" == 1 && -z "$DATA_PARTITION_LABEL" ]]; then
-		die "--read-only-root needs DATA_PARTITION_LABEL (a persistent ext4 partition for the records), or every record would be lost at reboot; see docs/deployment.md"
+	[[ "$READ_ONLY_ROOT" == 0 ]] || check_persistent_layout
+}
+
+# data_mount: where the data partition is mounted: DATA_MOUNT, else DATA_DIR itself.
+data_mount() { printf '%s' "${DATA_MOUNT:-$DATA_DIR}"; }
+
+# is_under PATH DIR: PATH is DIR or inside it.
+is_under() { [[ "$1" == "$2" || "$1" == "$2"/* ]]; }
+
+# check_persistent_layout: with a read-only root everything that changes after provisioning (the
+# records, and the releases an update installs) must be on the persistent data partition.
+check_persistent_layout() {
+	[[ -n "$DATA_PARTITION_LABEL" ]] ||
+		die "--read-only-root needs DATA_PARTITION_LABEL (a persistent ext4 partition for the records and releases), or every record and update would be lost at reboot; see docs/deployment.md, 'Read-only root'. Nothing was installed."
+	if ! is_under "$DATA_DIR" "$(data_mount)" || ! is_under "$INSTALL_PREFIX" "$(data_mount)"; then
+		die "--read-only-root needs the records (DATA_DIR=${DATA_DIR}) and the releases (INSTALL_PREFIX=${INSTALL_PREFIX}) on the data partition, so that updates persist: set DATA_MOUNT=/srv/pneumoedge (both then default to folders on it). Nothing was installed."
+	fi
+}
+
+# check_overlay_offline: raspi-config's read-only root is the overlayroot package; without it,
+# raspi-config would try to download it (no network) and carry on without an overlay. It must be
+# on the image already, or its .deb files in the bundle (build-bundle.sh --debs).
+check_overlay_offline() {
+	[[ "$READ_ONLY_ROOT" == 1 ]] || return 0
+	if [[ -x "${ROOT_DIR}/usr/sbin/overlayroot-chroot" ]]; then
+		log "overlayroot is installed: the read-only root needs no download"
+	elif compgen -G "${STAGED}/debs/overlayroot_*.deb" >/dev/null; then
+		log "overlayroot comes with the bundle's .deb packages (step 03)"
+	else
+		die "--read-only-root needs the overlayroot package, which this device cannot download: build the bundle with --debs holding overlayroot and its dependencies (docs/deployment.md, 'Read-only root'). Nothing was installed."
 	fi
 }
 
@@ -145,7 +175,9 @@ verify_bundle() {
 	stage_bundle "$TARBALL" "$PUBKEY"
 	check_compatible
 	set_clock
+	check_free_space
 	check_kiosk_packages
+	check_overlay_offline
 }
 
 install_debs() {
@@ -186,15 +218,21 @@ create_users() {
 # The data partition (if any) is mounted first, so the ownership applies to the records' file system.
 prepare_data_dir() {
 	if [[ -n "$DATA_PARTITION_LABEL" ]]; then
-		local unit tmp
+		local unit tmp DATA_MOUNT_POINT DATA_MOUNT_OPTIONS=rw,nosuid,nodev,noatime
+		DATA_MOUNT_POINT="$(data_mount)"
+		# Records only: nothing on the partition may run. Releases on it must.
+		is_under "$INSTALL_PREFIX" "$DATA_MOUNT_POINT" || DATA_MOUNT_OPTIONS+=",noexec"
 		need systemd-escape
-		unit="$(systemd-escape --path --suffix=mount "$DATA_DIR")"
+		unit="$(systemd-escape --path --suffix=mount "$DATA_MOUNT_POINT")"
 		tmp="$(mktemp)"
 		cleanup_on_exit "$tmp"
-		render_template "${STAGED}/firmware_scripts/systemd/data.mount.in" DATA_DIR DATA_PARTITION_LABEL >"$tmp"
+		render_template "${STAGED}/firmware_scripts/systemd/data.mount.in" DATA_MOUNT_POINT DATA_MOUNT_OPTIONS \
+			DATA_PARTITION_LABEL >"$tmp"
 		place_file "$tmp" 0644 "${ROOT_DIR}/etc/systemd/system/${unit}"
+		run install -d -m 0755 "${ROOT_DIR}${DATA_MOUNT_POINT}"
 		run_system systemctl daemon-reload
 		run_system systemctl enable --now "$unit"
+		[[ -z "$ROOT_DIR" ]] || enable_units "$unit"
 	else
 		log "DATA_DIR ${DATA_DIR} stays on the root file system (no DATA_PARTITION_LABEL)"
 	fi
@@ -222,8 +260,8 @@ write_config() {
 	{
 		echo "# shellcheck shell=bash disable=SC2034"
 		echo "# Written by provision.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ); see firmware_scripts/pneumoedge.conf"
-		for name in INSTALL_PREFIX DATA_DIR DATA_PARTITION_LABEL LOG_DIR SERVICE_USER KIOSK_USER APP_HOST APP_PORT \
-			DEVICE_PYTHON WATCHDOG_SEC HEALTH_TIMEOUT_SEC KEEP_RELEASES KIOSK_COMPOSITOR KIOSK_TTY TRUSTED_PUBKEY; do
+		for name in DATA_PARTITION_LABEL DATA_MOUNT INSTALL_PREFIX DATA_DIR LOG_DIR SERVICE_USER KIOSK_USER APP_HOST APP_PORT \
+			KIOSK_TIMEZONE DEVICE_PYTHON WATCHDOG_SEC HW_WATCHDOG_SEC HEALTH_TIMEOUT_SEC KEEP_RELEASES KIOSK_COMPOSITOR KIOSK_TTY TRUSTED_PUBKEY; do
 			# shellcheck disable=SC2016  # the ${VAR:-default} is meant literally
 			printf '%s="${%s:-%s}"\n' "$name" "$name" "${!name}"
 		done
@@ -245,6 +283,17 @@ enable_units() {
 	fi
 }
 
+# install_browser_policy SCRATCH: Chromium's managed policy: only the kiosk's own pages, no
+# DevTools, no file:// and no downloads. Debian's chromium reads /etc/chromium/policies, Raspberry
+# Pi OS's chromium-browser also /etc/chromium-browser/policies; both get the same file.
+install_browser_policy() {
+	local dir
+	render_template "${STAGED}/firmware_scripts/chromium/pneumoedge-policy.json.in" APP_HOST APP_PORT >"${1}/policy.json"
+	for dir in /etc/chromium/policies/managed /etc/chromium-browser/policies/managed; do
+		place_file "${1}/policy.json" 0644 "${ROOT_DIR}${dir}/pneumoedge.json"
+	done
+}
+
 install_units() {
 	local tmp units=(pneumoedge.service pneumoedge-health.service) unit
 	tmp="$(mktemp -d)"
@@ -255,7 +304,11 @@ install_units() {
 			SERVICE_USER KIOSK_USER APP_HOST APP_PORT DEVICE_PYTHON WATCHDOG_SEC KIOSK_TTY >"${tmp}/${unit}"
 		place_file "${tmp}/${unit}" 0644 "${ROOT_DIR}/etc/systemd/system/${unit}"
 	done
+	render_template "${STAGED}/firmware_scripts/systemd/pneumoedge-watchdog.conf.in" HW_WATCHDOG_SEC >"${tmp}/watchdog.conf"
+	place_file "${tmp}/watchdog.conf" 0644 "${ROOT_DIR}/etc/systemd/system.conf.d/pneumoedge-watchdog.conf"
+	[[ "$WITH_KIOSK" == 0 ]] || install_browser_policy "$tmp"
 	run_system systemctl daemon-reload
+	run_system systemctl daemon-reexec # the hardware watchdog setting is read by the manager
 	enable_units "${units[@]}"
 	run_system systemctl restart pneumoedge.service
 	if [[ "$WITH_KIOSK" == 1 ]]; then
@@ -274,9 +327,10 @@ read_only_root() {
 		return 0
 	fi
 	[[ -n "$ROOT_DIR" || "$DRY_RUN" == 1 ]] || need raspi-config
-	# raspi-config's non-interactive convention: 0 means enable.
+	# raspi-config's non-interactive convention: 0 means enable. overlayroot is installed (step 03
+	# or the image), so it downloads nothing.
 	run_system raspi-config nonint do_overlayfs 0
-	log "the read-only root takes effect at the next reboot; afterwards check that 'findmnt ${DATA_DIR}' shows the ${DATA_PARTITION_LABEL} partition rw. Updates need it off again (see docs/deployment.md)."
+	log "the read-only root takes effect at the next reboot; afterwards check that 'findmnt $(data_mount)' shows the ${DATA_PARTITION_LABEL} partition rw. Updates write to it, so they need no change to the root."
 }
 
 health_check() {

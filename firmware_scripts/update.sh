@@ -75,15 +75,28 @@ parse_args() {
 OLD_VERSION=""
 OLD_PREVIOUS=""
 
+# fs_type_of PATH: the type of the file system PATH is on (the longest mount point above it in
+# MOUNTS_FILE, /proc/self/mounts by default): "overlay" under Raspberry Pi OS's read-only root.
+fs_type_of() {
+	local path="$1" source mount type _rest best="" best_type=""
+	while read -r source mount type _rest; do
+		if [[ "$path" == "$mount" || "$path" == "${mount%/}/"* ]] && ((${#mount} >= ${#best})); then
+			best="$mount" best_type="$type"
+		fi
+	done <"${MOUNTS_FILE:-/proc/self/mounts}"
+	printf '%s' "$best_type"
+}
+
 check_device() {
 	local prefix
 	prefix="$(prefix_dir)"
-	need tar sha256sum install find sort comm cmp mktemp realpath uname flock openssl sync
+	need tar sha256sum install find sort comm cmp mktemp realpath uname flock openssl sync du df awk
 	[[ -L "${prefix}/current" ]] ||
 		die "${prefix}/current does not exist: this device is not provisioned. Run provision.sh first."
 	[[ -w "$prefix" || "$DRY_RUN" == 1 ]] || die "${prefix} is not writable; run as root (sudo)"
-	if [[ -z "$ROOT_DIR" ]] && grep -qw 'overlayroot=tmpfs' "${CMDLINE_FILE:-/proc/cmdline}" 2>/dev/null; then
-		die "the root file system is read-only (overlay): an update would vanish at reboot. Run 'sudo raspi-config nonint do_overlayfs 1', reboot, update, then 'sudo raspi-config nonint do_overlayfs 0' and reboot."
+	if [[ -z "$ROOT_DIR" ]] && grep -qw 'overlayroot=tmpfs' "${CMDLINE_FILE:-/proc/cmdline}" 2>/dev/null &&
+		[[ "$(fs_type_of "$prefix")" == overlay ]]; then
+		die "${prefix} is on the read-only root's overlay (in RAM): an update would vanish at reboot. Provision with DATA_MOUNT so the releases live on the data partition (docs/deployment.md, 'Read-only root'), or turn the overlay off for the update: 'sudo raspi-config nonint do_overlayfs 1', reboot, update, 'sudo raspi-config nonint do_overlayfs 0', reboot."
 	fi
 	if [[ "$DRY_RUN" != 1 ]]; then
 		exec 9>"${prefix}/.update.lock"
@@ -127,7 +140,7 @@ resume_pending() {
 		return 0
 	fi
 	mark_unhealthy "$version" "it failed its health check"
-	roll_back_to "$fallback"
+	roll_back_to "$fallback" "$version"
 	restore_previous "$(manifest_get "$pending" previous)"
 	clear_pending
 	die "the interrupted update to ${version} failed its health check and was rolled back; ${fallback} is serving. See 'journalctl -u pneumoedge.service' for why ${version} did not start."
@@ -162,6 +175,7 @@ verify_bundle() {
 	check_compatible
 	check_clock
 	check_version
+	check_free_space
 }
 
 NEW_WAS_INSTALLED=0
@@ -184,11 +198,14 @@ restart_and_check() {
 	run_system systemctl try-restart pneumoedge-kiosk.service 9>&- || warn "the kiosk screen did not restart; it reloads at the next boot"
 }
 
-# roll_back_to VERSION: point current at VERSION again and prove it serves.
+# roll_back_to VERSION LEAVING: point current at VERSION again, with a database it can read, and
+# prove it serves.
 roll_back_to() {
-	local version="$1"
+	local version="$1" leaving="$2"
 	warn "rolling back to release ${version}"
 	switch_link current "$version"
+	run_system systemctl stop pneumoedge.service 9>&- || warn "could not stop the app of ${leaving}"
+	restore_db "$version" "$leaving"
 	if ! restart_and_check "$(release_sha256 "$version")"; then
 		die "ROLLBACK FAILED: release ${version} is not healthy either. See 'journalctl -u pneumoedge.service'; reprovision with a known-good bundle."
 	fi
@@ -201,6 +218,7 @@ switch_and_check() {
 		log "release ${BUNDLE_VERSION} is already the current one; nothing to switch"
 		return 0
 	fi
+	snapshot_db "$OLD_VERSION"
 	if health_checks_run; then write_pending "$BUNDLE_VERSION" "$OLD_VERSION" "$OLD_PREVIOUS"; fi
 	switch_link previous "$OLD_VERSION"
 	switch_link current "$BUNDLE_VERSION"
@@ -215,7 +233,7 @@ switch_and_check() {
 		return 0
 	fi
 	mark_unhealthy "$BUNDLE_VERSION" "it failed its health check"
-	roll_back_to "$OLD_VERSION"
+	roll_back_to "$OLD_VERSION" "$BUNDLE_VERSION"
 	restore_previous "$OLD_PREVIOUS"
 	clear_pending
 	if [[ "$NEW_WAS_INSTALLED" == 0 ]]; then
@@ -236,7 +254,7 @@ manual_rollback() {
 		die "the previous release ${previous} has not passed a health check since it was last switched to; refusing to go back to it. Install a known-good bundle with update.sh instead. Nothing was changed."
 	mark_unhealthy "$OLD_VERSION" "rolled back by hand"
 	drop_link previous
-	roll_back_to "$previous"
+	roll_back_to "$previous" "$OLD_VERSION"
 }
 
 main() {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.runtime import RUNTIMES, load_interpreter_class, quantise_input
+from edge.runtime import RUNTIMES, load_interpreter_class, open_interpreter, quantise_input
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def time_model(model_path: Path, runtime: str, threads: int, runs: int, image: n
     """In this process: load, warm up, then time `runs` calls of the signature runner."""
     interpreter_class, _ = load_interpreter_class((RUNTIMES[runtime],))
     rss_before = _memory_mb("VmRSS")
-    interpreter = interpreter_class(model_path=str(model_path), num_threads=threads)
+    interpreter, _ = open_interpreter(interpreter_class, model_path, threads)
     runner = interpreter.get_signature_runner()
     (name, details), *_ = runner.get_input_details().items()
     tensor = quantise_input(image[np.newaxis].astype(np.float32), details)

@@ -9,6 +9,7 @@ edge.bundle.BundleError) and opens the data folder.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,21 @@ from werkzeug.routing import IntegerConverter
 import edge
 from edge import kiosk_settings
 from edge.screener import Screener, ScreenerOptions
-from edge.webapp import api, auth, errors, history, images, pages, scoring, security, storage, store
+from edge.webapp import (
+    api,
+    auth,
+    clock,
+    errors,
+    history,
+    i18n,
+    images,
+    localtime,
+    pages,
+    scoring,
+    security,
+    storage,
+    store,
+)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -32,6 +47,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     else:
         app.config.from_mapping({**kiosk_settings.DEFAULTS, **config})
     app.config["DATA_DIR"] = str(Path(app.config["DATA_DIR"]).resolve())
+    if app.config["CLOCK_NOT_BEFORE"] is None:
+        app.config["CLOCK_NOT_BEFORE"] = os.environ.get(clock.NOT_BEFORE_ENV)
+    clock.parse_not_before(app.config["CLOCK_NOT_BEFORE"])  # a bad value stops start-up, clearly
 
     data_dir = Path(app.config["DATA_DIR"])
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -49,10 +67,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     scoring.init_app(app, screener, getattr(edge, "__version__", "unknown"))
     security.init_app(app)
     errors.init_app(app)
+    i18n.init_app(app)
 
     app.url_map.converters["rowid"] = RowIdConverter
-    app.add_template_filter(_utc, "utc")
-    app.context_processor(lambda: {"kiosk": scoring.kiosk_info()})
+    localtime.init_app(app)
+    app.context_processor(
+        lambda: {"kiosk": scoring.kiosk_info(), "clock": clock.check_clock(app.config["CLOCK_NOT_BEFORE"])}
+    )
     for blueprint in (pages.bp, history.bp, auth.bp, api.bp):
         app.register_blueprint(blueprint)
     security.csrf.exempt(api.bp)
@@ -64,8 +85,3 @@ class RowIdConverter(IntegerConverter):
 
     def __init__(self, map: Any) -> None:
         super().__init__(map, min=0, max=store.MAX_ROWID)
-
-
-def _utc(stamp: str) -> str:
-    """'2026-01-31T09:15:02.123Z' -> '2026-01-31 09:15 UTC' for people."""
-    return f"{stamp[:10]} {stamp[11:16]} UTC" if stamp else ""

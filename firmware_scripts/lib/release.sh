@@ -87,6 +87,13 @@ stage_bundle() {
 	log "bundle version ${BUNDLE_VERSION}, model ${BUNDLE_MODEL} (sha256 ${BUNDLE_MODEL_SHA256})"
 }
 
+# incompatible MESSAGE: a real run stops; a dry run (a rehearsal of a pi64 bundle on an x86 laptop)
+# says a device must match and carries on.
+incompatible() {
+	[[ "$DRY_RUN" == 1 ]] || die "$1"
+	warn "$1 (a dry run carries on; on the device this stops the install)"
+}
+
 # check_compatible: the device's CPU and Python must be the ones the wheels were built for.
 check_compatible() {
 	local arch python_version want_arch want_python
@@ -96,10 +103,12 @@ check_compatible() {
 	[[ -x "$DEVICE_PYTHON" ]] || die "DEVICE_PYTHON=${DEVICE_PYTHON} is not an executable Python; set it in pneumoedge.conf"
 	python_version="$("$DEVICE_PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 	if [[ "$arch" != "$want_arch" ]]; then
-		die "this bundle is for ${want_arch} but this machine is ${arch}; build one with the right --target (see build-bundle.sh --help)"
+		incompatible "this bundle is for ${want_arch} but this machine is ${arch}; build one with the right --target (see build-bundle.sh --help)"
+		return 0
 	fi
 	if [[ "$python_version" != "$want_python" ]]; then
-		die "this bundle's wheels are for Python ${want_python} but ${DEVICE_PYTHON} is ${python_version}; build it with the matching --target"
+		incompatible "this bundle's wheels are for Python ${want_python} but ${DEVICE_PYTHON} is ${python_version}; build it with the matching --target"
+		return 0
 	fi
 	"$DEVICE_PYTHON" -c 'import ensurepip, venv' 2>/dev/null ||
 		die "${DEVICE_PYTHON} cannot make venvs; install the python3-venv package (it is on Raspberry Pi OS by default)"
@@ -118,6 +127,29 @@ check_clock() {
 		die "the clock says $(date -u -d "@${now}" +%Y-%m-%dT%H:%M:%SZ), before this release was built (${built}): it is wrong, and every record would carry a wrong date. Set it (provision.sh --set-time 'YYYY-MM-DD HH:MM', or 'sudo date -s ...') and run again. Nothing was installed."
 	fi
 	log "the clock ($(date -u -d "@${now}" +%Y-%m-%dT%H:%M:%SZ)) is after the release's build time (${built})"
+}
+
+# existing_parent PATH: PATH, or its nearest folder that exists (what df can measure).
+existing_parent() {
+	local path="$1"
+	while [[ ! -e "$path" && "$path" == /* && "$path" != / ]]; do path="$(dirname "$path")"; done
+	printf '%s' "$path"
+}
+
+# check_free_space: the release's file system must hold the staged bundle three times over (its
+# copy, plus the venv its wheels unpack into) and a snapshot of the records database, with 50 MB to
+# spare: an update that fills the card would leave the kiosk unable to record cases.
+check_free_space() {
+	local target db="${ROOT_DIR}${DATA_DIR}/pneumoedge.sqlite3" bundle_kb db_kb=0 need_kb avail_kb
+	target="$(existing_parent "$(prefix_dir)")"
+	bundle_kb="$(du -sk "$STAGED" | cut -f1)"
+	[[ ! -f "$db" ]] || db_kb="$(du -sk "$db" | cut -f1)"
+	need_kb=$((3 * bundle_kb + db_kb + 50 * 1024))
+	avail_kb="$(df -Pk "$target" | awk 'NR == 2 { print $4 }')"
+	[[ "$avail_kb" =~ ^[0-9]+$ ]] || die "cannot read the free space of ${target} (df); nothing was installed"
+	((avail_kb >= need_kb)) ||
+		die "not enough free space on ${target}: $((avail_kb / 1024)) MB free, this release needs $((need_kb / 1024)) MB. Remove old exports or releases (update.sh keeps KEEP_RELEASES) and run again; nothing was installed."
+	log "free space: $((avail_kb / 1024)) MB, this release needs $((need_kb / 1024)) MB"
 }
 
 # release_dir VERSION: where a release lives (under --root, inside the root).
@@ -280,6 +312,30 @@ prune_releases() {
 			run rm -rf -- "$dir"
 		fi
 	done < <(find "${prefix}/releases" -mindepth 2 -maxdepth 2 -name .installed -printf '%T@ %h\n' 2>/dev/null | sort -rn | cut -d' ' -f2-)
+}
+
+# --- The records database around a switch (firmware_scripts/kiosk_db.py) -------------------------
+
+# snapshot_db RELEASE: copy the live database (SQLite online backup) as the state RELEASE leaves it
+# in, before another release can migrate it.
+snapshot_db() {
+	if [[ "$DRY_RUN" == 1 ]]; then
+		log "would snapshot the records database for a rollback to $1"
+		return 0
+	fi
+	"$DEVICE_PYTHON" "${FIRMWARE_DIR}/kiosk_db.py" snapshot --data-dir "${ROOT_DIR}${DATA_DIR}" --release "$1" ||
+		die "could not snapshot the records database in ${ROOT_DIR}${DATA_DIR} (message above); nothing was switched"
+}
+
+# restore_db RELEASE LEAVING: before RELEASE runs again, give it its snapshot if LEAVING changed the
+# schema (the live database is kept as a snapshot first).
+restore_db() {
+	if [[ "$DRY_RUN" == 1 ]]; then
+		log "would restore the records database snapshot of $1 if $2 changed its schema"
+		return 0
+	fi
+	"$DEVICE_PYTHON" "${FIRMWARE_DIR}/kiosk_db.py" restore --data-dir "${ROOT_DIR}${DATA_DIR}" --release "$1" --leaving "$2" ||
+		warn "could not restore the records database snapshot of $1 (message above); release $1 may refuse the database"
 }
 
 # check_health SHA256: wait (HEALTH_TIMEOUT_SEC) until the kiosk's /healthz is ok and serves the

@@ -39,8 +39,14 @@ def test_gamma_brightens_below_one_and_darkens_above(film):
     assert shift.gamma(0.7)(film).mean() > film.mean() > shift.gamma(1.4)(film).mean()
 
 
-def test_crop_and_pad_change_the_size_by_the_fraction(film):
-    assert shift.crop_border(0.08)(film).shape == (188, 188)
+def test_crop_keeps_the_size_and_enlarges_the_anatomy(film):
+    cropped = shift.crop_border(0.08)(film)
+    assert cropped.shape == film.shape
+    centre = np.asarray(Image.fromarray(film[18:-18, 18:-18]).resize((224, 224), Image.Resampling.BICUBIC))
+    assert np.abs(cropped.astype(int) - centre).mean() < 1.0
+
+
+def test_padding_adds_black_borders_by_the_fraction(film):
     padded = shift.pad_border(0.08)(film)
     assert padded.shape == (260, 260) and padded[0, 0] == 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import lzma
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,3 +199,42 @@ def test_refuses_an_unsupported_compression(machine: FakeMachine, tmp_path: Path
     assert result.returncode != 0
     assert "not supported" in result.stderr
     assert set(device.read_bytes()) == {0xAA}
+
+
+COUNTING_XZ = """#!/usr/bin/env bash
+# Test stand-in for xz: count decompressions, then run the real xz.
+[[ " $* " == *" -dc "* ]] && echo decompress >>"$XZ_LOG"
+exec {real} "$@"
+"""
+
+
+def test_a_compressed_image_is_decompressed_once(machine: FakeMachine, image: Path, tmp_path: Path) -> None:
+    packed = tmp_path / "pneumoedge.img.xz"
+    packed.write_bytes(lzma.compress(image.read_bytes()))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "xz").write_text(COUNTING_XZ.format(real=shutil.which("xz")))
+    (bin_dir / "xz").chmod(0o755)
+    device = machine.disk("sdz")
+    env = {**machine.env, "PATH": f"{bin_dir}:{os.environ['PATH']}", "XZ_LOG": str(tmp_path / "xz.log")}
+    result = run_script("flash-sd.sh", "--yes", packed, device, env=env)
+    assert result.returncode == 0, result.stderr
+    assert device.read_bytes()[: image.stat().st_size] == image.read_bytes()
+    assert (tmp_path / "xz.log").read_text().splitlines() == ["decompress"]
+    assert hashlib.sha256(image.read_bytes()).hexdigest() in result.stderr
+
+
+@pytest.mark.parametrize("missing", ["device", "sha256 file"])
+def test_a_missing_path_gets_a_clear_message(
+    machine: FakeMachine, image: Path, tmp_path: Path, missing: str
+) -> None:
+    if missing == "device":
+        result = _flash(machine, image, tmp_path / "no/such/dir/sdz", "--yes")
+        assert "is not a block device" in result.stderr
+    else:
+        device = machine.disk("sdz")
+        result = _flash(machine, image, device, "--yes", "--sha256-file", str(tmp_path / "missing.sha256"))
+        assert "missing.sha256 does not exist" in result.stderr
+    assert result.returncode != 0
+    assert "failed with exit status" not in result.stderr  # no internal error
+    assert "No such file or directory" not in result.stderr

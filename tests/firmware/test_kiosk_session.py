@@ -47,3 +47,11 @@ def test_unknown_compositor_is_refused(tmp_path: Path) -> None:
     result, _ = _session(tmp_path, KIOSK_COMPOSITOR="weston")
     assert result.returncode != 0
     assert "use cage, labwc or auto" in result.stderr
+
+
+def test_the_hardened_units_runtime_directory_holds_the_session(tmp_path: Path) -> None:
+    """The unit hides /run/user (ProtectHome=): the Wayland socket and profile go to its RuntimeDirectory."""
+    runtime = tmp_path / "run-pneumoedge-kiosk"
+    result, record = _session(tmp_path, RUNTIME_DIRECTORY=str(runtime), XDG_RUNTIME_DIR="/run/user/999")
+    assert result.returncode == 0, result.stderr
+    assert f"--user-data-dir={runtime}/pneumoedge-chromium" in record.read_text().splitlines()

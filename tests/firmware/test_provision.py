@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -169,25 +171,6 @@ def test_read_only_root_needs_a_data_partition(tiny_dep_bundle: Path, tmp_path: 
     assert _installed_anything(root) == []
 
 
-def test_read_only_root_with_data_partition(tiny_dep_bundle: Path, tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    env = script_env(tmp_path, DATA_PARTITION_LABEL="PNEUMODATA")
-    result = run_script(
-        "provision.sh",
-        "--root",
-        root,
-        "--pubkey",
-        trusted_pubkey(),
-        "--read-only-root",
-        tiny_dep_bundle,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr
-    mount = (root / "etc/systemd/system/var-lib-pneumoedge.mount").read_text()
-    assert "What=/dev/disk/by-label/PNEUMODATA" in mount and "Where=/var/lib/pneumoedge" in mount
-    assert "raspi-config nonint do_overlayfs 0" in result.stderr
-
-
 def test_a_bundle_with_links_is_refused_before_unpacking(
     tiny_dep_bundle: Path, tmp_path: Path, signing_key: SigningKey
 ) -> None:
@@ -239,3 +222,24 @@ def test_the_boot_health_unit_finishes_interrupted_updates(tiny_dep_bundle: Path
     assert "ExecStart=/opt/pneumoedge/current/firmware_scripts/update.sh --resume" in unit
     assert "ConditionPathExists=/opt/pneumoedge/.pending-update" in unit
     assert "After=pneumoedge.service" in unit and "Type=oneshot" in unit
+
+
+def test_a_bundle_for_another_cpu_can_be_rehearsed_with_dry_run(
+    tiny_dep_bundle: Path, tmp_path: Path, signing_key: SigningKey
+) -> None:
+    other = "x86_64" if platform.machine() == "aarch64" else "aarch64"
+
+    def for_other_cpu(top: Path) -> None:
+        manifest = top / "MANIFEST"
+        manifest.write_text(re.sub(r"(?m)^arch=.*$", f"arch={other}", manifest.read_text()))
+
+    pi64 = repack(
+        tiny_dep_bundle, tmp_path / "pi64.tar.gz", for_other_cpu, resum=True, sign_with=signing_key.private
+    )
+    root = tmp_path / "root"
+    rehearsal = _provision(root, pi64, tmp_path, "--dry-run")
+    assert rehearsal.returncode == 0, rehearsal.stderr
+    assert f"this bundle is for {other}" in rehearsal.stderr and "a dry run carries on" in rehearsal.stderr
+    assert "End 10 Health check" in rehearsal.stderr and not root.exists()
+    real = _provision(root, pi64, tmp_path)
+    assert real.returncode != 0 and f"this bundle is for {other}" in real.stderr

@@ -240,3 +240,27 @@ def test_the_release_and_the_folder_are_synced_around_the_switch(
     flushed = calls.index(f"--file-system {prefix}/releases/2.0.0 current=releases/1.0.0")
     renamed = calls.index(f"-- {prefix} current=releases/2.0.0")
     assert flushed < renamed
+
+
+FULL_CARD_DF = """#!/usr/bin/env bash
+# Test stand-in for df: a card with 10 MB free.
+echo "Filesystem 1024-blocks Used Available Capacity Mounted on"
+echo "/dev/mmcblk0p2 30000000 29989760 10240 100% /"
+"""
+
+
+def test_an_update_that_does_not_fit_is_refused_before_anything_is_installed(
+    tmp_path: Path, tiny_dep_bundles: dict[str, Path]
+) -> None:
+    root, env = provision_rooted(tmp_path, tiny_dep_bundles["1.0.0"])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "df").write_text(FULL_CARD_DF)
+    (bin_dir / "df").chmod(0o755)
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    result = run_script("update.sh", "--root", root, tiny_dep_bundles["2.0.0"], env=env)
+    assert result.returncode != 0
+    assert "not enough free space" in result.stderr and "10 MB free" in result.stderr
+    prefix = root / "opt/pneumoedge"
+    assert (prefix / "current").readlink() == Path("releases/1.0.0")
+    assert not (prefix / "releases/2.0.0").exists()

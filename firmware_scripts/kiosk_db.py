@@ -1,0 +1,125 @@
+"""Kiosk database snapshots around an update, so that a rollback finds a database it can read.
+
+A new release may migrate the records database (SQLite `PRAGMA user_version`) when it starts, and
+the release before it refuses a database newer than it knows. update.sh therefore takes a snapshot
+with SQLite's online backup API just before it switches (the running kiosk keeps writing; the copy
+is consistent), and when it rolls back to a release whose snapshot has an older schema than the live
+database, it restores that snapshot in place (same file, owner and mode). The live database is kept
+first as another snapshot, so no record is thrown away: records made by the newer release are in
+`snapshots/from-<release>-<time>.sqlite3`.
+
+Standard library only: it runs with the system Python, outside any release's venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("kiosk_db")
+
+#: The kiosk's database file in its data folder (edge/webapp/store.py DB_FILE).
+DB_FILE = "pneumoedge.sqlite3"
+SNAPSHOTS = "snapshots"
+
+
+def schema_version(path: Path) -> int:
+    """The database's `PRAGMA user_version` (the kiosk's schema version)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def copy_database(source: Path, dest: Path) -> None:
+    """Consistent copy of a live database to a new file (mode 0600: it holds patient records)."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))
+    with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(tmp)) as dst:
+        src.backup(dst)
+    _fsync(tmp)
+    tmp.replace(dest)
+    _fsync(dest.parent)
+
+
+def snapshot(data_dir: Path, release: str) -> int:
+    """Snapshot the live database as the state `release` leaves it in; drop older snapshots of releases."""
+    live = data_dir / DB_FILE
+    if not live.is_file():
+        log.info("no database at %s yet; nothing to snapshot", live)
+        return 0
+    folder = data_dir / SNAPSHOTS
+    folder.mkdir(mode=0o700, exist_ok=True)
+    dest = folder / f"{release}.sqlite3"
+    copy_database(live, dest)
+    for old in folder.glob("*.sqlite3"):
+        if old != dest and not old.name.startswith("from-"):
+            old.unlink()
+    log.info("snapshot of %s (schema %d) for a rollback to %s: %s", live, schema_version(dest), release, dest)
+    return 0
+
+
+def restore(data_dir: Path, release: str, leaving: str) -> int:
+    """Before `release` runs again: give it its snapshot if the live schema is newer than it knows."""
+    live = data_dir / DB_FILE
+    saved = data_dir / SNAPSHOTS / f"{release}.sqlite3"
+    if not live.is_file() or not saved.is_file():
+        log.info("no snapshot for %s (or no database); the database is kept as it is", release)
+        return 0
+    live_version, saved_version = schema_version(live), schema_version(saved)
+    if live_version <= saved_version:
+        log.info("schema %d is one release %s reads; the database is kept as it is", live_version, release)
+        return 0
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept = data_dir / SNAPSHOTS / f"from-{leaving}-{stamp}.sqlite3"
+    copy_database(live, kept)
+    with contextlib.closing(sqlite3.connect(saved)) as src, contextlib.closing(sqlite3.connect(live)) as dst:
+        src.backup(dst)
+    _fsync(live)
+    log.warning(
+        "release %s changed the database schema (%d -> %d): restored the snapshot taken before the update; "
+        "records made since are kept in %s",
+        leaving,
+        saved_version,
+        live_version,
+        kept,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    take = sub.add_parser("snapshot", help="copy the live database before switching away from RELEASE")
+    take.add_argument("--data-dir", type=Path, required=True)
+    take.add_argument("--release", required=True, help="the release the snapshot belongs to")
+    back = sub.add_parser("restore", help="give RELEASE its snapshot if the live schema is newer")
+    back.add_argument("--data-dir", type=Path, required=True)
+    back.add_argument("--release", required=True, help="the release being rolled back to")
+    back.add_argument("--leaving", required=True, help="the release being left")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [kiosk_db] %(message)s")
+    try:
+        if args.command == "snapshot":
+            return snapshot(args.data_dir, args.release)
+        return restore(args.data_dir, args.release, args.leaving)
+    except (sqlite3.Error, OSError) as e:
+        log.error("%s failed: %s", args.command, e)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The records database around an update: snapshot before the switch, restored on a rollback after
+a schema change, so the release rolled back to can read its database (issue 10, item 9).
+
+Real SQLite databases made with the kiosk's own schema (edge.webapp.store) in --root trees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edge.webapp import store
+from tests.firmware.conftest import provision_rooted, run_script
+
+
+def _count(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return conn.execute("SELECT count(*) FROM cases").fetchone()[0]
+
+
+def _add_case(path: Path, ref: str) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO cases (case_ref, created_utc, status, threshold, detail, quality_flags, model_name,"
+            " model_sha256, runtime, input_sha256, elapsed_ms) VALUES (?, '2026-11-30T10:00:00Z', 'ok', 0.5,"
+            " '', '', 'm', 'x', 'r', 'y', 1.0)",
+            (ref,),
+        )
+
+
+def _migrate_like_a_newer_release(path: Path) -> None:
+    """What a release with schema 3 does when it starts, then it records a case."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript("BEGIN; CREATE TABLE newer_feature (x); PRAGMA user_version=3; COMMIT;")
+    _add_case(path, "made-by-2.0.0")
+
+
+@pytest.fixture
+def rooted(tmp_path: Path, tiny_dep_bundles: dict[str, Path]) -> tuple[Path, dict[str, str], Path]:
+    """A --root device on 1.0.0 with a kiosk database (schema 2, one case); returns root, env, db."""
+    root, env = provision_rooted(tmp_path, tiny_dep_bundles["1.0.0"])
+    data = root / "var/lib/pneumoedge"
+    store.init_db(data)
+    _add_case(data / store.DB_FILE, "made-by-1.0.0")
+    return root, env, data / store.DB_FILE
+
+
+def test_the_database_is_snapshotted_before_the_switch(
+    rooted: tuple[Path, dict[str, str], Path], tiny_dep_bundles: dict[str, Path]
+) -> None:
+    root, env, db = rooted
+    result = run_script("update.sh", "--root", root, tiny_dep_bundles["2.0.0"], env=env)
+    assert result.returncode == 0, result.stderr
+    snapshot = db.parent / "snapshots/1.0.0.sqlite3"
+    assert _count(snapshot) == 1
+    assert snapshot.stat().st_mode & 0o077 == 0  # patient records: root only
+
+
+def test_a_rollback_after_a_schema_change_restores_a_database_the_old_release_reads(
+    rooted: tuple[Path, dict[str, str], Path], tiny_dep_bundles: dict[str, Path]
+) -> None:
+    root, env, db = rooted
+    prefix = root / "opt/pneumoedge"
+    assert run_script("update.sh", "--root", root, tiny_dep_bundles["2.0.0"], env=env).returncode == 0
+    _migrate_like_a_newer_release(db)
+    with pytest.raises(RuntimeError, match="schema version 3"):
+        store.init_db(db.parent)  # what release 1.0.0 would do with the migrated database
+    (prefix / "releases/1.0.0/.healthy").write_text("passed\n")  # as on a device
+
+    back = run_script("update.sh", "--root", root, "--rollback", env=env)
+    assert back.returncode == 0, back.stderr
+    assert (prefix / "current").readlink() == Path("releases/1.0.0")
+    store.init_db(db.parent)  # 1.0.0 starts: no RuntimeError
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+        assert [r[0] for r in conn.execute("SELECT case_ref FROM cases")] == ["made-by-1.0.0"]
+    (kept,) = (db.parent / "snapshots").glob("from-2.0.0-*.sqlite3")
+    assert _count(kept) == 2  # the newer release's record is kept, not thrown away
+    assert "changed the database schema (2 -> 3)" in back.stderr
+
+
+def test_a_rollback_without_a_schema_change_keeps_the_live_database(
+    rooted: tuple[Path, dict[str, str], Path], tiny_dep_bundles: dict[str, Path]
+) -> None:
+    root, env, db = rooted
+    assert run_script("update.sh", "--root", root, tiny_dep_bundles["2.0.0"], env=env).returncode == 0
+    _add_case(db, "made-by-2.0.0")
+    (root / "opt/pneumoedge/releases/1.0.0/.healthy").write_text("passed\n")
+    back = run_script("update.sh", "--root", root, "--rollback", env=env)
+    assert back.returncode == 0, back.stderr
+    assert _count(db) == 2
+    assert not list((db.parent / "snapshots").glob("from-*"))
