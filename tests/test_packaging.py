@@ -20,6 +20,7 @@ LOCKS = {
     "kiosk": "requirements-edge.txt",
     "kiosk-tflite-runtime": "requirements-edge-tflite-runtime.txt",
     "train": "requirements-train.txt",
+    "test-edge": "requirements-test-edge.txt",
     "test": "requirements-test.txt",
 }
 
@@ -75,8 +76,9 @@ def test_the_version_is_kept_in_one_place() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+", edge.__version__)
 
 
-@pytest.mark.parametrize("script", ["pneumoedge", "pneumoedge-trainer", "pneumoedge-quantize"])
+@pytest.mark.parametrize("script", sorted(PROJECT["scripts"]))
 def test_console_scripts_name_the_module_mains(script: str) -> None:
     module, function = PROJECT["scripts"][script].split(":")
-    assert module.endswith(".__main__")
+    packages = PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    assert module.endswith(".__main__") and module.split(".")[0] in packages
     assert callable(getattr(importlib.import_module(module), function))
