@@ -8,6 +8,11 @@ a film confirmed with different labels at different sites is kept out of trainin
 pooled (same zip sha256) are skipped, and each run appends new shards only: re-running with one more
 export adds that export's films and rewrites nothing else. Checksums catch damage and partial copies,
 not forgery: an export re-made with consistent checksums passes (signing exports is future work).
+
+Each new film is stored once as its model input (a lossless PNG): in a TFRecord shard, which the
+multi-worker trainer reads, and the same bytes under films/{NORMAL,PNEUMONIA}/, the Kermany layout
+that a pool run's split.csv names, so `trainer evaluate` and `quantize export` read pool runs as
+they read any run.
 """
 
 from __future__ import annotations
@@ -22,12 +27,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from edge.bundle import sha256_of
 from edge.files import atomic_write_bytes
 from edge.kermany import LABELS
 from edge.preprocess import ImageError, load_xray, to_model_input
 from fleet.records import STATUS_CONFLICT, STATUS_OK, Record, read_records, write_records
+
+if TYPE_CHECKING:
+    from fleet.shards import ShardWriter
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +55,8 @@ class ExportError(ValueError):
 
 @dataclass(frozen=True)
 class ExportFilm:
-    data: bytes
+    member: str  # its name inside the zip
+    sha256: str
     label: int
     patient_keys: tuple[str, ...]
 
@@ -64,13 +74,16 @@ class Export:
 def verify_export(path: Path) -> Export:
     """Check the archive, its export.json and every manifest checksum; raise ExportError otherwise."""
     try:
-        raw = path.read_bytes()
-        archive = zipfile.ZipFile(io.BytesIO(raw))
-        damaged = archive.testzip()
+        with zipfile.ZipFile(path) as archive:
+            return _verify(archive, path)
     except (OSError, zipfile.BadZipFile) as e:
         raise ExportError(
             f"{path.name} is not a complete zip archive ({e}); copy it from the kiosk again"
         ) from e
+
+
+def _verify(archive: zipfile.ZipFile, path: Path) -> Export:
+    damaged = archive.testzip()
     if damaged is not None:
         raise ExportError(f"{path.name}: {damaged} is damaged (CRC mismatch); copy the export again")
     about = _about(archive, path.name)
@@ -86,11 +99,10 @@ def verify_export(path: Path) -> Export:
         elif member not in archive.namelist():
             problems.append(f"{member} is listed in {MANIFEST} but missing (a partial export)")
         else:
-            data = archive.read(member)
-            if hashlib.sha256(data).hexdigest() != row["sha256"]:
+            if hashlib.sha256(archive.read(member)).hexdigest() != row["sha256"]:
                 problems.append(f"{member} does not match its {MANIFEST} checksum (altered)")
             keys = tuple(k for k in row["patient_keys"].split(";") if k)
-            films.append(ExportFilm(data, LABELS.index(row["label"]), keys))
+            films.append(ExportFilm(member, row["sha256"], LABELS.index(row["label"]), keys))
     problems += [f"{name} is not listed in {MANIFEST}" for name in archive.namelist() if name not in listed]
     if not problems and len(films) != about["films"]:
         problems.append(f"{MANIFEST} lists {len(films)} exported films but {ABOUT} says {about['films']}")
@@ -98,7 +110,7 @@ def verify_export(path: Path) -> Export:
         shown = "; ".join(problems[:SHOWN_PROBLEMS])
         more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""
         raise ExportError(f"{path.name} is refused, nothing was pooled: {shown}{more}")
-    return Export(path, hashlib.sha256(raw).hexdigest(), str(about["kiosk"]), films)
+    return Export(path, sha256_of(path), str(about["kiosk"]), films)
 
 
 def _about(archive: zipfile.ZipFile, name: str) -> dict[str, Any]:
@@ -127,22 +139,26 @@ def pool(
     exports: Sequence[Path], pool_dir: Path, input_size: int = 224, shard_films: int = 1024
 ) -> dict[str, Any]:
     """Verify every export, then add the new ones' new films as new shards; returns pool.json."""
-    pool_dir.mkdir(parents=True, exist_ok=True)
     state = _load_state(pool_dir, input_size)
     verified = [verify_export(Path(p)) for p in exports]  # all or nothing: verify before writing
+    pool_dir.mkdir(parents=True, exist_ok=True)
+    from fleet.shards import ShardWriter  # TensorFlow loads only once every export is verified
+
     records = read_records(pool_dir) if state["exports"] else []
-    index = {r.content_sha256: i for i, r in enumerate(records)}
+    shards = ShardWriter(pool_dir, len(state["shards"]), shard_films)
+    additions = _Additions(pool_dir, records, shards, input_size)
     pooled = {e["sha256"] for e in state["exports"]}
-    pending: list[bytes] = []
-    for export in verified:
-        if export.sha256 in pooled:
-            log.info("%s was pooled before; skipped", export.path.name)
-            continue
-        pooled.add(export.sha256)
-        stats = _add_export(export, records, index, pending, input_size, len(state["shards"]), shard_films)
-        state["exports"].append(stats)
-        log.info("%s (site %s): %s", export.path.name, export.site, stats["counts"])
-    _write_new_shards(pool_dir, state, pending, shard_films)
+    try:
+        for export in verified:
+            if export.sha256 in pooled:
+                log.info("%s was pooled before; skipped", export.path.name)
+                continue
+            pooled.add(export.sha256)
+            stats = additions.add_export(export)
+            state["exports"].append(stats)
+            log.info("%s (site %s): %s", export.path.name, export.site, stats["counts"])
+    finally:
+        state["shards"] += shards.close()
     write_records(pool_dir, records)
     state["films"] = {
         "ok": sum(r.status == STATUS_OK for r in records),
@@ -167,59 +183,67 @@ def _load_state(pool_dir: Path, input_size: int) -> dict[str, Any]:
     return state
 
 
-def _add_export(
-    export: Export,
-    records: list[Record],
-    index: dict[str, int],
-    pending: list[bytes],
-    input_size: int,
-    shards_before: int,
-    shard_films: int,
-) -> dict[str, Any]:
-    from fleet.shards import example  # TensorFlow loads only once every export is verified
+@dataclass
+class _Additions:
+    """The pool's film table while exports are added, and the shard writer new films go to."""
 
-    counts = {"added": 0, "duplicates": 0, "conflicting": 0, "unreadable": 0}
-    for film in export.films:
+    pool_dir: Path
+    records: list[Record]
+    shards: ShardWriter
+    input_size: int
+
+    def __post_init__(self) -> None:
+        self.index = {r.content_sha256: i for i, r in enumerate(self.records)}
+
+    def add_export(self, export: Export) -> dict[str, Any]:
+        counts = {"added": 0, "duplicates": 0, "conflicting": 0, "unreadable": 0}
+        with zipfile.ZipFile(export.path) as archive:
+            for film in export.films:
+                data = archive.read(film.member)
+                if hashlib.sha256(data).hexdigest() != film.sha256:  # changed since it was verified
+                    raise ExportError(f"{export.path.name}: {film.member} changed while it was pooled")
+                counts[self._add_film(export, film, data)] += 1
+        return {"file": export.path.name, "sha256": export.sha256, "site": export.site, "counts": counts}
+
+    def _add_film(self, export: Export, film: ExportFilm, data: bytes) -> str:
+        """Add one film; returns what became of it (a key of the export's counts)."""
+        from fleet.shards import example, png
+
         try:
-            image = load_xray(film.data)
+            image = load_xray(data)
         except ImageError as e:
             log.warning("a film of %s cannot be decoded (%s); skipped", export.path.name, e)
-            counts["unreadable"] += 1
-            continue
+            return "unreadable"
         content = _content_sha256(image.pixels)
         keys = [f"{export.site}:{k}" for k in film.patient_keys] or [f"film:{content}"]
-        if content in index:
-            kept = records[index[content]]
-            counts["duplicates"] += 1
+        if content in self.index:
+            kept = self.records[self.index[content]]
+            outcome = "duplicates"
             if kept.label != film.label and kept.status == STATUS_OK:
-                kept = replace(kept, status=STATUS_CONFLICT)
-                counts["conflicting"] += 1
-            records[index[content]] = kept.with_patients(keys)
-            continue
-        shard = _shard_name(shards_before + len(pending) // shard_films)
-        pending.append(example(to_model_input(image, input_size), film.label, content))
-        index[content] = len(records)
-        records.append(
-            Record(content, film.label, export.site, tuple(sorted(keys)), STATUS_OK, shard, export.sha256)
+                kept, outcome = replace(kept, status=STATUS_CONFLICT), "conflicting"
+                (self.pool_dir / kept.film_path).unlink(missing_ok=True)  # out of the Kermany view too
+            self.records[self.index[content]] = kept.with_patients(keys)
+            return outcome
+        model_input = png(to_model_input(image, self.input_size))
+        shard = self.shards.add(example(model_input, film.label, content))
+        self.index[content] = len(self.records)
+        patients = tuple(sorted(keys))
+        record = Record(
+            content,
+            film.label,
+            export.site,
+            patients,
+            STATUS_OK,
+            shard,
+            export.sha256,
+            hashlib.sha256(model_input).hexdigest(),
         )
-        counts["added"] += 1
-    return {"file": export.path.name, "sha256": export.sha256, "site": export.site, "counts": counts}
+        (self.pool_dir / record.film_path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.pool_dir / record.film_path, model_input, mode=0o644)
+        self.records.append(record)
+        return "added"
 
 
 def _content_sha256(pixels: Any) -> str:
     """The film's identity: its decoded pixels (and shape), whatever container or encoder carried it."""
     return hashlib.sha256(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
-
-
-def _shard_name(number: int) -> str:
-    return f"shards/shard-{number:05d}.tfrecord"
-
-
-def _write_new_shards(pool_dir: Path, state: dict[str, Any], pending: list[bytes], shard_films: int) -> None:
-    from fleet.shards import write_shard
-
-    (pool_dir / "shards").mkdir(exist_ok=True)
-    for start in range(0, len(pending), shard_films):
-        name = _shard_name(len(state["shards"]))
-        write_shard(pool_dir / name, pending[start : start + shard_films])
-        state["shards"].append(name)

@@ -18,7 +18,8 @@ from edge.files import atomic_write_bytes
 from edge.kermany import LABELS
 
 RECORDS_FILE = "records.csv"
-RECORD_FIELDS = ("content_sha256", "label", "site", "patients", "status", "shard", "export")
+RECORD_FIELDS = ("content_sha256", "label", "site", "patients", "status", "shard", "export", "file_sha256")
+FILMS_DIR = "films"  # the pool's films in the Kermany layout: FILMS_DIR/{NORMAL,PNEUMONIA}/<hash>.png
 STATUS_OK = "ok"
 STATUS_CONFLICT = "conflicting labels"  # the same film confirmed differently at two sites: not trained on
 
@@ -34,6 +35,12 @@ class Record:
     status: str
     shard: str
     export: str
+    file_sha256: str  # of the film's file under FILMS_DIR (the same PNG bytes as in its shard)
+
+    @property
+    def film_path(self) -> str:
+        """Relative to the pool: what run directories (split.csv), evaluation and quantize read."""
+        return f"{FILMS_DIR}/{LABELS[self.label]}/{self.content_sha256}.png"
 
     def with_patients(self, more: Iterable[str]) -> Record:
         return replace(self, patients=tuple(sorted(set(self.patients) | set(more))))
@@ -53,6 +60,7 @@ def read_records(pool_dir: Path) -> list[Record]:
                 row["status"],
                 row["shard"],
                 row["export"],
+                row["file_sha256"],
             )
             for row in csv.DictReader(handle)
         ]
@@ -69,6 +77,7 @@ def write_records(pool_dir: Path, records: Sequence[Record]) -> None:
             r.status,
             r.shard,
             r.export,
+            r.file_sha256,
         )
         lines.append(",".join(fields))
     atomic_write_bytes(Path(pool_dir) / RECORDS_FILE, ("\n".join(lines) + "\n").encode(), mode=0o644)

@@ -1,7 +1,8 @@
 """The pool's TFRecord shards: one `tf.train.Example` per film, written once and never rewritten.
 
 Each example holds the film's model input (edge.preprocess.load_model_input at the pool's input size,
-as a lossless PNG), its label and its content hash; who sent it and whose it is stay in records.csv.
+as a lossless PNG: the same bytes as the pool's films/ copy), its label and its content hash; who
+sent it and whose it is stay in records.csv.
 """
 
 from __future__ import annotations
@@ -30,22 +31,60 @@ def png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def example(model_input: np.ndarray, label: int, sha: str) -> bytes:
+def example(png_bytes: bytes, label: int, sha: str) -> bytes:
     feature = {
-        IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[png(model_input)])),
+        IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[png_bytes])),
         LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
         SHA: tf.train.Feature(bytes_list=tf.train.BytesList(value=[sha.encode()])),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def write_shard(path: Path, examples: Iterable[bytes]) -> None:
-    """Write to a temporary name and rename: a crash never leaves a half shard under a real name."""
-    tmp = path.with_name(f".{path.name}.partial")
-    with tf.io.TFRecordWriter(str(tmp)) as writer:
-        for serialized in examples:
-            writer.write(serialized)
-    tmp.replace(path)
+class ShardWriter:
+    """Appends examples to new shards, `per_shard` films each, so a pool run holds one film at a time.
+
+    A shard is written under a temporary name and renamed when full or closed: a crash never leaves
+    half a shard under a real name (the pool's manifest, written last, lists only finished ones).
+    """
+
+    def __init__(self, pool_dir: Path, first_number: int, per_shard: int) -> None:
+        self.pool_dir, self.number, self.per_shard = pool_dir, first_number, per_shard
+        self.written: list[str] = []
+        self._writer: tf.io.TFRecordWriter | None = None
+        self._count = 0
+
+    @property
+    def current(self) -> str:
+        return f"{SHARDS_DIR}/shard-{self.number:05d}.tfrecord"
+
+    def add(self, serialized: bytes) -> str:
+        """Write one example; returns the shard that holds it."""
+        if self._writer is None:
+            (self.pool_dir / SHARDS_DIR).mkdir(exist_ok=True)
+            self._writer = tf.io.TFRecordWriter(str(self._partial()))
+        self._writer.write(serialized)
+        self._count += 1
+        name = self.current
+        if self._count == self.per_shard:
+            self._finish()
+        return name
+
+    def close(self) -> list[str]:
+        if self._writer is not None:
+            self._finish()
+        return self.written
+
+    def _partial(self) -> Path:
+        path = self.pool_dir / self.current
+        return path.with_name(f".{path.name}.partial")
+
+    def _finish(self) -> None:
+        assert self._writer is not None
+        self._writer.close()
+        self._partial().replace(self.pool_dir / self.current)
+        self.written.append(self.current)
+        self._writer, self._count = None, 0
+        self.number += 1
 
 
 def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -266,8 +266,11 @@ def _by_data() -> tf.data.Options:
 
 
 def _sample(pool_dir: Path, record: pool_records.Record, groups: dict[str, str]) -> Sample:
-    """A pool film as the trainer's Sample: the shard as its path, the patient group as its patient."""
-    return Sample(pool_dir / record.shard, record.label, groups[record.content_sha256], record.content_sha256)
+    """A pool film as the trainer's Sample: its Kermany-layout file (what quantize and evaluate read)
+    and the patient group as its patient."""
+    return Sample(
+        pool_dir / record.film_path, record.label, groups[record.content_sha256], record.file_sha256
+    )
 
 
 def _load(

@@ -35,6 +35,8 @@ from edge.webapp import (
     storage,
     store,
 )
+from edge.webapp.audit import bp as audit_bp
+from edge.webapp.case_refs import init_case_refs
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -61,6 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     screener = Screener.from_path(
         app.config["MODEL_DIR"], ScreenerOptions(num_threads=app.config["MODEL_THREADS"])
     )
+    init_case_refs(app)
     store.init_app(app)
     images.init_dir(data_dir)
     storage.init_app(app)
@@ -76,6 +79,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     for blueprint in (pages.bp, history.bp, auth.bp, api.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(audit_bp)
     security.csrf.exempt(api.bp)
     return app
 

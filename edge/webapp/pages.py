@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response
 
 from edge.kermany import LABELS
 from edge.quality import plain_words
-from edge.webapp import pictures, store
+from edge.webapp import case_refs, pictures, store
 from edge.webapp.scoring import refused_thumbnail, score_and_record
 from edge.webapp.security import current_actor
 from edge.webapp.uploads import CASE_REF_FIELD, CASE_REF_MAX, UploadError, read_upload
@@ -50,7 +50,13 @@ def result(case_id: int) -> str:
 def report(case_id: int) -> str:
     case = _case_or_404(case_id)
     store.append_audit(store.get_db(), current_actor(), "view_report", case_id)
-    return render_template("report.html", case=case, has_heatmap=_has_heatmap(case), advice=_advice(case))
+    return render_template(
+        "report.html",
+        case=case,
+        has_heatmap=_has_heatmap(case),
+        advice=_advice(case),
+        facility=current_app.config["FACILITY_NAME"],
+    )
 
 
 @bp.get("/cases/<rowid:case_id>/heatmap.png")
@@ -84,7 +90,12 @@ def refused_thumbnail_image(case_id: int) -> Response:
 def _upload_page(error: str | None = None, case_ref: str = "") -> str:
     max_mb = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
     return render_template(
-        "index.html", error=error, case_ref=case_ref, case_ref_max=CASE_REF_MAX, max_upload_mb=max_mb
+        "index.html",
+        error=error,
+        case_ref=case_ref,
+        case_ref_max=CASE_REF_MAX,
+        case_ref_example=case_refs.rules().example,
+        max_upload_mb=max_mb,
     )
 
 

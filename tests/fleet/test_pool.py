@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from fleet import pool as pooling
 from fleet.__main__ import main
@@ -77,6 +80,8 @@ def test_a_film_confirmed_differently_at_two_sites_is_not_trained_on(tmp_path: P
     records = read_records(tmp_path / "pool")
     assert [r.status for r in records].count(STATUS_CONFLICT) == 1
     assert len(trainable(records)) == 1
+    (conflicting,) = [r for r in records if r.status == STATUS_CONFLICT]
+    assert not (tmp_path / "pool" / conflicting.film_path).exists()  # out of the Kermany view too
 
 
 @pytest.mark.parametrize(
@@ -107,7 +112,7 @@ def test_a_damaged_or_partial_export_is_refused_and_nothing_is_pooled(
         rewrite(good, bad, changes[damage])
     with pytest.raises(pooling.ExportError, match=re.escape(message)):
         pooling.pool([other, bad], tmp_path / "pool", SIZE)
-    assert not (tmp_path / "pool" / "pool.json").exists()  # `other` was not pooled either
+    assert not (tmp_path / "pool").exists()  # `other` was not pooled either: nothing was written
     with pytest.raises(SystemExit, match=r"refused|not a complete|without pseudonymous"):
         main(["pool", str(other), str(bad), "--out", str(tmp_path / "pool"), "--input-size", str(SIZE)])
 
@@ -148,3 +153,6 @@ def test_the_shards_hold_the_model_input_label_and_hash(two_sites: tuple[Path, P
     assert sorted(sha for sha, _, _ in films) == sorted(records)
     for sha, image, label in films:
         assert image.shape == (SIZE, SIZE, 1) and label == records[sha].label
+        copy = tmp_path / "pool" / records[sha].film_path  # the Kermany view: the same pixels
+        assert hashlib.sha256(copy.read_bytes()).hexdigest() == records[sha].file_sha256
+        np.testing.assert_array_equal(np.asarray(Image.open(copy))[..., None], image)

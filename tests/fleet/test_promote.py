@@ -22,8 +22,6 @@ from fleet.__main__ import main
 from fleet.promote import Rule, promote
 from tests.tiny_bundle import INPUT_SIZE, encode, synthetic_xray
 
-pytestmark = pytest.mark.slow  # builds and converts the tiny model: about 40 s on 2 loaded cores
-
 
 def lesion(seed: int) -> tuple[float, float] | None:
     return (0.28 + 0.22 * (seed % 3), 0.45 + 0.05 * (seed % 4)) if seed % 2 else None
