@@ -142,7 +142,7 @@ def test_report_is_a_printable_page_with_the_case_and_intended_use(
     text = report.data.decode()
     assert report.status_code == 200
     assert "report.css" in text and "data-print" in text
-    assert "R-7" in text and f'<p class="aid">{INTENDED_USE}</p>' in text
+    assert "R-7" in text and f'<p class="aid" id="aid">{INTENDED_USE}</p>' in text
     assert "@media print" in client.get("/static/report.css").data.decode()
 
 
