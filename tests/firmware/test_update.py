@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.bundle import Bundle, sha256_of, write_bundle
+from edge.bundle import Bundle, write_bundle
+from edge.provenance import sha256_file
 from tests.firmware.conftest import (
     Device,
     SigningKey,
@@ -152,7 +153,7 @@ def test_a_release_that_fails_its_health_check_is_rolled_back(
     # A bundle that verifies (the sha256 matches) but whose model the runtime cannot load: the
     # new kiosk never becomes healthy.
     write_bundle(broken, b"this is not a TFLite flatbuffer" * 64, dict(tiny_bundle_int8.metadata))
-    assert sha256_of(broken / "model.tflite") != old_sha
+    assert sha256_file(broken / "model.tflite") != old_sha
     tarball = build_bundle(script_env(tmp_path), broken, tmp_path / "dist", "3.0.0", edge_wheelhouse)
 
     result = device.update(tarball, HEALTH_TIMEOUT_SEC="15")
@@ -173,7 +174,7 @@ def test_a_different_bundle_named_like_the_running_release_is_refused(
     running = sorted(p.relative_to(prefix) for p in (prefix / "releases/2.0.0").rglob("*"))
 
     def change(top: Path) -> None:
-        (top / "app/edge/extra.py").write_text("# a rebuild that kept the old version name\n")
+        (top / "app/extra.py").write_text("# a rebuild that kept the old version name\n")
 
     renamed = repack(
         tiny_dep_bundles["2.0.0"],

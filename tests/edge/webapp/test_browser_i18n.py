@@ -91,7 +91,7 @@ def test_a_french_case_from_upload_to_the_printed_report(
     assert browser.find_element(By.ID, "assess").text == "Analyser la radio"
     browser.find_element(By.ID, "assess").click()
     assert wait_for(browser, "#label").text in ("NORMAL", "PNEUMONIE")
-    assert "un clinicien doit confirmer ce résultat" in browser.find_element(By.ID, "aid").text
+    assert "aide au dépistage" in browser.find_element(By.ID, "aid").text
 
     browser.find_element(By.ID, "confirm-pneumonia").click()
     assert (
@@ -111,7 +111,7 @@ def test_a_french_case_from_upload_to_the_printed_report(
             "Identifiant du patient",
             "PNEUMONIE, enregistré par",
             "Relu par :",
-            "un clinicien doit confirmer ce résultat",
+            "chaque résultat doit être vérifié par un clinicien",
             "aide au dépistage",
             "Traduction en attente de relecture clinique.",
         ):

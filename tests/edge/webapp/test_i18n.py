@@ -245,11 +245,11 @@ def test_result_and_history_pages_in_french(client: FlaskClient, small_xray: byt
     page = client.get(location).text
     assert '<html lang="fr">' in page
     assert "Probabilité de pneumonie" in page and "Seuil opérationnel" in page
-    assert "Aide au dépistage uniquement : un clinicien doit confirmer ce résultat." in page
+    assert re.search(rf'id="aid">{FRENCH_INTENDED_USE}', page)
     assert re.search(r'id="label">(NORMAL|PNEUMONIE)<', page)
     # The buttons read French but send the stored (English) label.
     assert 'value="PNEUMONIA" id="confirm-pneumonia">PNEUMONIE</button>' in page
-    assert "Probability of pneumonia" not in page and "Screening aid only" not in page
+    assert "Probability of pneumonia" not in page and "Operating threshold" not in page
     history = client.get("/history").text
     assert "1 cas." in history and "Exporter en CSV" in history and "Aucun cas" not in history
     assert (
