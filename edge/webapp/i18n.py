@@ -50,6 +50,27 @@ ROLE_TEXT = {
     "staff": lazy_gettext("staff"),
     "admin": lazy_gettext("administrator"),
 }
+#: Audit log actions as people read them (English: the stored code with spaces); stored codes stay.
+ACTION_TEXT = {
+    "api_list_results": lazy_gettext("api list results"),
+    "api_view_result": lazy_gettext("api view result"),
+    "confirm": lazy_gettext("confirm"),
+    "correct": lazy_gettext("correct"),
+    "export_csv": lazy_gettext("export csv"),
+    "export_dataset": lazy_gettext("export dataset"),
+    "export_fhir": lazy_gettext("export fhir"),
+    "login": lazy_gettext("login"),
+    "login_failed": lazy_gettext("login failed"),
+    "logout": lazy_gettext("logout"),
+    "screen": lazy_gettext("screen"),
+    "staff_add": lazy_gettext("staff add"),
+    "staff_disable": lazy_gettext("staff disable"),
+    "staff_enable": lazy_gettext("staff enable"),
+    "staff_pin_reset": lazy_gettext("staff pin reset"),
+    "view_audit": lazy_gettext("view audit"),
+    "view_report": lazy_gettext("view report"),
+    "view_result": lazy_gettext("view result"),
+}
 #: edge.screener.INTENDED_USE, marked here for extraction (the TensorFlow-free core knows no gettext);
 #: a test keeps the two identical.
 INTENDED_USE = lazy_gettext(
@@ -104,6 +125,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(label_text, "label")
     app.add_template_filter(role_text, "role")
     app.add_template_filter(translated, "translated")
+    app.add_template_filter(action_text, "action")
     app.context_processor(_template_context)
     app.register_blueprint(bp)
 
@@ -136,6 +158,11 @@ def label_text(label: str) -> str:
 def translated(text: str) -> str:
     """A text marked elsewhere (REFUSAL_TEXTS) in the page's language; unknown text as it is."""
     return gettext(text)
+
+
+def action_text(action: str) -> str:
+    """An audit action code ('view_result') as people read it, in the page's language."""
+    return str(ACTION_TEXT[action]) if action in ACTION_TEXT else action.replace("_", " ")
 
 
 def role_text(role: str) -> str:

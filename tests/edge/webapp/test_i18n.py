@@ -26,7 +26,7 @@ from edge.screener import INTENDED_USE
 from edge.webapp import i18n, storage
 from edge.webapp.i18n import COOKIE, LANGUAGES, SOURCE_LANGUAGE
 
-from .helpers import ADMIN, ADMIN_PIN, NURSE, NURSE_PIN, AppFactory, add_staff, login, post_file
+from .helpers import ADMIN, ADMIN_PIN, NURSE, NURSE_PIN, AppFactory, add_staff, audit_rows, login, post_file
 
 REPO = Path(__file__).resolve().parents[3]
 WEBAPP = Path(edge.webapp.__file__).parent
@@ -268,3 +268,17 @@ def test_a_refusal_is_explained_in_portuguese(client: FlaskClient, colour_photo:
     refused = client.post(f"/cases/{case_id}/diagnosis", data={"diagnosis": "PNEUMONIA", "confirmed": "yes"})
     assert refused.status_code == 409
     assert "Esta imagem não pôde ser analisada" in refused.text
+
+
+def test_the_audit_log_reads_in_french_and_every_action_has_words(
+    admin_client: FlaskClient, client: FlaskClient, data_dir: Path, small_xray: bytes
+) -> None:
+    location = post_file(client, "/assess", small_xray).headers["Location"]
+    client.get(location)
+    client.get(f"{location}/report")
+    client.get("/history/export.csv")
+    switch(admin_client, "fr", "/audit")
+    page = admin_client.get("/audit").text
+    assert "Journal d'audit" in page and "<th>Qui</th>" in page
+    assert "connexion" in page and "radio analysée" in page and "résultat consulté" in page
+    assert {row["action"] for row in audit_rows(data_dir)} <= set(i18n.ACTION_TEXT)
