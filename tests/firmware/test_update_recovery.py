@@ -141,3 +141,10 @@ def test_rollback_refuses_a_release_that_never_passed_a_health_check(device: Dev
     assert refused.returncode != 0
     assert "has not passed a health check" in refused.stderr
     assert device.current() == "2.0.0"
+
+
+def test_the_health_check_gives_up_as_soon_as_the_new_app_exits(device: Device, broken_bundle: Path) -> None:
+    result = device.update(broken_bundle, HEALTH_TIMEOUT_SEC="600")
+    assert result.returncode != 0
+    assert "the app of pneumoedge.service exited (systemd: activating/auto-restart)" in result.stderr
+    assert "rolled back" in result.stderr and device.current() == "2.0.0"
