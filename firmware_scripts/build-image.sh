@@ -19,7 +19,7 @@ release and its venv, the hardened units, the first-boot setup, the releases and
 data partition (DATA_MOUNT=/srv/pneumoedge). Sets the time zone. Flash OUT.img with flash-sd.sh.
 
 Steps: 01 check prerequisites, 02 copy the base image, 03 partitions, 04 mount,
-05 provision inside the image, 06 time zone, 07 unmount and checksum.
+05 provision inside the image, 06 time zone and technician login, 07 unmount and checksum.
 
 Options:
   --base FILE         the Raspberry Pi OS image (.img or .img.xz), checked with --base-sha256
@@ -27,6 +27,9 @@ Options:
   --bundle FILE       the signed bundle (.tar.gz with .sha256 and .sig next to it)
   --pubkey FILE       the office's Ed25519 public key (the devices will trust it)
   --output FILE       the image to write (must not exist)
+  --userconf FILE     the technician's login, one line NAME:HASH (HASH from 'openssl passwd -6'):
+                      written as the boot partition's userconf.txt, so Raspberry Pi OS makes the
+                      account at first boot without its own setup wizard (required)
   --timezone ZONE     e.g. Africa/Nairobi (default: UTC)
   --root-grow SIZE    room added to the root partition (default: 1G)
   --data-size SIZE    the data partition for records and releases (default: 4G)
@@ -46,6 +49,7 @@ BASE_SHA256=""
 BUNDLE=""
 PUBKEY=""
 OUTPUT=""
+USERCONF=""
 TIMEZONE=UTC
 ROOT_GROW=1G
 DATA_SIZE=4G
@@ -61,6 +65,7 @@ parse_args() {
 		--bundle) BUNDLE="${2:?--bundle needs a file}" && shift ;;
 		--pubkey) PUBKEY="${2:?--pubkey needs a file}" && shift ;;
 		--output) OUTPUT="${2:?--output needs a file}" && shift ;;
+		--userconf) USERCONF="${2:?--userconf needs a file}" && shift ;;
 		--timezone) TIMEZONE="${2:?--timezone needs a zone}" && shift ;;
 		--root-grow) ROOT_GROW="${2:?--root-grow needs a size}" && shift ;;
 		--data-size) DATA_SIZE="${2:?--data-size needs a size}" && shift ;;
@@ -71,8 +76,8 @@ parse_args() {
 		esac
 		shift
 	done
-	[[ -n "$BASE" && -n "$BUNDLE" && -n "$PUBKEY" && -n "$OUTPUT" ]] ||
-		die "--base, --bundle, --pubkey and --output are required; see $0 --help"
+	[[ -n "$BASE" && -n "$BUNDLE" && -n "$PUBKEY" && -n "$OUTPUT" && -n "$USERCONF" ]] ||
+		die "--base, --bundle, --pubkey, --userconf and --output are required; see $0 --help"
 }
 
 # bytes SIZE: 512M, 4G or a plain number of bytes, in bytes.
@@ -85,6 +90,8 @@ check_prerequisites() {
 	[[ -f "$BUNDLE" && -f "${BUNDLE}.sha256" && -f "${BUNDLE}.sig" ]] ||
 		die "bundle ${BUNDLE} with its .sha256 and .sig must exist; build it with build-bundle.sh"
 	[[ -f "$PUBKEY" ]] || die "public key ${PUBKEY} does not exist"
+	[[ -f "$USERCONF" && "$(head -n1 "$USERCONF")" =~ ^[a-z_][a-z0-9_-]*:\$[0-9a-z]+\$ ]] ||
+		die "--userconf ${USERCONF} must hold one line NAME:HASH, e.g. made with: echo \"tech:\$(openssl passwd -6)\" > userconf.txt"
 	[[ ! -e "$OUTPUT" ]] || die "${OUTPUT} exists already; remove it or choose another --output"
 	[[ -z "$TIMEZONE" || "$TIMEZONE" =~ ^[A-Za-z0-9_+/-]+$ ]] || die "--timezone '${TIMEZONE}' is not a zone name like Africa/Nairobi"
 	ROOT_GROW="$(bytes "$ROOT_GROW")"
@@ -207,9 +214,10 @@ provision_image() {
 
 set_timezone() {
 	if [[ "$DRY_RUN" == 1 ]]; then
-		log "would set the time zone to ${TIMEZONE}"
+		log "would set the time zone to ${TIMEZONE} and write userconf.txt"
 		return 0
 	fi
+	install -m 0600 "$USERCONF" "${MNT}/boot/firmware/userconf.txt"
 	[[ -f "${MNT}/usr/share/zoneinfo/${TIMEZONE}" ]] || die "the image has no time zone ${TIMEZONE} (/usr/share/zoneinfo)"
 	ln -sfn "/usr/share/zoneinfo/${TIMEZONE}" "${MNT}/etc/localtime"
 	printf '%s\n' "$TIMEZONE" >"${MNT}/etc/timezone"
@@ -238,7 +246,7 @@ main() {
 	step 03 "Partitions" partition
 	step 04 "Mount" mount_image
 	step 05 "Provision inside the image" provision_image
-	step 06 "Time zone" set_timezone
+	step 06 "Time zone and technician login" set_timezone
 	step 07 "Unmount and checksum" finish
 }
 

@@ -105,6 +105,8 @@ def test_the_image_gets_a_data_partition_and_a_provisioned_kiosk(
     base = _fake_raspios(tmp_path / "raspios.img", tmp_path)
     base_root = _partitions(base)[1]["size"]
     out = tmp_path / "pneumoedge.img"
+    userconf = tmp_path / "userconf.txt"
+    userconf.write_text("tech:$6$salt$hash\n")
     result = run_script(
         "build-image.sh",
         "--host-provision",
@@ -118,6 +120,8 @@ def test_the_image_gets_a_data_partition_and_a_provisioned_kiosk(
         out,
         "--timezone",
         "Africa/Nairobi",
+        "--userconf",
+        userconf,
         "--root-grow",
         "32M",
         "--data-size",
@@ -143,6 +147,8 @@ def test_the_image_gets_a_data_partition_and_a_provisioned_kiosk(
         assert (root / "etc/pneumoedge/bundle-signing.pub").read_bytes() == trusted_pubkey().read_bytes()
         assert (root / "etc/systemd/system/srv-pneumoedge.mount").is_file()
         assert not (root / "var/tmp/pneumoedge-image").exists()
+    with mounted(out, 1, tmp_path / "boot") as boot:
+        assert (boot / "userconf.txt").read_text() == "tech:$6$salt$hash\n"
     with mounted(out, 3, tmp_path / "data") as data:
         assert (data / "current").readlink() == Path("releases/1.0.0")
         assert (data / "records").is_dir()
@@ -153,6 +159,8 @@ def test_dry_run_touches_nothing(tiny_dep_bundle: Path, tmp_path: Path) -> None:
     base = tmp_path / "raspios.img"
     base.write_bytes(b"\0" * MIB)
     out = tmp_path / "out.img"
+    userconf = tmp_path / "userconf.txt"
+    userconf.write_text("tech:$6$salt$hash\n")
     result = run_script(
         "build-image.sh",
         "--dry-run",
@@ -164,6 +172,8 @@ def test_dry_run_touches_nothing(tiny_dep_bundle: Path, tmp_path: Path) -> None:
         trusted_pubkey(),
         "--output",
         out,
+        "--userconf",
+        userconf,
         env=script_env(tmp_path),
     )
     assert result.returncode == 0, result.stderr
