@@ -17,12 +17,19 @@ KIOSK_DATA ?= kiosk-data
 WHEELHOUSE ?= $(HOME)/.cache/pneumoedge/wheelhouse
 
 EDGE_VENV := .venv-edge
+TRANSLATIONS := edge/webapp/translations
 TRAIN_VENV := .venv
+# The edge and kiosk tests also run where the kiosk runs: its own environment (ai-edge-litert, no
+# TensorFlow) and the 32-bit Pi's (tflite-runtime 2.14 + numpy 1.26, wheels for Python <= 3.11 only).
+TEST_LITERT_VENV := .venv-test-edge-litert
+TEST_TFLITE_VENV := .venv-test-edge-tflite-runtime
+TFLITE_PYTHON ?= $(PYTHON)
+EDGE_TESTS := tests/edge
 
-.PHONY: help kiosk test test-fast wheelhouse lint train folds evaluate sweep export calibrate benchmark bench-kiosk bench-gate clean
+.PHONY: help kiosk test test-fast test-edge-litert test-edge-tflite-runtime golden wheelhouse lint translations train folds evaluate sweep export calibrate benchmark bench-kiosk bench-gate clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-26s %s\n", $$1, $$2}'
 
 $(EDGE_VENV)/.installed: requirements-edge.txt
 	$(PYTHON) -m venv $(EDGE_VENV)
@@ -36,12 +43,37 @@ $(TRAIN_VENV)/.installed: requirements-edge.txt requirements-train.txt requireme
 	$(TRAIN_VENV)/bin/pip install --quiet -r requirements-test.txt
 	touch $@
 
+$(TEST_LITERT_VENV)/.installed: requirements-edge.txt requirements-test-edge.txt
+	$(PYTHON) -m venv $(TEST_LITERT_VENV)
+	$(TEST_LITERT_VENV)/bin/pip install --quiet --upgrade pip
+	$(TEST_LITERT_VENV)/bin/pip install --quiet -r requirements-edge.txt -r requirements-test-edge.txt
+	touch $@
+
+$(TEST_TFLITE_VENV)/.installed: requirements-edge-tflite-runtime.txt requirements-test-edge.txt
+	$(TFLITE_PYTHON) -m venv $(TEST_TFLITE_VENV)
+	$(TEST_TFLITE_VENV)/bin/pip install --quiet --upgrade pip
+	$(TEST_TFLITE_VENV)/bin/pip install --quiet -r requirements-edge-tflite-runtime.txt -r requirements-test-edge.txt
+	touch $@
+
 kiosk: $(EDGE_VENV)/.installed ## set up the kiosk's environment and serve the shipped model on $(HOST):$(PORT)
 	$(EDGE_VENV)/bin/python -m edge serve --model $(MODEL) --host $(HOST) --port $(PORT) --data-dir $(KIOSK_DATA)
 
-test: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete ## set up the training environment, lint, and run the whole test suite
+test: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete $(TEST_TFLITE_VENV)/.installed ## set up, lint, run the whole suite, then the edge tests in both kiosk environments
 	$(MAKE) --no-print-directory lint
-	PNEUMOEDGE_WHEELHOUSE=$(WHEELHOUSE) $(TRAIN_VENV)/bin/python -m pytest -m "slow or not slow"
+	PNEUMOEDGE_WHEELHOUSE=$(WHEELHOUSE) PNEUMOEDGE_PARITY_PYTHONS=$(CURDIR)/$(TEST_TFLITE_VENV)/bin/python \
+	  $(TRAIN_VENV)/bin/python -m pytest -m "slow or not slow"
+	$(MAKE) --no-print-directory test-edge-litert test-edge-tflite-runtime
+
+test-edge-litert: $(TEST_LITERT_VENV)/.installed ## the edge and kiosk tests in the kiosk's environment (ai-edge-litert, no TensorFlow)
+	$(TEST_LITERT_VENV)/bin/python -c 'import importlib.util as u, sys; \
+	  sys.exit("TensorFlow is installed in the kiosk test environment" if u.find_spec("tensorflow") else 0)'
+	$(TEST_LITERT_VENV)/bin/python -m pytest $(EDGE_TESTS) -m "slow or not slow"
+
+test-edge-tflite-runtime: $(TEST_TFLITE_VENV)/.installed ## the edge and kiosk tests under tflite-runtime 2.14 + numpy 1.26 (32-bit Pi)
+	$(TEST_TFLITE_VENV)/bin/python -m pytest $(EDGE_TESTS) -m "slow or not slow"
+
+golden: $(EDGE_VENV)/.installed ## after a deliberate model change: rewrite the golden answers (tests/fixtures/golden)
+	$(EDGE_VENV)/bin/python -m benchmarks.golden --write
 
 test-fast: $(TRAIN_VENV)/.installed ## lint and the quick tests only (no slow offline-install or real-data tests)
 	$(MAKE) --no-print-directory lint
@@ -58,6 +90,14 @@ lint: $(TRAIN_VENV)/.installed ## ruff and shellcheck
 	$(TRAIN_VENV)/bin/ruff check .
 	$(TRAIN_VENV)/bin/ruff format --check .
 	find firmware_scripts .ci -type f \( -name '*.sh' -o -name run \) -print0 | xargs -0 -r $(TRAIN_VENV)/bin/shellcheck
+
+translations: $(EDGE_VENV)/.installed ## extract the kiosk's texts, update the fr and pt catalogs, compile them
+	$(EDGE_VENV)/bin/pybabel extract --mapping-file babel.cfg --keywords lazy_gettext \
+	  --output-file $(TRANSLATIONS)/messages.pot --add-location file --sort-output --width 110 \
+	  --add-comments TRANSLATORS: --project PneumoEdge --copyright-holder "PneumoEdge contributors" edge/webapp
+	$(EDGE_VENV)/bin/pybabel update --input-file $(TRANSLATIONS)/messages.pot --output-dir $(TRANSLATIONS) \
+	  --ignore-obsolete --no-fuzzy-matching --width 110
+	$(EDGE_VENV)/bin/pybabel compile --directory $(TRANSLATIONS) --statistics
 
 train: $(TRAIN_VENV)/.installed ## train the shipped model's recipe into $(RUN), logging site-film AUC per epoch
 	$(TRAIN_VENV)/bin/python -m trainer train --data $(DATA) --out $(RUN) --weights $(WEIGHTS) --monitor $(SITE)
@@ -92,4 +132,4 @@ bench-gate: $(TRAIN_VENV)/.installed ## quality gate: false rejects on real X-ra
 	$(TRAIN_VENV)/bin/python benchmarks/quality_gate.py --data $(DATA) --model $(MODEL)
 
 clean: ## remove the virtual environments (runs/ and kiosk-data/ are kept)
-	rm -rf $(EDGE_VENV) $(TRAIN_VENV)
+	rm -rf $(EDGE_VENV) $(TRAIN_VENV) $(TEST_LITERT_VENV) $(TEST_TFLITE_VENV)

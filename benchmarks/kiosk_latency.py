@@ -3,9 +3,11 @@
 Starts `python -m edge serve` on a free loopback port with a fresh data folder, then posts
 full-resolution JPEG chest X-rays to /api/v1/predict: one client for the latency percentiles (the
 whole request: upload, decode, quality gate, model, heatmap, de-identified copy, SQLite commit,
-response), then several concurrent clients for throughput. The server's resident memory is sampled
-throughout with psutil. Every request sends a different file (one pixel differs), so the
-de-identified copy is written each time, as in a clinic.
+response), then several concurrent clients for throughput. Before the server starts, the bare model
+invoke (the bundle's TFLite model on one ready 224 x 224 input, in this process) is timed the same
+way, so the request's cost is also given as a multiple of the model's (target: at most 8x). The
+server's resident memory is sampled throughout with psutil. Every request sends a different file
+(one pixel differs), so the de-identified copy is written each time, as in a clinic.
 
 The test image is a real training X-ray from ../shared/data upscaled in memory, or a synthetic one
 when the data set is absent (said in the output).
@@ -38,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "chest_xray" / "train"
 TARGET_P95_MS = 150.0
 TARGET_RSS_MB = 200.0
+TARGET_RATIO = 8.0
 BOUNDARY = "kiosk-latency-boundary"
 
 
@@ -50,6 +53,7 @@ def main() -> int:
     )
     bodies = [multipart(variant(base, k)) for k in range(total)]
     print(f"mean upload size {statistics.mean(len(b) for b in bodies) / 1e6:.2f} MB", flush=True)
+    invokes, invoke_cpu_ms = bare_invoke(args.model, base, args.warmup, args.requests)
 
     with tempfile.TemporaryDirectory(prefix="kiosk-latency-") as data_dir:
         port = free_port()
@@ -75,7 +79,8 @@ def main() -> int:
             server.terminate()
             server.wait(timeout=30)
 
-    report(args, latencies, server_ms, cpu_ms, throughput, (idle_rss, sequential_peak, sampler.peak_mb))
+    rss = (idle_rss, sequential_peak, sampler.peak_mb)
+    report(args, latencies, (invokes, invoke_cpu_ms), server_ms, cpu_ms, throughput, rss)
     return 0
 
 
@@ -116,6 +121,28 @@ def base_image(width: int, height: int, synthetic: bool) -> tuple[np.ndarray, st
     from tests.tiny_bundle import synthetic_xray
 
     return synthetic_xray(seed=1, width=width, height=height), "a synthetic X-ray"
+
+
+def bare_invoke(model_dir: Path, base: np.ndarray, warmup: int, runs: int) -> tuple[list[float], float]:
+    """Milliseconds per model invoke alone (one prepared input, nothing decoded, drawn or stored),
+    and the CPU time per invoke (all of this process's threads: a figure other load barely moves)."""
+    sys.path.insert(0, str(REPO))
+    from edge.bundle import load_bundle
+    from edge.preprocess import XrayImage, to_model_input
+    from edge.runtime import TfliteModel
+
+    bundle = load_bundle(model_dir)
+    model = TfliteModel(bundle.model_path)
+    tensor = to_model_input(XrayImage(base, "JPEG", 0.0), bundle.input_size)
+    timings = []
+    for _ in range(warmup):
+        model.run(tensor)
+    cpu_started = time.process_time()
+    for _ in range(runs):
+        started = time.perf_counter()
+        model.run(tensor)
+        timings.append((time.perf_counter() - started) * 1000.0)
+    return timings, (time.process_time() - cpu_started) * 1000.0 / runs
 
 
 def variant(base: np.ndarray, k: int) -> bytes:
@@ -256,17 +283,28 @@ def percentile(values: list[float], q: float) -> float:
 def report(
     args: argparse.Namespace,
     latencies: list[float],
+    invoke: tuple[list[float], float],
     server_ms: list[float],
     cpu_ms: float,
     throughput: float,
     rss_mb: tuple[float, float, float],
 ) -> None:
-    """Print the numbers; `rss_mb` is (after start-up, peak with one client, peak overall)."""
+    """Print the numbers; `invoke` is the bare invokes' latencies and CPU time per invoke, `rss_mb`
+    (after start-up, peak with one client, peak overall)."""
+    invokes, invoke_cpu_ms = invoke
     p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
     idle_rss, sequential_rss, peak_rss = rss_mb
     print(f"\nkiosk latency, {len(latencies)} sequential requests (whole request, heatmap included):")
     print(f"  p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   max {max(latencies):7.1f} ms")
     print(f"  of which the screener (decode, gate, model, heatmap): p50 {percentile(server_ms, 50):.1f} ms")
+    invoke_p50, invoke_p95 = percentile(invokes, 50), percentile(invokes, 95)
+    ratio = p50 / invoke_p50
+    print(f"bare model invoke, {len(invokes)} runs: p50 {invoke_p50:7.1f} ms   p95 {invoke_p95:7.1f} ms")
+    print(f"request / bare invoke: p50 {ratio:.1f}x   p95 {p95 / invoke_p95:.1f}x")
+    print(
+        f"CPU time: {cpu_ms:.1f} ms per request, {invoke_cpu_ms:.1f} ms per bare invoke "
+        f"({cpu_ms / invoke_cpu_ms:.1f}x)"
+    )
     print(f"  server CPU time per request: {cpu_ms:.1f} ms (a floor for the latency on an idle machine)")
     print(f"throughput with {args.clients} concurrent clients: {throughput:.1f} requests/s")
     print(
@@ -275,6 +313,8 @@ def report(
     )
     print(f"target p95 <= {TARGET_P95_MS:.0f} ms: {'met' if p95 <= TARGET_P95_MS else 'MISSED'}")
     print(f"target RSS <= {TARGET_RSS_MB:.0f} MB: {'met' if peak_rss <= TARGET_RSS_MB else 'MISSED'}")
+    verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
+    print(f"target request <= {TARGET_RATIO:.0f}x bare invoke (p50): {verdict}")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other work skews timings)")
 
 

@@ -12,8 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.formats import ACCEPTED_SUFFIXES
+
 LABELS: tuple[str, str] = ("NORMAL", "PNEUMONIA")
-IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".dcm", ".dicom"})
+IMAGE_SUFFIXES = ACCEPTED_SUFFIXES  # the formats the kiosk accepts (edge.formats)
 
 # personN_bacteria_M.jpeg -> personN; IM-0115-0001.jpeg -> IM-0115; NORMAL2-IM-0383-0001 -> NORMAL2-IM-0383
 _PERSON = re.compile(r"^(person\d+)_", re.IGNORECASE)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge.screener import default_model_dir
 
@@ -36,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "MIN_FREE_MB": 200,
     # Delete de-identified images and heatmaps of cases older than this (0: keep them for ever).
     "RETENTION_DAYS": 0,
+    # Time zone people read times in (IANA name, set at provisioning); UTC stays in the database.
+    "TIMEZONE": "UTC",
     # `serve` only: the address waitress listens on; beyond loopback needs an access code.
     "HOST": "127.0.0.1",
     # `serve` only: the TCP port.
@@ -47,10 +50,21 @@ DEFAULTS: dict[str, Any] = {
     "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
     # A kiosk page may stay open all shift: tokens last as long as the session.
     "WTF_CSRF_TIME_LIMIT": None,
+    # The clinic's register numbers: a regular expression the whole case reference must match
+    # (this default: letters, digits and . _ - / or space, with at least one digit).
+    "CASE_REF_PATTERN": r"(?=.*[0-9])[A-Za-z0-9][A-Za-z0-9 ._/-]*",
+    # One of the clinic's register numbers, shown as the example of what to type.
+    "CASE_REF_EXAMPLE": "OPD-2026-00123",
+    # The facility's name, printed at the top of every report ("": a line to write it in).
+    "FACILITY_NAME": "",
+    # The pages' language until someone uses the header's switch; None: the browser's, else English.
+    "DEFAULT_LANGUAGE": None,
     # A clock earlier than this UTC time is wrong; None: $PNEUMOEDGE_CLOCK_NOT_BEFORE, which the
     # device's serve.sh sets to the release's build time (edge/webapp/clock.py).
     "CLOCK_NOT_BEFORE": None,
 }
+#: The pages' languages (edge/webapp/translations, and English, the source).
+LANGUAGES = ("en", "fr", "pt")
 
 
 class SettingsError(ValueError):
@@ -112,6 +126,14 @@ def _number(minimum: float, *, strict: bool = False) -> Callable[[Any], bool]:
     return ok
 
 
+def _zone(value: Any) -> bool:
+    try:
+        ZoneInfo(value)
+    except (TypeError, ValueError, ZoneInfoNotFoundError):
+        return False
+    return True
+
+
 def _text(value: Any) -> bool:
     return isinstance(value, (str, Path)) and str(value) != ""
 
@@ -127,4 +149,9 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "HOST": (_text, "an address"),
     "PORT": (_whole(0, 65535), "a whole number from 0 to 65535"),
     "THREADS": (_whole(1), "a whole number of at least 1"),
+    "CASE_REF_PATTERN": (_text, "a regular expression"),
+    "CASE_REF_EXAMPLE": (_text, "an example register number"),
+    "FACILITY_NAME": (lambda value: isinstance(value, str), "text"),
+    "TIMEZONE": (_zone, "an IANA time zone name such as 'Africa/Nairobi' (see /usr/share/zoneinfo)"),
+    "DEFAULT_LANGUAGE": (lambda value: value is None or value in LANGUAGES, f"None or one of {LANGUAGES}"),
 }

@@ -15,14 +15,13 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageChops, ImageOps, ImageStat, UnidentifiedImageError
+
+from edge.formats import ACCEPTED_FORMATS, DICOM, Sniffed, sniff
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +52,6 @@ _OTHER_MODE_BYTES_PER_PIXEL = 20  # P, RGBA, LA, PA: alpha flattening goes throu
 _CHUNK_PIXELS = 1 << 18
 #: DICOM elements larger than this are not read at parse time (the pixel data stays in the upload).
 _DICOM_DEFER_BYTES = 64 * 1024
-#: Formats we accept: what an X-ray export actually produces.
-ACCEPTED_FORMATS = ("JPEG", "PNG", "DICOM")
-_DICOM_MAGIC_OFFSET = 128
 
 
 class ImageError(ValueError):
@@ -83,33 +79,13 @@ class XrayImage:
         return int(self.pixels.shape[1])
 
 
-_REUSE: ContextVar[tuple[bytes, XrayImage] | None] = ContextVar("pneumoedge_decoded", default=None)
-
-
-@contextmanager
-def reuse_decoded(data: bytes) -> Iterator[XrayImage]:
-    """Decode `data` once; inside the block `load_xray(data)` (same bytes object) returns that image.
-
-    Lets a caller keep the decoded pixels (the kiosk stores them) while code it does not own (the
-    screener) decodes the same upload, without decoding it twice. Per thread and per context.
-    """
-    image = load_xray(data)
-    token = _REUSE.set((data, image))
-    try:
-        yield image
-    finally:
-        _REUSE.reset(token)
-
-
 def load_xray(data: bytes) -> XrayImage:
     """Decode an X-ray file from bytes; raise ImageError with a clear reason otherwise."""
-    held = _REUSE.get()
-    if held is not None and held[0] is data:
-        return held[1]
     if not data:
         raise ImageError("empty", "The file is empty.")
-    if _is_dicom(data):
-        return _load_dicom(data)
+    sniffed = sniff(data)
+    if sniffed is not None and sniffed.format == DICOM:
+        return _load_dicom(data, sniffed)
     return _load_raster(data)
 
 
@@ -128,10 +104,6 @@ def to_model_input(image: XrayImage, size: int) -> np.ndarray:
 def load_model_input(data: bytes, size: int) -> np.ndarray:
     """Decode and preprocess in one call: the exact path from a file to the model's input tensor."""
     return to_model_input(load_xray(data), size)
-
-
-def _is_dicom(data: bytes) -> bool:
-    return data[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM"
 
 
 def _load_raster(data: bytes) -> XrayImage:
@@ -265,15 +237,35 @@ def _stretch_with(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def _load_dicom(data: bytes) -> XrayImage:
+class _DicomStream(io.BytesIO):
+    """The upload from `start` on, as pydicom's file (no copy): a file without the 128-byte
+    preamble is read with force=True, which rewinds to 0 and must land on the data set."""
+
+    def __init__(self, data: bytes, start: int) -> None:
+        super().__init__(data)
+        self.start = start
+        super().seek(start)
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return super().seek(pos + self.start if whence == 0 else pos, whence) - self.start
+
+    def tell(self) -> int:
+        return super().tell() - self.start
+
+
+def _load_dicom(data: bytes, sniffed: Sniffed) -> XrayImage:
     import pydicom  # imported here: only DICOM uploads pay for it
 
+    start = 0 if sniffed.dicom_has_preamble else sniffed.dicom_start
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), defer_size=_DICOM_DEFER_BYTES)
+        ds = pydicom.dcmread(
+            _DicomStream(data, start), defer_size=_DICOM_DEFER_BYTES, force=not sniffed.dicom_has_preamble
+        )
     except Exception as e:  # pydicom raises many types for malformed files
         raise ImageError("corrupt", f"The DICOM file could not be read ({type(e).__name__}).") from e
     try:
-        return _dicom_to_xray(ds, data)
+        _name_bare_encoding(ds)
+        return _dicom_to_xray(ds, data, start)
     except ImageError:
         raise
     except Exception as e:  # elements are parsed lazily: a damaged one fails here, with any type
@@ -281,7 +273,23 @@ def _load_dicom(data: bytes) -> XrayImage:
         raise ImageError("corrupt", f"The DICOM file has damaged image elements ({type(e).__name__}).") from e
 
 
-def _native_view(ds: Any, data: bytes, rows: int, cols: int) -> np.ndarray | None:
+def _name_bare_encoding(ds: Any) -> None:
+    """A data set without a File Meta header names no transfer syntax: record the uncompressed one
+    pydicom read it in, so that its pixels can be decoded."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if getattr(ds, "file_meta", None) and "TransferSyntaxUID" in ds.file_meta:
+        return
+    implicit, little = ds.original_encoding
+    if not getattr(ds, "file_meta", None):
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = (
+        ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+    )
+
+
+def _native_view(ds: Any, data: bytes, rows: int, cols: int, start: int) -> np.ndarray | None:
     """Uncompressed little-endian 16-bit single-frame unsigned gray pixels, as a zero-copy view of
     the upload's bytes (bits above BitsStored still set); None for anything else."""
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -299,12 +307,14 @@ def _native_view(ds: Any, data: bytes, rows: int, cols: int) -> np.ndarray | Non
         return None
     element = ds.get_item("PixelData", keep_deferred=True)
     offset, length = getattr(element, "value_tell", None), getattr(element, "length", None)
+    if offset is not None:
+        offset += start
     if offset is None or length is None or length < rows * cols * 2 or offset + rows * cols * 2 > len(data):
         return None
     return np.frombuffer(data, dtype="<u2", count=rows * cols, offset=offset).reshape(rows, cols)
 
 
-def _dicom_to_xray(ds: Any, data: bytes) -> XrayImage:
+def _dicom_to_xray(ds: Any, data: bytes, start: int) -> XrayImage:
     """Pixels through the modality LUT and VOI window, MONOCHROME1 inverted; patient fields untouched."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
@@ -314,7 +324,7 @@ def _dicom_to_xray(ds: Any, data: bytes) -> XrayImage:
     if rows * cols > MAX_PIXELS:
         raise ImageError("too_large", f"The image has too many pixels (limit {MAX_PIXELS:,}).")
     bits = int(ds.get("BitsAllocated", 16))
-    view = _native_view(ds, data, rows, cols)
+    view = _native_view(ds, data, rows, cols, start)
     if view is not None:
         # Read in place from the upload: only the 8-bit result (and one band) is allocated.
         _check_budget(cols, rows, 1, f"{bits}-bit DICOM")
@@ -326,7 +336,14 @@ def _dicom_to_xray(ds: Any, data: bytes) -> XrayImage:
     try:
         raw = ds.pixel_array
     except Exception as e:
-        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown") if ds.file_meta else "unknown"
+        syntax = ds.file_meta.get("TransferSyntaxUID") if getattr(ds, "file_meta", None) else None
+        if syntax is None or not syntax.is_compressed:
+            # Uncompressed pixels that cannot be read: the file is cut short or damaged.
+            raise ImageError(
+                "corrupt",
+                "The DICOM file is damaged or truncated: its image data is shorter than its header "
+                "says. Copy or export it again from the X-ray system.",
+            ) from e
         name = getattr(syntax, "name", str(syntax))
         raise ImageError(
             "unsupported_dicom",

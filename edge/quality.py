@@ -29,6 +29,46 @@ OUT_OF_DISTRIBUTION = "out_of_distribution"
 INVERTED = "inverted"
 ROTATED = "rotated"
 
+#: What each refusal means to the nurse at the kiosk: what is wrong, then what to do next. The
+#: figures behind it (GateResult.detail) are for the technician and are shown apart, smaller.
+PLAIN_WORDS: dict[str, str] = {
+    COLOUR_PHOTO: (
+        "This is a colour picture, not an X-ray image. Load the X-ray file from the X-ray system; "
+        "if you photograph a film, use a plain white light box and no coloured light."
+    ),
+    TOO_SMALL: (
+        "The image is too small to read. Load the full-size X-ray file, not a thumbnail or a screenshot."
+    ),
+    EXTREME_ASPECT: (
+        "The image is too long and narrow to be a whole chest X-ray. Load the whole film, not a "
+        "cut-out strip."
+    ),
+    BLANK: (
+        "The image is blank or almost one shade all over. Check that you chose the right file and "
+        "that the film shows the chest, then load it again."
+    ),
+    INVERTED: (
+        "The image is a negative (bones dark, air light). Export the X-ray again with bones white, "
+        "then load it again."
+    ),
+    ROTATED: (
+        "The film is on its side or upside down. Turn it upright (head at the top), then load it again."
+    ),
+    OUT_OF_DISTRIBUTION: (
+        "This does not look like the chest X-rays the kiosk knows. Check that it is a front view of "
+        "the chest, and load the X-ray file itself rather than a photo or a screenshot. If it is, "
+        "the clinician reads this film without the kiosk."
+    ),
+}
+_UNKNOWN_REFUSAL = "The kiosk cannot assess this image. Ask the clinician to read the film."
+
+
+def plain_words(flags: tuple[str, ...] | list[str]) -> list[str]:
+    """The nurse's message for each refusal flag, in order, each said once."""
+    said = dict.fromkeys(PLAIN_WORDS.get(flag, _UNKNOWN_REFUSAL) for flag in flags)
+    return list(said) or [_UNKNOWN_REFUSAL]
+
+
 #: Long side the pixel statistics are computed on; plenty for contrast, cheap for a 9 MP file.
 _STATS_LONG_SIDE = 512
 #: Side of the square thumbnail the orientation check reads (the film squashed, as for the model).

@@ -4,6 +4,13 @@ Preference order: `ai_edge_litert` (the maintained runtime wheel), `tflite_runti
 images), then `tensorflow.lite` as a last fallback for development machines. TensorFlow is only
 imported when neither light runtime exists.
 
+Integer-quantised models run on the runtime's built-in kernels, never on its default delegate:
+ai-edge-litert applies XNNPACK by default and XNNPACK's int8 kernels round differently from the
+built-in ones that tflite-runtime 2.14 uses, which moved the shipped int8 bundle's probabilities by
+up to 0.055 between the two runtimes (benchmarks/runtime_parity.py). Pinned, both runtimes give the
+same outputs, so a clinic gets the same answer whichever device it bought. Float models keep the
+runtime's default kernels (XNNPACK and the built-in float kernels agree to about 1e-6).
+
 `TfliteModel` does the expensive work once (interpreter, tensor allocation, signature runner,
 quantisation parameters); `run` takes the preprocessed uint8 image and returns float32 outputs by
 signature name, quantising the input and dequantising every output with the tensors' own scale and
@@ -16,6 +23,7 @@ import importlib
 import logging
 import operator
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from importlib import metadata
@@ -32,6 +40,14 @@ _RUNTIMES = (
     ("tflite_runtime.interpreter", "Interpreter", "tflite-runtime"),
     ("tensorflow", "lite.Interpreter", "tensorflow"),
 )
+
+
+#: Kernel choices: `auto` pins the built-in kernels for integer models and leaves float models on the
+#: runtime's default; `builtin` and `default` force one or the other (benchmarks compare them).
+KERNELS_AUTO = "auto"
+KERNELS_BUILTIN = "builtin"
+KERNELS_DEFAULT = "default"
+KERNEL_CHOICES = (KERNELS_AUTO, KERNELS_BUILTIN, KERNELS_DEFAULT)
 
 
 class RuntimeUnavailableError(RuntimeError):
@@ -89,15 +105,49 @@ def load_interpreter_class(preferred: tuple[tuple[str, str, str], ...] = _RUNTIM
     )
 
 
+def _check_kernels(kernels: str) -> None:
+    if kernels not in KERNEL_CHOICES:
+        raise ValueError(f"kernels must be one of {', '.join(KERNEL_CHOICES)}, got {kernels!r}")
+
+
+def _has_integer_tensors(interpreter: Any) -> bool:
+    return any(np.dtype(t["dtype"]) in (np.int8, np.uint8) for t in interpreter.get_tensor_details())
+
+
+def open_interpreter(
+    interpreter_class: type,
+    model_path: Path | str,
+    num_threads: int | None = None,
+    kernels: str = KERNELS_AUTO,
+) -> tuple[Any, str]:
+    """An interpreter for `model_path` and the kernels it runs on (`builtin` or `default`)."""
+    _check_kernels(kernels)
+    if kernels != KERNELS_DEFAULT:
+        resolver = sys.modules[interpreter_class.__module__].OpResolverType
+        interpreter = interpreter_class(
+            model_path=str(model_path),
+            num_threads=num_threads,
+            experimental_op_resolver_type=resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+        if kernels == KERNELS_BUILTIN or _has_integer_tensors(interpreter):
+            return interpreter, KERNELS_BUILTIN
+    return interpreter_class(model_path=str(model_path), num_threads=num_threads), KERNELS_DEFAULT
+
+
 class TfliteModel:
     """A loaded TFLite model with one serving signature; `run` is safe to call from several threads."""
 
-    def __init__(self, model_path: Path | str, num_threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: Path | str, num_threads: int | None = None, kernels: str = KERNELS_AUTO
+    ) -> None:
+        _check_kernels(kernels)
         interpreter_class, self.runtime_name = load_interpreter_class()
         self.model_path = Path(model_path)
         self.num_threads = num_threads
         try:
-            self._interpreter = interpreter_class(model_path=str(self.model_path), num_threads=num_threads)
+            self._interpreter, self.kernels = open_interpreter(
+                interpreter_class, self.model_path, num_threads, kernels
+            )
         except (ValueError, RuntimeError) as e:
             raise ValueError(f"{self.model_path} is not a loadable TFLite model: {e}") from e
         signatures = self._interpreter.get_signature_list()
@@ -126,9 +176,10 @@ class TfliteModel:
                 )
         self._lock = threading.Lock()
         log.info(
-            "loaded %s with %s: input %s %s, outputs %s",
+            "loaded %s with %s (%s kernels): input %s %s, outputs %s",
             self.model_path.name,
             self.runtime_name,
+            self.kernels,
             self.input_shape,
             self._input_quant.dtype,
             sorted(self._output_quant),

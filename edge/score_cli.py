@@ -12,12 +12,12 @@ import csv
 import io
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
+from edge import formats
 from edge.bundle import BundleError
 from edge.files import atomic_write_bytes
-from edge.kermany import IMAGE_SUFFIXES
 from edge.preprocess import ImageError
 from edge.runtime import RuntimeUnavailableError
 from edge.screener import INTENDED_USE, STATUS_REJECTED, Screener, ScreenerOptions, default_model_dir
@@ -63,25 +63,48 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    rows = [score_file(screener, path) for path in iter_images(args.paths)]
+    files, skipped = find_images(args.paths)
+    rows = [score_file(screener, path) for path in files]
     text = format_csv(rows)
     if args.csv is None:
         sys.stdout.write(text)
     else:
         atomic_write_bytes(args.csv, text.encode("utf-8"))
     rejected = sum(row["status"] == STATUS_REJECTED for row in rows)
+    if skipped:
+        print(
+            f"skipped {len(skipped)} files in the folders that are not JPEG, PNG or DICOM "
+            f"(by name and content), e.g. {skipped[0]}",
+            file=sys.stderr,
+        )
     print(f"scored {len(rows)} files ({rejected} rejected). {INTENDED_USE}", file=sys.stderr)
     return 0
 
 
-def iter_images(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files named directly (whatever their suffix), plus image files found under folders, sorted."""
+def find_images(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """(files to score, files skipped): files named directly, whatever their suffix, plus the files
+    under folders that `edge.formats` takes for X-rays, as the kiosk would (a DICOM named after its
+    UID included); folder contents sorted."""
+    chosen: list[Path] = []
+    skipped: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            found = (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            yield from sorted(found)
-        else:
-            yield path
+        if not path.is_dir():
+            chosen.append(path)
+            continue
+        for found in sorted(p for p in path.rglob("*") if p.is_file()):
+            (chosen if _is_candidate(found) else skipped).append(found)
+    return chosen, skipped
+
+
+def _is_candidate(path: Path) -> bool:
+    if formats.suffix_of(path.name) in formats.ACCEPTED_SUFFIXES:
+        return True  # named as an X-ray: scored, and reported if it is not one
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(formats.SNIFF_BYTES)
+    except OSError:
+        return False
+    return formats.is_candidate(path.name, head)
 
 
 def score_file(screener: Screener, path: Path) -> dict[str, str]:

@@ -1,9 +1,11 @@
-"""The screener: X-ray file bytes in, a gated, explained assessment out.
+"""The screener: an X-ray (file bytes, or a film already decoded) in, a gated, explained assessment out.
 
 One `Screener` is built per kiosk (loading the interpreter is the expensive part) and shared by
-every request; `assess` is thread-safe. The order is the order a careful reader would check:
-decode (an undecodable file raises `ImageError`), the image-level quality gate, the model, the
-out-of-distribution gate, then the label and the heatmap. A refused image gets no label.
+every request; `assess` and `assess_image` are thread-safe. The order is the order a careful
+reader would check: decode (an undecodable file raises `ImageError`), the image-level quality gate,
+the model, the out-of-distribution gate, then the label and the heatmap layer. A refused image
+gets no label. A caller that needs the decoded pixels itself (the kiosk keeps them for the stored
+copy) decodes once with `edge.preprocess.load_xray` and hands the film to `assess_image`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY, Bundle, load_bundle
-from edge.heatmap import DISPLAY_LONG_SIDE, render
+from edge.heatmap import LAYER_LONG_SIDE, render
 from edge.preprocess import XrayImage, load_xray, to_model_input
 from edge.quality import GateResult, OodStats, QualityThresholds, check_embedding, check_image
-from edge.runtime import TfliteModel
+from edge.runtime import KERNELS_AUTO, TfliteModel
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +48,12 @@ class ScreenerOptions:
 
     #: TFLite interpreter threads; None lets the runtime choose.
     num_threads: int | None = None
-    #: Draw the heatmap overlay (PNG) for accepted images.
+    #: Which kernels run the model (edge.runtime.KERNEL_CHOICES); `auto` keeps the runtimes in parity.
+    kernels: str = KERNELS_AUTO
+    #: Draw the heatmap layer (an indexed PNG, see edge.heatmap) for accepted images.
     heatmap: bool = True
-    #: Longest side of the heatmap image, in pixels.
-    heatmap_long_side: int = DISPLAY_LONG_SIDE
+    #: Longest side of the heatmap layer, in pixels.
+    heatmap_long_side: int = LAYER_LONG_SIDE
     #: Quality gate limits.
     quality: QualityThresholds = field(default_factory=QualityThresholds)
 
@@ -68,7 +72,7 @@ class Assessment:
     reason: str | None  # machine code of a refusal
     detail: str  # human message
     quality_flags: tuple[str, ...]
-    heatmap_png: bytes | None
+    heatmap_png: bytes | None  # the heatmap layer (edge.heatmap.render), accepted films only
     input_sha256: str
     model_name: str
     model_sha256: str
@@ -90,7 +94,9 @@ class Screener:
     def __init__(self, bundle: Bundle, options: ScreenerOptions | None = None) -> None:
         self.bundle = bundle
         self.options = options or ScreenerOptions()
-        self.model = TfliteModel(bundle.model_path, num_threads=self.options.num_threads)
+        self.model = TfliteModel(
+            bundle.model_path, num_threads=self.options.num_threads, kernels=self.options.kernels
+        )
         missing = {OUTPUT_PROBABILITY, OUTPUT_CAM, OUTPUT_EMBEDDING} - set(self.model.output_names)
         if missing:
             raise ValueError(
@@ -125,7 +131,11 @@ class Screener:
         return self.assess_image(load_xray(data), hashlib.sha256(data).hexdigest(), started)
 
     def assess_image(self, image: XrayImage, sha: str, started: float | None = None) -> Assessment:
-        """Assess a decoded film (the evaluations feed transformed films here, past the decoder)."""
+        """Assess a decoded film: `sha` is the sha256 of its file, `started` when decoding began.
+
+        The kiosk decodes each upload once and keeps the pixels for its stored copy; the
+        evaluations feed transformed films here, past the decoder.
+        """
         started = time.perf_counter() if started is None else started
         gate = check_image(image, self.options.quality)
         if not gate.passed:
@@ -137,11 +147,11 @@ class Screener:
         if not gate.passed:
             return self._rejected(sha, started, gate, ood_score)
         logit = float(self._head.logits(embedding)[0])
-        overlay = None
+        layer = None
         if self.options.heatmap:
             cam = outputs[OUTPUT_CAM].reshape(outputs[OUTPUT_CAM].shape[-2:])
-            overlay = render(image.pixels, cam, self.options.heatmap_long_side).png
-        return self._scored(sha, started, logit, ood_score, overlay)
+            layer = render(image.width, image.height, cam, self.options.heatmap_long_side).png
+        return self._scored(sha, started, logit, ood_score, layer)
 
     def _rejected(
         self, sha: str, started: float, gate: GateResult, ood_score: float | None = None
@@ -151,7 +161,7 @@ class Screener:
         )
 
     def _scored(
-        self, sha: str, started: float, logit: float, ood_score: float | None, overlay: bytes | None
+        self, sha: str, started: float, logit: float, ood_score: float | None, layer: bytes | None
     ) -> Assessment:
         probability = float(self._calibration.probabilities(np.array([logit]))[0])
         threshold, labels = self.bundle.threshold, self.bundle.labels
@@ -162,7 +172,7 @@ class Screener:
             f"threshold {threshold:.3f} ({self._calibration.description}). Screening aid, not a diagnosis."
         )
         return self._assessment(
-            sha, started, STATUS_OK, label, probability, logit, ood_score, detail, GateResult(), overlay
+            sha, started, STATUS_OK, label, probability, logit, ood_score, detail, GateResult(), layer
         )
 
     def _assessment(
@@ -176,7 +186,7 @@ class Screener:
         ood_score: float | None,
         detail: str,
         gate: GateResult,
-        overlay: bytes | None,
+        layer: bytes | None,
     ) -> Assessment:
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         log.info("assessed input %s: %s %s in %.0f ms", sha[:12], status, label or gate.reason, elapsed_ms)
@@ -191,7 +201,7 @@ class Screener:
             reason=gate.reason,
             detail=detail,
             quality_flags=gate.flags,
-            heatmap_png=overlay,
+            heatmap_png=layer,
             input_sha256=sha,
             model_name=self.bundle.name,
             model_sha256=self.bundle.model_sha256,

@@ -116,6 +116,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_non_negative,
         metavar="DAYS",
     )
+    _setting(
+        parser,
+        "--timezone",
+        "TIMEZONE",
+        "time zone for the times people read, e.g. Africa/Nairobi (the database and exports keep UTC)",
+        metavar="ZONE",
+    )
     parser.set_defaults(func=run)
 
 
@@ -226,6 +233,8 @@ def _provision_admin(app: Flask, name: str, pin: str) -> None:
 def _serve(app: Flask, settings: dict[str, Any]) -> int:
     from waitress import create_server
 
+    from edge.webapp import oversize
+
     _limit_malloc_arenas()  # before create_server starts the worker threads
     server = create_server(
         app,
@@ -237,6 +246,7 @@ def _serve(app: Flask, settings: dict[str, Any]) -> int:
         ident="PneumoEdge",
         clear_untrusted_proxy_headers=True,
     )
+    oversize.install(server)  # bodies over waitress's limit get the kiosk's own 413 page or JSON
     signal.signal(signal.SIGTERM, _stop)
     info = app.extensions["pneumoedge.kiosk"]
     port = getattr(server, "effective_port", settings["PORT"])  # a multi-address server has no single port

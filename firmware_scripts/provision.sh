@@ -270,7 +270,7 @@ write_config() {
 		echo "# shellcheck shell=bash disable=SC2034"
 		echo "# Written by provision.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ); see firmware_scripts/pneumoedge.conf"
 		for name in DATA_PARTITION_LABEL DATA_MOUNT INSTALL_PREFIX DATA_DIR LOG_DIR SERVICE_USER KIOSK_USER APP_HOST APP_PORT \
-			DEVICE_PYTHON WATCHDOG_SEC HW_WATCHDOG_SEC HEALTH_TIMEOUT_SEC KEEP_RELEASES KIOSK_COMPOSITOR KIOSK_TTY TRUSTED_PUBKEY; do
+			KIOSK_TIMEZONE DEVICE_PYTHON WATCHDOG_SEC HW_WATCHDOG_SEC HEALTH_TIMEOUT_SEC KEEP_RELEASES KIOSK_COMPOSITOR KIOSK_TTY TRUSTED_PUBKEY; do
 			# shellcheck disable=SC2016  # the ${VAR:-default} is meant literally
 			printf '%s="${%s:-%s}"\n' "$name" "$name" "${!name}"
 		done

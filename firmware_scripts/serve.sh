@@ -18,4 +18,4 @@ PNEUMOEDGE_CLOCK_NOT_BEFORE="$(manifest_get "${release}/MANIFEST" created_utc)" 
 export PNEUMOEDGE_CLOCK_NOT_BEFORE
 log "serving release $(manifest_get "${release}/MANIFEST" version) with model ${model} on ${APP_HOST}:${APP_PORT}"
 exec "${release}/venv/bin/python" -m edge serve --model "${release}/models/${model}" \
-	--host "$APP_HOST" --port "$APP_PORT" --data-dir "$DATA_DIR"
+	--host "$APP_HOST" --port "$APP_PORT" --data-dir "$DATA_DIR" --timezone "${KIOSK_TIMEZONE:-UTC}"

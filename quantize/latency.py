@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.runtime import load_interpreter_class
+from edge.runtime import load_interpreter_class, open_interpreter
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def time_model(model_path: Path, runtime: str, threads: int, runs: int, image: n
     """In this process: load, warm up, then time `runs` calls of the signature runner."""
     interpreter_class, _ = load_interpreter_class((RUNTIMES[runtime],))
     rss_before = _memory_mb("VmRSS")
-    interpreter = interpreter_class(model_path=str(model_path), num_threads=threads)
+    interpreter, _ = open_interpreter(interpreter_class, model_path, threads)
     runner = interpreter.get_signature_runner()
     (name, details), *_ = runner.get_input_details().items()
     tensor = _as_input(image[np.newaxis].astype(np.float32), details)

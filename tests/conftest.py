@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny real model bundles (built once per session) and synthetic X-ray files."""
+"""Shared fixtures: the committed tiny real model bundles (tests/fixtures) and synthetic X-ray files."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from tests import tiny_bundle
 @pytest.fixture(scope="session")
 def tiny_bundle_int8(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     """A full-integer tiny bundle (uint8 input, int8 outputs) with the real signature."""
-    return tiny_bundle.build_tiny_bundle(tmp_path_factory.mktemp("bundles") / "tiny-int8", "int8")
+    return tiny_bundle.copy_fixture("int8", tmp_path_factory.mktemp("bundles") / "tiny-int8")
 
 
 @pytest.fixture(scope="session")
 def tiny_bundle_float(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     """The same tiny model converted to float32."""
-    return tiny_bundle.build_tiny_bundle(tmp_path_factory.mktemp("bundles") / "tiny-float32", "float32")
+    return tiny_bundle.copy_fixture("float32", tmp_path_factory.mktemp("bundles") / "tiny-float32")
 
 
 @pytest.fixture

@@ -2,7 +2,10 @@
 
 `build_tiny_bundle` makes a small tf_keras model with the real serving signature, converts it with
 the real TFLite converter (full-integer int8 with a uint8 input, or plain float32) and writes a real,
-verified bundle with `edge.bundle.write_bundle`. Tests then exercise the real runtime on it.
+verified bundle with `edge.bundle.write_bundle`. Both bundles are committed under tests/fixtures/
+(a few KB), so the edge and kiosk tests load them with no TensorFlow installed (`copy_fixture`);
+tests/test_fixtures.py checks in the training environment that rebuilding them gives the same bytes.
+After a deliberate change, rebuild them: `python -m tests.tiny_bundle --write`.
 
 `export_serving_signature` is the export recipe the real exporter in `quantize/` must follow too:
 wrap the model in a `tf.function` that returns a dict, so the TFLite signature's outputs are named
@@ -15,8 +18,10 @@ data; `dicom_bytes` wraps pixels in a DICOM file that carries a patient name.
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -31,6 +36,8 @@ from edge.calibration import Head
 from edge.preprocess import load_model_input
 from edge.quality import rms_z
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+VARIANTS = ("int8", "float32")
 INPUT_SIZE = 224
 FEATURE_CHANNELS = 16
 CAM_SIZE = 7
@@ -227,3 +234,29 @@ def build_tiny_bundle(root: Path, variant: str = "int8", threshold: float = 0.5)
         "provenance": {"run": "tests/tiny_bundle.py", "calibration_images": 16},
     }
     return bundle_format.write_bundle(Path(root), model_bytes, metadata)
+
+
+def copy_fixture(variant: str, root: Path) -> bundle_format.Bundle:
+    """Copy the committed `tiny-<variant>` bundle to `root` (tests may alter it) and load it, verified."""
+    shutil.copytree(FIXTURES / f"tiny-{variant}", root)
+    return bundle_format.load_bundle(root)
+
+
+def write_fixtures(out: Path = FIXTURES) -> None:
+    """Rebuild every committed tiny bundle under `out` (needs TensorFlow: the training environment)."""
+    for variant in VARIANTS:
+        target = out / f"tiny-{variant}"
+        shutil.rmtree(target, ignore_errors=True)
+        build_tiny_bundle(target, variant)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Rebuild the committed tiny test bundles (tests/fixtures).")
+    parser.add_argument("--write", action="store_true", required=True, help="overwrite tests/fixtures/tiny-*")
+    parser.parse_args(argv)
+    write_fixtures()
+    print(f"wrote {', '.join(f'tiny-{v}' for v in VARIANTS)} under {FIXTURES}")
+
+
+if __name__ == "__main__":
+    main()

@@ -20,7 +20,23 @@ from werkzeug.routing import IntegerConverter
 import edge
 from edge import kiosk_settings
 from edge.screener import Screener, ScreenerOptions
-from edge.webapp import api, auth, clock, errors, history, images, pages, scoring, security, storage, store
+from edge.webapp import (
+    api,
+    auth,
+    clock,
+    errors,
+    history,
+    i18n,
+    images,
+    localtime,
+    pages,
+    scoring,
+    security,
+    storage,
+    store,
+)
+from edge.webapp.audit import bp as audit_bp
+from edge.webapp.case_refs import init_case_refs
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -47,20 +63,23 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     screener = Screener.from_path(
         app.config["MODEL_DIR"], ScreenerOptions(num_threads=app.config["MODEL_THREADS"])
     )
+    init_case_refs(app)
     store.init_app(app)
     images.init_dir(data_dir)
     storage.init_app(app)
     scoring.init_app(app, screener, getattr(edge, "__version__", "unknown"))
     security.init_app(app)
     errors.init_app(app)
+    i18n.init_app(app)
 
     app.url_map.converters["rowid"] = RowIdConverter
-    app.add_template_filter(_utc, "utc")
+    localtime.init_app(app)
     app.context_processor(
         lambda: {"kiosk": scoring.kiosk_info(), "clock": clock.check_clock(app.config["CLOCK_NOT_BEFORE"])}
     )
     for blueprint in (pages.bp, history.bp, auth.bp, api.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(audit_bp)
     security.csrf.exempt(api.bp)
     return app
 
@@ -70,8 +89,3 @@ class RowIdConverter(IntegerConverter):
 
     def __init__(self, map: Any) -> None:
         super().__init__(map, min=0, max=store.MAX_ROWID)
-
-
-def _utc(stamp: str) -> str:
-    """'2026-01-31T09:15:02.123Z' -> '2026-01-31 09:15 UTC' for people."""
-    return f"{stamp[:10]} {stamp[11:16]} UTC" if stamp else ""

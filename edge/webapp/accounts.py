@@ -21,15 +21,14 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from flask_babel import gettext
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from edge.webapp.store import Actor, append_audit, utc_now, write
 
 ROLES = ("staff", "admin")
 PIN_MIN, PIN_MAX = 6, 12
-PIN_RULE = f"{PIN_MIN} to {PIN_MAX} digits"
 NAME_MAX = 40
-NAME_RULE = f"2 to {NAME_MAX} letters, spaces, dots, apostrophes or hyphens"
 _NAME = re.compile(r"^[^\W\d_][\w .'-]*$")
 #: Wrong PINs (or access codes) allowed per address and per name before a lockout of LOCKOUT_S.
 MAX_FAILURES = 5
@@ -58,22 +57,31 @@ class Staff:
         return Actor(self.id, self.name)
 
 
+def pin_rule() -> str:
+    """What a valid PIN is, in the page's language (English outside a request)."""
+    return gettext("%(min)d to %(max)d digits", min=PIN_MIN, max=PIN_MAX)
+
+
 def check_name(name: str) -> str:
     value = " ".join(name.split())
     if not 2 <= len(value) <= NAME_MAX or not _NAME.match(value):
-        raise AccountError(f"A staff name has {NAME_RULE}.")
+        raise AccountError(
+            gettext(
+                "A staff name has 2 to %(max)d letters, spaces, dots, apostrophes or hyphens.", max=NAME_MAX
+            )
+        )
     return value
 
 
 def check_pin(pin: str) -> str:
     if not (pin.isascii() and pin.isdigit() and PIN_MIN <= len(pin) <= PIN_MAX):
-        raise AccountError(f"A PIN has {PIN_RULE}.")
+        raise AccountError(gettext("A PIN has %(rule)s.", rule=pin_rule()))
     return pin
 
 
 def check_role(role: str) -> str:
     if role not in ROLES:
-        raise AccountError(f"A role is {' or '.join(ROLES)}.")
+        raise AccountError(gettext("A role is staff or admin."))
     return role
 
 
@@ -99,9 +107,11 @@ def add_staff(
     pin_hash = generate_password_hash(pin)  # slow on purpose: outside the write lock
     with write(conn):
         if only_if_none and count_staff(conn):
-            raise AccountError("Staff logins exist already: log in, or ask an administrator.")
+            raise AccountError(gettext("Staff logins exist already: log in, or ask an administrator."))
         if conn.execute("SELECT 1 FROM staff WHERE name = ?", (name,)).fetchone():
-            raise AccountError(f"There is already a login named {name}; choose another name.")
+            raise AccountError(
+                gettext("There is already a login named %(name)s; choose another name.", name=name)
+            )
         cursor = conn.execute(
             "INSERT INTO staff (name, pin_hash, role, active, created_utc) VALUES (?, ?, ?, 1, ?)",
             (name, pin_hash, role, utc_now()),
@@ -147,7 +157,7 @@ def set_active(conn: sqlite3.Connection, staff_id: int, active: bool, actor: Act
                 "SELECT count(*) FROM staff WHERE role = 'admin' AND active = 1"
             ).fetchone()[0]
             if admins <= 1:
-                raise AccountError("This is the last active administrator; add another one first.")
+                raise AccountError(gettext("This is the last active administrator; add another one first."))
         conn.execute("UPDATE staff SET active = ? WHERE id = ?", (int(active), staff_id))
         if not active:
             conn.execute("DELETE FROM sessions WHERE staff_id = ?", (staff_id,))
@@ -261,7 +271,7 @@ def _staff(row: sqlite3.Row) -> Staff:
 def _existing(conn: sqlite3.Connection, staff_id: int) -> Staff:
     staff = get_staff(conn, staff_id)
     if staff is None:
-        raise AccountError(f"There is no staff login #{staff_id}.")
+        raise AccountError(gettext("There is no staff login #%(id)d.", id=staff_id))
     return staff
 
 

@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 
 from edge.webapp import clock, storage, store
 from edge.webapp.errors import error_response
+from edge.webapp.pictures import heatmap_overlay
 from edge.webapp.queries import MAX_LIMIT, QueryError, parse_case_query, parse_int
 from edge.webapp.scoring import kiosk_info, score_and_record
 from edge.webapp.security import current_actor
@@ -74,7 +75,8 @@ def result(case_id: int) -> Response:
 
 @bp.get("/api/v1/results/<rowid:case_id>/heatmap.png")
 def heatmap(case_id: int) -> Response:
-    png = store.get_heatmap(store.get_db(), case_id)
+    case = store.get_case(store.get_db(), case_id)
+    png = None if case is None else heatmap_overlay(current_app.config["DATA_DIR"], store.get_db(), case)
     if png is None:
         abort(404, description=f"Case #{case_id} has no heatmap (none exists, or it could not be assessed).")
     return current_app.response_class(png, mimetype="image/png")

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask_babel import gettext
 from werkzeug.wrappers import Response
 
 from edge.webapp import accounts, store
@@ -35,11 +36,11 @@ def login() -> Response | tuple[str, int] | str:
     try:
         staff = accounts.authenticate(conn, name, request.form.get("pin", ""), client)
     except LockedOutError:
-        message = f"Too many wrong PINs. Wait {LOCKOUT_S:.0f} seconds and try again."
+        message = gettext("Too many wrong PINs. Wait %(s)d seconds and try again.", s=round(LOCKOUT_S))
         return render_template("login.html", next=target, name=name, error=message), 429
     if staff is None:
         store.append_audit(conn, store.Actor(None, "unknown"), "login_failed", detail=f"from {client}")
-        error = "That name and PIN do not match an active login. Check both and try again."
+        error = gettext("That name and PIN do not match an active login. Check both and try again.")
         return render_template("login.html", next=target, name=name, error=error), 401
     _start_session(staff)
     store.append_audit(conn, staff.actor, "login")
@@ -63,7 +64,7 @@ def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         staff = current_staff()
         if staff is None or not staff.is_admin:
-            abort(403, description="Only an administrator can manage staff logins.")
+            abort(403, description=gettext("Only an administrator can manage staff logins."))
         return view(*args, **kwargs)
 
     return wrapped
@@ -81,7 +82,7 @@ def staff_add() -> Response | tuple[str, int]:
     form = request.form
     try:
         if form.get("pin", "") != form.get("pin_again", ""):
-            raise AccountError("The two PINs differ; type the same PIN twice.")
+            raise AccountError(gettext("The two PINs differ; type the same PIN twice."))
         accounts.add_staff(
             store.get_db(),
             form.get("name", ""),
@@ -104,7 +105,7 @@ def staff_change(staff_id: int) -> Response | tuple[str, int]:
         elif form.get("action") in ("disable", "enable"):
             accounts.set_active(conn, staff_id, form["action"] == "enable", current_actor())
         else:
-            raise AccountError("Choose what to change: a new PIN, disable or enable.")
+            raise AccountError(gettext("Choose what to change: a new PIN, disable or enable."))
     except AccountError as e:
         return _staff_page(error=str(e)), 400
     return redirect(url_for("auth.staff_list"), code=303)
@@ -138,11 +139,11 @@ def _first_run(target: str) -> Response | tuple[str, int] | str:
     """No login exists yet: the kiosk's own screen (loopback only) may create the first administrator."""
     local = _is_loopback(request.remote_addr)
     if request.method == "GET" or not local:
-        return render_template("setup.html", local=local), 200 if local else 403
+        return render_template("setup.html", local=local, pin_rule=accounts.pin_rule()), 200 if local else 403
     form = request.form
     try:
         if form.get("pin", "") != form.get("pin_again", ""):
-            raise AccountError("The two PINs differ; type the same PIN twice.")
+            raise AccountError(gettext("The two PINs differ; type the same PIN twice."))
         staff = accounts.add_staff(
             store.get_db(),
             form.get("name", ""),
@@ -152,7 +153,10 @@ def _first_run(target: str) -> Response | tuple[str, int] | str:
             only_if_none=True,
         )
     except AccountError as e:
-        return render_template("setup.html", local=True, error=str(e), name=form.get("name", "")), 400
+        page = render_template(
+            "setup.html", local=True, error=str(e), name=form.get("name", ""), pin_rule=accounts.pin_rule()
+        )
+        return page, 400
     _start_session(staff)
     store.append_audit(store.get_db(), staff.actor, "login")
     return redirect(target)
@@ -170,6 +174,6 @@ def _staff_page(error: str | None = None) -> str:
         "staff.html",
         staff=accounts.list_staff(store.get_db()),
         roles=accounts.ROLES,
-        pin_rule=accounts.PIN_RULE,
+        pin_rule=accounts.pin_rule(),
         error=error,
     )

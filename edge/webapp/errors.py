@@ -44,12 +44,14 @@ def _csrf_failed(error: CSRFError) -> Response:
 def _too_large(_error: HTTPException) -> Response:
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None and request.content_length <= limit:
-        # Within the upload limit, so Werkzeug's limit on the form's text fields was hit.
+        # Within the upload limit, so one of Werkzeug's limits on the form itself was hit (Werkzeug
+        # does not say which): too many parts, or a text field too long.
         return error_response(
             413,
             "form_too_large",
-            f"The form's text fields are too long; the case reference may have at most {CASE_REF_MAX} "
-            "characters.",
+            f"The form is too big: it has more than {request.max_form_parts} parts or a text field over "
+            f"{request.max_form_memory_size // 1000} kB. Send one X-ray in the field 'file' and, if you "
+            f"like, a case reference of at most {CASE_REF_MAX} characters.",
         )
     limit_mb = limit / (1024 * 1024)
     return error_response(

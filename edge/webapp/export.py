@@ -4,19 +4,30 @@ The dataset zip holds `NORMAL/<sha256>.png` and `PNEUMONIA/<sha256>.png` (the de
 labelled with the clinician's confirmed diagnosis, not the model's) plus `manifest.csv`, so it
 unzips straight into `SPLIT/` of a folder that `edge.kermany.scan_split` and the trainer read. An
 image confirmed with different diagnoses in different cases is left out and listed as conflicting.
+
+For pooling many clinics' exports (`python -m fleet pool`), each manifest row carries the exported
+file's sha256 and a pseudonymous patient key: an HMAC-SHA256 of the case reference under a secret
+that never leaves this kiosk (EXPORT_KEY_FILE in the data folder, made on first use), so one child's
+films stay together without the reference ever leaving the clinic. `export.json` names the kiosk by
+a value derived from the same secret.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
+import json
 import logging
+import secrets
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from edge.files import atomic_write_bytes
 from edge.webapp import images
 from edge.webapp.store import Case
 
@@ -41,7 +52,9 @@ CSV_COLUMNS = (
     "confirmed_utc",
     "confirmed_by",
 )
-MANIFEST_COLUMNS = ("file", "label", "status", "cases", "last_confirmed_utc")
+MANIFEST_COLUMNS = ("file", "label", "status", "cases", "last_confirmed_utc", "sha256", "patient_keys")
+EXPORT_KEY_FILE = "export-key"
+EXPORT_FORMAT = "pneumoedge-confirmed-export"
 
 
 def cases_csv(cases: Iterable[Case]) -> str:
@@ -62,6 +75,7 @@ class _Image:
 
     file: str
     labels: set[str] = field(default_factory=set)
+    case_refs: set[str] = field(default_factory=set)
     cases: int = 0
     last_confirmed_utc: str = ""
 
@@ -69,6 +83,7 @@ class _Image:
 def write_dataset_zip(cases: Iterable[Case], data_dir: Path | str, out: IO[bytes]) -> int:
     """Write the Kermany-layout zip of confirmed, assessable cases to `out`; return the images written."""
     by_sha = _group_confirmed(cases)
+    key = load_or_create_export_key(data_dir)
     manifest = io.StringIO()
     writer = csv.writer(manifest, lineterminator="\r\n")
     writer.writerow(MANIFEST_COLUMNS)
@@ -87,9 +102,38 @@ def write_dataset_zip(cases: Iterable[Case], data_dir: Path | str, out: IO[bytes
                 archive.write(path, f"{label}/{entry.file}")
                 status = "exported"
                 written += 1
-            writer.writerow((entry.file, label, status, entry.cases, entry.last_confirmed_utc))
+            file_sha = _file_sha256(path) if status == "exported" else ""
+            keys = ";".join(sorted(patient_key(key, ref) for ref in entry.case_refs))
+            row = (entry.file, label, status, entry.cases, entry.last_confirmed_utc, file_sha, keys)
+            writer.writerow(row)
         archive.writestr("manifest.csv", manifest.getvalue())
+        about = {"format": EXPORT_FORMAT, "version": 1, "kiosk": kiosk_id(key), "films": written}
+        archive.writestr("export.json", json.dumps(about, indent=2) + "\n")
     return written
+
+
+def load_or_create_export_key(data_dir: Path | str) -> bytes:
+    """This kiosk's pseudonymisation secret, made once and readable by the kiosk's user only."""
+    path = Path(data_dir) / EXPORT_KEY_FILE
+    if path.is_file():
+        return path.read_bytes()
+    key = secrets.token_bytes(32)
+    atomic_write_bytes(path, key)  # 0600
+    return key
+
+
+def patient_key(key: bytes, case_ref: str) -> str:
+    """HMAC-SHA256 of the case reference: stable at this kiosk, meaningless without its secret."""
+    return hmac.new(key, case_ref.strip().encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def kiosk_id(key: bytes) -> str:
+    """A stable public name for this kiosk's exports (it reveals nothing of the secret)."""
+    return hmac.new(key, b"pneumoedge kiosk id", hashlib.sha256).hexdigest()[:16]
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _group_confirmed(cases: Iterable[Case]) -> dict[str, _Image]:
@@ -99,6 +143,8 @@ def _group_confirmed(cases: Iterable[Case]) -> dict[str, _Image]:
             continue
         entry = by_sha.setdefault(case.input_sha256, _Image(case.image_file))
         entry.labels.add(case.confirmed_label)
+        if case.case_ref:
+            entry.case_refs.add(case.case_ref)
         entry.cases += 1
         entry.last_confirmed_utc = max(entry.last_confirmed_utc, case.confirmed_utc or "")
     return by_sha

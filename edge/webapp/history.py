@@ -1,19 +1,22 @@
-"""Past cases: search, record the clinician's confirmed diagnosis, export CSV and the labelled dataset."""
+"""Past cases: search, record the clinician's confirmed diagnosis; export CSV, FHIR, the labelled dataset."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import tempfile
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
 from werkzeug.wrappers import Response
 
 from edge.kermany import LABELS
-from edge.webapp import store
+from edge.webapp import fhir, localtime, store
 from edge.webapp.errors import error_response
 from edge.webapp.export import cases_csv, write_dataset_zip
 from edge.webapp.queries import QueryError, parse_case_query, parse_int
+from edge.webapp.scoring import kiosk_info
 from edge.webapp.security import current_actor
 from edge.webapp.uploads import CASE_REF_MAX
 
@@ -27,7 +30,7 @@ FILTER_FIELDS = ("case_ref", "date_from", "date_to")
 def index() -> str | tuple[str, int]:
     filters = {name: request.args[name] for name in FILTER_FIELDS if request.args.get(name, "").strip()}
     try:
-        query = parse_case_query(request.args, exact_case_ref=False)
+        query = _page_query()
         page = parse_int(request.args, "page", 1, 1, 1_000_000)
     except QueryError as e:
         return _page([], 0, 1, filters, error=f"Cannot search: {e}."), 400
@@ -62,13 +65,33 @@ def confirm(case_id: int) -> Response | str:
 @bp.get("/history/export.csv")
 def export_csv() -> Response:
     try:
-        query = parse_case_query(request.args, exact_case_ref=False)
+        query = _page_query()
     except QueryError as e:
         abort(400, description=f"Cannot export: {e}.")
     store.append_audit(store.get_db(), current_actor(), "export_csv", detail=_described(request.args))
     body = cases_csv(store.iter_cases(store.get_db(), query))
     response = current_app.response_class(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="pneumoedge-cases-{_today()}.csv"'
+    return response
+
+
+@bp.get("/history/export-fhir.json")
+def export_fhir() -> Response:
+    """The listed cases that have a confirmed diagnosis, as FHIR R4 DiagnosticReports (a Bundle)."""
+    try:
+        query = dataclasses.replace(_page_query(), confirmed=True)
+    except QueryError as e:
+        abort(400, description=f"Cannot export: {e}.")
+    conn = store.get_db()
+    store.append_audit(conn, current_actor(), "export_fhir", detail=_described(request.args))
+    body = fhir.bundle(
+        store.iter_cases(conn, query),
+        store.corrected_case_ids(conn),
+        store.utc_now(),
+        kiosk_info().intended_use,
+    )
+    response = current_app.response_class(json.dumps(body, indent=1), mimetype=fhir.MEDIA_TYPE)
+    response.headers["Content-Disposition"] = f'attachment; filename="pneumoedge-fhir-{_today()}.json"'
     return response
 
 
@@ -104,10 +127,16 @@ def _page(
     )
 
 
+def _page_query() -> store.CaseQuery:
+    """The filters typed on the page: dates are days in the kiosk's time zone."""
+    return dataclasses.replace(parse_case_query(request.args, exact_case_ref=False), zone=localtime.zone())
+
+
 def _described(args: Mapping[str, str]) -> str:
     """The export's filters for the audit log (dates and a case-reference fragment; no patient data)."""
     return " ".join(f"{key}={args[key]}" for key in FILTER_FIELDS if args.get(key)) or "all cases"
 
 
 def _today() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d")
+    """Today in the kiosk's zone, for the names of downloaded files."""
+    return datetime.now(localtime.zone()).strftime("%Y%m%d")

@@ -6,8 +6,9 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from werkzeug.wrappers import Response
 
 from edge.kermany import LABELS
-from edge.webapp import store
-from edge.webapp.scoring import score_and_record
+from edge.quality import plain_words
+from edge.webapp import case_refs, pictures, store
+from edge.webapp.scoring import refused_thumbnail, score_and_record
 from edge.webapp.security import current_actor
 from edge.webapp.uploads import CASE_REF_FIELD, CASE_REF_MAX, UploadError, read_upload
 
@@ -35,28 +36,66 @@ def assess() -> Response | tuple[str, int]:
 def result(case_id: int) -> str:
     case = _case_or_404(case_id)
     store.append_audit(store.get_db(), current_actor(), "view_result", case_id)
-    return render_template("result.html", case=case, has_heatmap=_has_heatmap(case), labels=LABELS)
+    return render_template(
+        "result.html",
+        case=case,
+        has_heatmap=_has_heatmap(case),
+        has_thumbnail=case.status != "ok" and refused_thumbnail(case_id) is not None,
+        advice=_advice(case),
+        labels=LABELS,
+    )
 
 
 @bp.get("/cases/<rowid:case_id>/report")
 def report(case_id: int) -> str:
     case = _case_or_404(case_id)
     store.append_audit(store.get_db(), current_actor(), "view_report", case_id)
-    return render_template("report.html", case=case, has_heatmap=_has_heatmap(case))
+    return render_template(
+        "report.html",
+        case=case,
+        has_heatmap=_has_heatmap(case),
+        advice=_advice(case),
+        facility=current_app.config["FACILITY_NAME"],
+    )
 
 
 @bp.get("/cases/<rowid:case_id>/heatmap.png")
 def heatmap(case_id: int) -> Response:
-    png = store.get_heatmap(store.get_db(), case_id)
-    if png is None:
-        abort(404, description=f"Case {case_id} has no heatmap.")
-    return current_app.response_class(png, mimetype="image/png")
+    """The X-ray with its heatmap blended in (the printed report)."""
+    png = pictures.heatmap_overlay(current_app.config["DATA_DIR"], store.get_db(), _case_or_404(case_id))
+    return _picture(png, "image/png", f"Case {case_id} has no heatmap.")
+
+
+@bp.get("/cases/<rowid:case_id>/heatmap-layer.png")
+def heatmap_layer(case_id: int) -> Response:
+    """The see-through heatmap the result page lays over the X-ray."""
+    layer = store.get_heatmap(store.get_db(), case_id)
+    return _picture(layer, "image/png", f"Case {case_id} has no heatmap.")
+
+
+@bp.get("/cases/<rowid:case_id>/xray.jpg")
+def xray(case_id: int) -> Response:
+    """The stored de-identified X-ray at display size."""
+    jpeg = pictures.xray_jpeg(current_app.config["DATA_DIR"], _case_or_404(case_id))
+    return _picture(jpeg, "image/jpeg", f"Case {case_id} has no stored image.")
+
+
+@bp.get("/cases/<rowid:case_id>/refused.jpg")
+def refused_thumbnail_image(case_id: int) -> Response:
+    """A refused film's thumbnail, while the kiosk still holds it in memory."""
+    jpeg = refused_thumbnail(case_id)
+    return _picture(jpeg, "image/jpeg", f"Case {case_id} has no thumbnail: refused images are not kept.")
 
 
 def _upload_page(error: str | None = None, case_ref: str = "") -> str:
     max_mb = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
     return render_template(
-        "index.html", error=error, case_ref=case_ref, case_ref_max=CASE_REF_MAX, max_upload_mb=max_mb
+        "index.html",
+        error=error,
+        case_ref=case_ref,
+        case_ref_max=CASE_REF_MAX,
+        case_ref_example=case_refs.rules().example,
+        max_upload_mb=max_mb,
     )
 
 
@@ -69,3 +108,14 @@ def _case_or_404(case_id: int) -> store.Case:
 
 def _has_heatmap(case: store.Case) -> bool:
     return store.has_heatmap(store.get_db(), case.id)
+
+
+def _advice(case: store.Case) -> list[str]:
+    """What a refusal means and what to do next, in plain words (accepted cases: none)."""
+    return plain_words(case.quality_flags) if case.status != "ok" else []
+
+
+def _picture(body: bytes | None, mimetype: str, missing: str) -> Response:
+    if body is None:
+        abort(404, description=missing)
+    return current_app.response_class(body, mimetype=mimetype)

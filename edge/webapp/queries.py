@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from flask_babel import gettext
 from werkzeug.datastructures import MultiDict
 
 from edge.kermany import LABELS
@@ -23,11 +24,17 @@ def parse_case_query(args: MultiDict[str, str], exact_case_ref: bool) -> CaseQue
     case_ref = args.get("case_ref", "").strip()
     if len(case_ref) > CASE_REF_MAX:
         raise QueryError(
-            f"case_ref is {len(case_ref)} characters long; case references have at most {CASE_REF_MAX}"
+            gettext(
+                "case_ref is %(length)d characters long; case references have at most %(max)d",
+                length=len(case_ref),
+                max=CASE_REF_MAX,
+            )
         )
     date_from, date_to = _date(args, "date_from"), _date(args, "date_to")
     if date_from and date_to and date_from > date_to:
-        raise QueryError(f"date_from {date_from} is after date_to {date_to}")
+        raise QueryError(
+            gettext("date_from %(start)s is after date_to %(end)s", start=date_from, end=date_to)
+        )
     return CaseQuery(
         case_ref=case_ref or None,
         exact_case_ref=exact_case_ref,
@@ -48,7 +55,15 @@ def parse_int(args: MultiDict[str, str], name: str, default: int, low: int, high
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise QueryError(f"{name} must be a whole number from {low} to {high}, got {_shown(raw)}")
+        raise QueryError(
+            gettext(
+                "%(name)s must be a whole number from %(low)d to %(high)d, got %(value)s",
+                name=name,
+                low=low,
+                high=high,
+                value=_shown(raw),
+            )
+        )
     return value
 
 
@@ -59,7 +74,9 @@ def _date(args: MultiDict[str, str], name: str) -> date | None:
     try:
         return date.fromisoformat(raw)
     except ValueError as e:
-        raise QueryError(f"{name} must be a date like 2026-01-31, got {_shown(raw)}") from e
+        raise QueryError(
+            gettext("%(name)s must be a date like 2026-01-31, got %(value)s", name=name, value=_shown(raw))
+        ) from e
 
 
 def _choice(args: MultiDict[str, str], name: str, choices: tuple[str, ...]) -> str | None:
@@ -67,7 +84,14 @@ def _choice(args: MultiDict[str, str], name: str, choices: tuple[str, ...]) -> s
     if not raw:
         return None
     if raw not in choices:
-        raise QueryError(f"{name} must be one of {', '.join(choices)}, got {_shown(raw)}")
+        raise QueryError(
+            gettext(
+                "%(name)s must be one of %(choices)s, got %(value)s",
+                name=name,
+                choices=", ".join(choices),
+                value=_shown(raw),
+            )
+        )
     return raw
 
 
@@ -76,7 +100,9 @@ def _boolean(args: MultiDict[str, str], name: str) -> bool | None:
     if not raw:
         return None
     if raw not in ("true", "false"):
-        raise QueryError(f"{name} must be true or false, got {_shown(raw)}")
+        raise QueryError(
+            gettext("%(name)s must be true or false, got %(value)s", name=name, value=_shown(raw))
+        )
     return raw == "true"
 
 

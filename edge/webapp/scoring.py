@@ -1,25 +1,29 @@
 """Scoring one checked upload and recording it: the path shared by the upload page and the API.
 
 The order matters: free space is checked first (below the floor nothing is attempted: 507
-"storage full"); the file is decoded once within the memory budget and the screener runs on it (an
-undecodable or oversized file raises and nothing is written); then the de-identified image is
-encoded and written (accepted images only: they are what a clinician may later confirm for
-retraining); then the case row, its heatmap and the audit entry are committed in one transaction.
-Only after the commit does the caller answer the client, so every acknowledged result is on disk.
+"storage full"); the file is decoded once within the memory budget and the screener assesses that
+decoded film (an undecodable or oversized file raises and nothing is written); then the
+de-identified image is encoded and written (accepted images only: they are what a clinician may
+later confirm for retraining); then the case row, its heatmap layer and the audit entry are
+committed in one transaction. Only after the commit does the caller answer the client, so every
+acknowledged result is on disk. A refused film leaves only a thumbnail in memory (edge.webapp.refused).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 
 from flask import Flask, current_app
 
-from edge.preprocess import ImageError, reuse_decoded
+from edge.preprocess import ImageError, load_xray
 from edge.screener import INTENDED_USE, STATUS_OK, Assessment, Screener
 from edge.webapp import images, storage, store
+from edge.webapp.refused import RefusedThumbnails, thumbnail_jpeg
 from edge.webapp.uploads import Upload, UploadError
 
 log = logging.getLogger(__name__)
@@ -27,6 +31,7 @@ log = logging.getLogger(__name__)
 SCREENER_KEY = "pneumoedge.screener"
 KIOSK_KEY = "pneumoedge.kiosk"
 SLOTS_KEY = "pneumoedge.scoring_slots"
+REFUSED_KEY = "pneumoedge.refused_thumbnails"
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ def init_app(app: Flask, screener: Screener, version: str) -> None:
     """
     app.extensions[SCREENER_KEY] = screener
     app.extensions[SLOTS_KEY] = threading.BoundedSemaphore(app.config["SCORING_SLOTS"])
+    app.extensions[REFUSED_KEY] = RefusedThumbnails()
     app.extensions[KIOSK_KEY] = KioskInfo(
         model_name=screener.bundle.name,
         model_sha256=screener.bundle.model_sha256,
@@ -65,33 +71,26 @@ def kiosk_info() -> KioskInfo:
     return current_app.extensions[KIOSK_KEY]
 
 
+def refused_thumbnail(case_id: int) -> bytes | None:
+    """The JPEG thumbnail of a refused case, while the kiosk still holds it in memory."""
+    return current_app.extensions[REFUSED_KEY].get(case_id)
+
+
 def score_and_record(upload: Upload, actor: store.Actor | None = None) -> store.Case:
     """Assess the upload and commit the case; UploadError when it cannot be read or stored.
 
     The file is decoded once, here, inside the preprocessing memory budget (an image that would
-    not fit is refused before its pixels are allocated); the screener reuses that decoded image.
-    The de-identified copy is encoded only when the film was accepted.
+    not fit is refused before its pixels are allocated), and the screener assesses that decoded
+    film. The de-identified copy is encoded only when the film was accepted.
     """
-    screener: Screener = current_app.extensions[SCREENER_KEY]
     data_dir = current_app.config["DATA_DIR"]
     try:
         storage.require_space(data_dir, float(current_app.config["MIN_FREE_MB"]))
         with current_app.extensions[SLOTS_KEY]:
-            try:
-                with reuse_decoded(upload.data) as image:
-                    assessment = screener.assess(upload.data)
-            except ImageError as e:
-                log.info("refused an upload: %s", e.reason)
-                raise UploadError.from_image_error(e) from e
-            image_file = None
-            if assessment.status == STATUS_OK:
-                png = images.deidentified_png(image.pixels)
-                del image
-                image_file = images.save(data_dir, assessment.input_sha256, png)
-                del png
+            assessment, image_file, thumbnail = _assess_and_keep(upload, data_dir)
         conn = store.get_db()
         try:
-            return store.insert_case(
+            case = store.insert_case(
                 conn, _new_case(assessment, upload.case_ref, image_file), assessment.heatmap_png, actor
             )
         except BaseException:
@@ -103,6 +102,30 @@ def score_and_record(upload: Upload, actor: store.Actor | None = None) -> store.
             raise
         log.error("storage full: an upload was refused")
         raise UploadError(507, "storage_full", storage.STORAGE_FULL_MESSAGE) from e
+    if thumbnail is not None:
+        current_app.extensions[REFUSED_KEY].put(case.id, thumbnail)
+    return case
+
+
+def _assess_and_keep(upload: Upload, data_dir: str) -> tuple[Assessment, str | None, bytes | None]:
+    """Decode once, assess, then keep what the storage rules allow: (assessment, image, thumbnail).
+
+    An accepted film's de-identified copy is written (its name returned); a refused one only
+    gets a thumbnail for the memory-held preview.
+    """
+    screener: Screener = current_app.extensions[SCREENER_KEY]
+    started = time.perf_counter()
+    try:
+        image = load_xray(upload.data)
+    except ImageError as e:
+        log.info("refused an upload: %s", e.reason)
+        raise UploadError.from_image_error(e) from e
+    assessment = screener.assess_image(image, hashlib.sha256(upload.data).hexdigest(), started)
+    if assessment.status != STATUS_OK:
+        return assessment, None, thumbnail_jpeg(image.pixels)
+    png = images.deidentified_png(image.pixels)
+    del image  # the full-resolution pixels go before the file is written
+    return assessment, images.save(data_dir, assessment.input_sha256, png), None
 
 
 def _new_case(assessment: Assessment, case_ref: str | None, image_file: str | None) -> store.NewCase:

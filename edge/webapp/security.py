@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 ACCESS_CODE_FILE = "access-code.hash"
 SECRET_KEY_FILE = "secret-key"
 MIN_ACCESS_CODE_LENGTH = 8
-#: Endpoints anyone may reach: the login itself, static files, and the health check for monitoring.
-PUBLIC_ENDPOINTS = frozenset({"auth.login", "static", "api.healthz"})
+#: Endpoints anyone may reach: the login itself, its language switch, static files, and the health check.
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "i18n.set_language", "static", "api.healthz"})
 API_ACTOR = "API client"
 
 CONTENT_SECURITY_POLICY = (

@@ -22,12 +22,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from flask import Flask
+from flask_babel import lazy_gettext
 
 from edge.webapp import images, store
 
 log = logging.getLogger(__name__)
 
-STORAGE_FULL_MESSAGE = (
+#: Lazy: shown in the page's language (the API's is English).
+STORAGE_FULL_MESSAGE = lazy_gettext(
     "The kiosk's storage is full, so nothing was saved. Ask the technician to free space: export "
     "the confirmed images and the case list, then shorten the image retention or remove old images. "
     "Screening will work again once there is space."

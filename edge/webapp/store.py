@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,7 @@ class CaseQuery:
     status: str | None = None
     label: str | None = None
     confirmed: bool | None = None
+    zone: tzinfo = timezone.utc  # the dates are days in this zone (the pages: the kiosk's own)
 
     def where(self) -> tuple[str, list[Any]]:
         clauses, params = [], []
@@ -177,10 +178,10 @@ class CaseQuery:
                 params.append(self.case_ref)
         if self.date_from:
             clauses.append("created_utc >= ?")
-            params.append(f"{self.date_from.isoformat()}T00:00:00")
+            params.append(self._utc_midnight(self.date_from))
         if self.date_to:
             clauses.append("created_utc < ?")
-            params.append(f"{(self.date_to + timedelta(days=1)).isoformat()}T00:00:00")
+            params.append(self._utc_midnight(self.date_to + timedelta(days=1)))
         if self.status:
             clauses.append("status = ?")
             params.append(self.status)
@@ -190,6 +191,11 @@ class CaseQuery:
         if self.confirmed is not None:
             clauses.append("confirmed_label IS NOT NULL" if self.confirmed else "confirmed_label IS NULL")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def _utc_midnight(self, day: date) -> str:
+        """The stored (UTC) form of the moment `day` begins in the query's zone."""
+        start = datetime.combine(day, datetime.min.time(), self.zone).astimezone(timezone.utc)
+        return start.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def utc_now() -> str:
@@ -396,6 +402,12 @@ def audit_entries(conn: sqlite3.Connection, case_id: int | None = None, limit: i
         [*params, limit],
     ).fetchall()
     return [AuditEntry(**dict(row)) for row in rows]
+
+
+def corrected_case_ids(conn: sqlite3.Connection) -> set[int]:
+    """Cases whose confirmed diagnosis was changed after it was first recorded (the audit log knows)."""
+    rows = conn.execute("SELECT DISTINCT case_id FROM audit_log WHERE action = 'correct'")
+    return {int(row[0]) for row in rows}
 
 
 def get_case(conn: sqlite3.Connection, case_id: int) -> Case | None:

@@ -353,14 +353,6 @@ def test_colourfulness_is_measured_as_before():
     assert image.colourfulness == pytest.approx(before, rel=1e-9)
 
 
-def test_reuse_decoded_hands_the_same_image_to_a_second_decoder():
-    data = encode(synthetic_xray(seed=6, width=300, height=360), "JPEG")
-    with preprocess.reuse_decoded(data) as image:
-        assert load_xray(data) is image  # the same bytes object: no second decode
-        assert load_xray(bytes(bytearray(data))) is not image  # other bytes are decoded
-    assert load_xray(data) is not image  # only inside the block
-
-
 @pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
 def test_uncompressed_dicom_read_in_place_equals_pydicoms_decoding(monkeypatch, photometric):
     """The zero-copy path masks bits above BitsStored exactly as pydicom's pixel_array does."""

@@ -1,7 +1,12 @@
-"""The TFLite runtime wrapper on real tiny models: names, dtypes, quantisation, agreement."""
+"""The TFLite runtime wrapper on real tiny models: names, dtypes, quantisation, kernels, agreement.
+
+Runtime-agnostic: these run under whichever runtime is installed (ai-edge-litert in the kiosk's
+environment, tflite-runtime 2.14 in the 32-bit Pi one, both beside TensorFlow in the training one).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import threading
@@ -12,7 +17,15 @@ import pytest
 
 from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY
 from edge.preprocess import load_model_input
-from edge.runtime import TfliteModel, _Quantisation, load_interpreter_class
+from edge.runtime import (
+    _RUNTIMES,
+    KERNELS_BUILTIN,
+    KERNELS_DEFAULT,
+    RuntimeUnavailableError,
+    TfliteModel,
+    _Quantisation,
+    load_interpreter_class,
+)
 from tests.tiny_bundle import xray_bytes
 
 OUTPUTS = (OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY)
@@ -106,19 +119,46 @@ def test_quantisation_saturates_instead_of_wrapping():
     assert quant.quantise(np.array([300.0, -300.0])).tolist() == [127, -128]
 
 
-def test_preferred_runtime_is_the_light_one():
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module.split(".")[0]) is not None
+
+
+def test_preferred_runtime_is_the_lightest_installed():
+    installed = [distribution for module, _, distribution in _RUNTIMES if _installed(module)]
     _, name = load_interpreter_class()
-    assert name.startswith("ai-edge-litert ")
+    assert name.rsplit(" ", 1)[0] == installed[0]
+
+
+def test_integer_models_run_on_the_builtin_kernels(tiny_bundle_int8, tiny_bundle_float):
+    """XNNPACK's int8 kernels round differently from the built-in ones: pinned, the runtimes agree."""
+    assert TfliteModel(tiny_bundle_int8.model_path).kernels == KERNELS_BUILTIN
+    assert TfliteModel(tiny_bundle_float.model_path).kernels == KERNELS_DEFAULT
+
+
+def test_kernels_can_be_forced_and_agree_on_float(tiny_bundle_float):
+    image = load_model_input(xray_bytes(5, width=400, height=480), 224)
+    builtin = TfliteModel(tiny_bundle_float.model_path, kernels=KERNELS_BUILTIN)
+    default = TfliteModel(tiny_bundle_float.model_path, kernels=KERNELS_DEFAULT)
+    assert (builtin.kernels, default.kernels) == (KERNELS_BUILTIN, KERNELS_DEFAULT)
+    a, b = builtin.run(image), default.run(image)
+    for name in OUTPUTS:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_kernels_are_refused(tiny_bundle_int8):
+    with pytest.raises(ValueError, match="kernels must be one of auto, builtin, default, got 'fast'"):
+        TfliteModel(tiny_bundle_int8.model_path, kernels="fast")
 
 
 def test_missing_runtimes_give_an_install_hint():
-    from edge.runtime import RuntimeUnavailableError
-
     with pytest.raises(RuntimeUnavailableError, match="pip install ai-edge-litert"):
         load_interpreter_class((("no_such_runtime.interpreter", "Interpreter", "no-such-runtime"),))
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not _installed("tensorflow"), reason="TensorFlow is not installed (the kiosk's environment)"
+)
 def test_tensorflow_is_the_last_fallback(tiny_bundle_int8):
     """Hide both light runtimes in a fresh interpreter: the model must still run, through tf.lite."""
     code = (
@@ -126,11 +166,12 @@ def test_tensorflow_is_the_last_fallback(tiny_bundle_int8):
         "import numpy as np; from edge.runtime import TfliteModel\n"
         f"model = TfliteModel({str(tiny_bundle_int8.model_path)!r})\n"
         "out = model.run(np.zeros((224, 224, 1), np.uint8))\n"
-        "print(model.runtime_name, sorted(out))"
+        "print(model.runtime_name, model.kernels, sorted(out))"
     )
     repo = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=300, check=True
     )
     assert done.stdout.strip().splitlines()[-1].startswith("tensorflow 2.")
+    assert " builtin " in done.stdout
     assert "['cam', 'embedding', 'probability']" in done.stdout

@@ -15,7 +15,7 @@ import pytest
 from edge.__main__ import main
 from edge.bundle import MODEL_FILE
 from edge.score_cli import COLUMNS
-from tests.tiny_bundle import encode
+from tests.tiny_bundle import dicom_bytes, encode, synthetic_xray
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,6 +55,31 @@ def test_folder_is_scored_recursively_to_stdout(clinic_folder, tiny_bundle_int8,
     assert {row["calibration"] for row in rows.values()} == {tiny_bundle_int8.calibration.description}
     assert "scored 4 files (2 rejected)" in captured.err
     assert "not a diagnosis" in captured.err
+
+
+def test_folders_give_every_dicom_the_kiosk_accepts_a_row(tmp_path, tiny_bundle_int8, capsys):
+    """*.dicom, *.DCM, a DICOM named after its UID, one without its 128-byte preamble: all scored,
+    as the kiosk would; what is not an X-ray by name or content is skipped, and said so."""
+    film = dicom_bytes(synthetic_xray(seed=31, width=400, height=480).astype(np.uint16) * 16)
+    folder = tmp_path / "pacs"
+    folder.mkdir()
+    for name, data in {
+        "a.dicom": film,
+        "b.DCM": film,
+        "1.2.840.113619.2.55.3.604688119": film,
+        "no-preamble.dcm": film[128:],
+        "notes.txt": b"not an image",
+        "1.2.3.txt": b"not an image either",
+    }.items():
+        (folder / name).write_bytes(data)
+    assert main(["score", "--model", str(tiny_bundle_int8.root), str(folder)]) == 0
+    captured = capsys.readouterr()
+    rows = {Path(row["path"]).name: row for row in rows_of(captured.out)}
+    assert sorted(rows) == ["1.2.840.113619.2.55.3.604688119", "a.dicom", "b.DCM", "no-preamble.dcm"]
+    # The same film, however named: one verdict, decoded every time (never refused as unreadable).
+    (verdict,) = {(row["status"], row["label"], row["probability"], row["detail"]) for row in rows.values()}
+    assert not verdict[3].startswith(("corrupt", "not_an_image", "unsupported")), verdict
+    assert "skipped 2 files in the folders that are not JPEG, PNG or DICOM" in captured.err
 
 
 def test_named_files_are_scored_whatever_their_suffix(tmp_path, tiny_bundle_int8, capsys):

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from edge.bundle import MODEL_FILE, Bundle, BundleError, sha256_of
-from edge.preprocess import ImageError
+from edge.preprocess import ImageError, load_xray
 from edge.quality import BLANK, COLOUR_PHOTO, OUT_OF_DISTRIBUTION, QualityThresholds
 from edge.screener import INTENDED_USE, Screener, ScreenerOptions, default_model_dir
 from tests.tiny_bundle import PATIENT, dicom_bytes, encode, synthetic_xray, xray_bytes
@@ -42,13 +42,13 @@ def test_xray_is_scored_with_heatmap_and_provenance(screener, tiny_bundle_int8):
     assert result.quality_flags == ()
     assert result.model_name == "tiny-int8"
     assert result.model_sha256 == sha256_of(tiny_bundle_int8.model_path)
-    assert result.runtime.startswith("ai-edge-litert")
+    assert result.runtime == screener.model.runtime_name
     assert result.elapsed_ms > 0
     assert result.input_sha256 == hashlib.sha256(data).hexdigest()
     assert "not a diagnosis" in result.detail
-    with Image.open(io.BytesIO(result.heatmap_png)) as overlay:
-        assert overlay.format == "PNG"
-        assert overlay.size == (640, 768)  # 1000 x 1200 shown at long side 768
+    with Image.open(io.BytesIO(result.heatmap_png)) as layer:
+        assert (layer.format, layer.mode) == ("PNG", "P")  # the see-through layer (edge.heatmap)
+        assert layer.size == (213, 256)  # 1000 x 1200 at the layer's long side
 
 
 def test_label_follows_the_bundle_threshold(tiny_bundle_int8):
@@ -106,8 +106,8 @@ def test_heatmap_can_be_switched_off(tiny_bundle_int8):
 
 def test_heatmap_size_is_an_option(tiny_bundle_int8):
     result = Screener(tiny_bundle_int8, ScreenerOptions(heatmap_long_side=300)).assess(xray_bytes(15))
-    with Image.open(io.BytesIO(result.heatmap_png)) as overlay:
-        assert max(overlay.size) == 300
+    with Image.open(io.BytesIO(result.heatmap_png)) as layer:
+        assert max(layer.size) == 300
 
 
 def test_dicom_is_scored_without_patient_data_anywhere(screener, caplog):
@@ -191,3 +191,14 @@ def test_shipped_bundle_scores_real_xrays_and_refuses_a_document():
     page = np.full((1100, 850), 240, dtype=np.uint8)
     page[100:1000:30, 80:770] = 20  # lines of "text"
     assert screener.assess(encode(page, "PNG")).status == "rejected"
+
+
+def test_a_decoded_film_is_assessed_as_its_file(screener):
+    """The kiosk decodes once and hands the film over: the same result as from the bytes."""
+    data = xray_bytes(18)
+    from_bytes = screener.assess(data)
+    from_film = screener.assess_image(load_xray(data), from_bytes.input_sha256)
+    assert (from_film.status, from_film.label) == (from_bytes.status, from_bytes.label)
+    assert from_film.probability == from_bytes.probability
+    assert from_film.heatmap_png == from_bytes.heatmap_png
+    assert from_film.input_sha256 == hashlib.sha256(data).hexdigest()

@@ -1,4 +1,5 @@
-// PneumoEdge kiosk: drag-and-drop onto the upload area, a preview, no double submits, print button.
+// PneumoEdge kiosk: drag-and-drop onto the upload area, a preview, no double submits, print button,
+// the heatmap's strength slider.
 // Everything works without this script too: it only makes the touch screen nicer.
 "use strict";
 
@@ -61,7 +62,19 @@
     });
   }
 
+  // The slider fades the heatmap layer (100: as drawn); without this script the checkbox alone
+  // shows or hides it, so the slider stays hidden.
+  function setupHeatmap(slider) {
+    const layer = document.getElementById("heat-layer");
+    document.getElementById("opacity-control").hidden = false;
+    function apply() { layer.style.opacity = String(slider.value / 100); }
+    slider.addEventListener("input", apply);
+    apply();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    const slider = document.getElementById("heat-opacity");
+    if (slider) setupHeatmap(slider);
     const form = document.querySelector("form.upload");
     if (form) setupUpload(form);
     document.querySelectorAll("[data-print]").forEach(function (button) {

@@ -73,6 +73,13 @@ def gif() -> bytes:
     return buffer.getvalue()
 
 
+@cache
+def small_dicom() -> bytes:
+    """A 200 x 180 uncompressed 16-bit DICOM that passes the quality gate's decoding."""
+    rng = np.random.default_rng(5)
+    return dicom(rng.integers(0, 4096, size=(200, 180)))
+
+
 def dicom(pixels: np.ndarray | None, patient_name: str = "Doe^Jane") -> bytes:
     """A small DICOM file carrying patient fields; without `pixels` it has no image."""
     meta = FileMetaDataset()
@@ -199,8 +206,58 @@ CATALOGUE: list[BadUpload] = [
         "huge-case-ref",
         413,
         "form_too_large",
-        "The form's text fields are too long; the case reference may have at most 64 characters.",
+        "The form is too big: it has more than 1000 parts or a text field over 500 kB.",
         _jpeg_as(case_ref=b"A" * 600_000),  # over Werkzeug's 500 kB for text fields
+    ),
+    BadUpload(
+        "1100-part-form",
+        413,
+        "form_too_large",
+        "The form is too big: it has more than 1000 parts",  # not the case reference's fault
+        lambda: multipart([(b"note", None, b"x")] * 1099 + [(b"file", b"xray.jpg", good_jpeg())]),
+    ),
+    BadUpload(
+        "second-file",
+        400,
+        "too_many_files",
+        "2 files were sent in one upload; send one X-ray at a time",
+        lambda: multipart([(b"file", b"a.jpg", good_jpeg()), (b"file", b"b.jpg", good_jpeg())]),
+    ),
+    BadUpload(
+        "second-file-other-field",
+        400,
+        "too_many_files",
+        "2 files were sent in one upload",
+        lambda: multipart([(b"file", b"a.jpg", good_jpeg()), (b"other", b"b.png", good_png())]),
+    ),
+    BadUpload(
+        "name-case-ref",
+        400,
+        "bad_case_ref",
+        "The case reference looks like a person's name. Type only the clinic's register number, "
+        "like OPD-2026-00123",
+        _jpeg_as(case_ref=b"JANE DOE 17"),
+    ),
+    BadUpload(
+        "name-and-birth-date-case-ref",
+        400,
+        "bad_case_ref",
+        "The case reference looks like a date of birth",
+        _jpeg_as(case_ref=b"JANE DOE DOB 2019-05-04"),
+    ),
+    BadUpload(
+        "date-case-ref",
+        400,
+        "bad_case_ref",
+        "looks like a date of birth. Type only the clinic's register number",
+        _jpeg_as(case_ref=b"OPD 04/05/2019"),
+    ),
+    BadUpload(
+        "truncated-dicom",
+        422,
+        "corrupt",
+        "The DICOM file is damaged or truncated: its image data is shorter than its header says.",
+        lambda: file_body(small_dicom()[:-5000], b"study.dcm"),
     ),
     BadUpload(
         "markup-case-ref",

@@ -1,7 +1,7 @@
 """A real browser on the real kiosk: log in, upload, result, confirm, history, exports, report.
 
 Headless Chromium through selenium, in an 800 x 480 window (the 7-inch touchscreen). Set
-PNEUMOEDGE_SCREENSHOTS=DIR to keep the screenshots for a look.
+PNEUMOEDGE_SCREENSHOTS=DIR to keep the screenshots and the printed reports for a look.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import re
 import shutil
 import sqlite3
 import time
+import unicodedata
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 
 from edge.bundle import Bundle
 from tests.tiny_bundle import xray_bytes
@@ -39,6 +41,7 @@ from selenium import webdriver  # noqa: E402  (only once we know a browser exist
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -183,6 +186,16 @@ def test_upload_result_confirm_history_and_exports(
     ).fetchall()
     conn.close()
     assert entry == [(STAFF_NAME, "confirm", None, "PNEUMONIA")]
+    # An administrator sees the same entry in the kiosk: Staff, then Audit log, then this case.
+    browser.find_element(By.LINK_TEXT, "Staff").click()
+    wait_for(browser, "#audit-link").click()
+    wait_for(browser, "#case").send_keys(str(case_id), Keys.ENTER)
+    WebDriverWait(browser, 30).until(
+        lambda d: f"for case #{case_id}" in d.find_element(By.CSS_SELECTOR, ".hint").text
+    )
+    rows = [" ".join(row.text.split()) for row in browser.find_elements(By.CSS_SELECTOR, "#audit tbody tr")]
+    assert any(f"{STAFF_NAME} confirm #{case_id} PNEUMONIA" in row for row in rows), rows
+    screenshot(browser, tmp_path, "audit")
 
     browser.find_element(By.LINK_TEXT, "History").click()
     row = wait_for(browser, "table.cases tbody tr")
@@ -194,7 +207,7 @@ def test_upload_result_confirm_history_and_exports(
     assert [(r["case_ref"], r["confirmed_label"]) for r in rows] == [("BROWSER-1", "PNEUMONIA")]
     browser.find_element(By.ID, "export-dataset").click()
     names = zipfile.ZipFile(wait_for_download(downloads, ".zip")).namelist()
-    assert names == [f"PNEUMONIA/{case['input_sha256']}.png", "manifest.csv"]
+    assert names == [f"PNEUMONIA/{case['input_sha256']}.png", "manifest.csv", "export.json"]
 
     browser.get(f"{base}/cases/{case_id}/report")
     assert "screening report" in wait_for(browser, "h1").text
@@ -217,6 +230,86 @@ def log_in(browser: WebDriver) -> None:
     browser.find_element(By.ID, "pin").send_keys(STAFF_PIN)
     browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
     wait_for(browser, "#who")
+
+
+#: The longest case reference the kiosk takes (64 characters), with no space to break it at.
+LONG_REF = "OPD-2026-00123-WARD7-BED12-FOLLOWUP3-RADIOLOGY-REVIEW-0000000001"
+PAPERS = {"A4": (8.27, 11.69), "Letter": (8.5, 11.0)}  # inches
+
+
+def print_pages(browser: WebDriver, paper: str) -> list[str]:
+    """Print the open page to PDF as Chromium's print dialog would, on `paper`; each page's text."""
+    width, height = PAPERS[paper]
+    pdf = base64.b64decode(
+        browser.execute_cdp_cmd(
+            "Page.printToPDF", {"paperWidth": width, "paperHeight": height, "printBackground": False}
+        )["data"]
+    )
+    keep = os.environ.get("PNEUMOEDGE_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        (Path(keep) / f"report-{paper}.pdf").write_bytes(pdf)
+    texts = [
+        unicodedata.normalize("NFKC", page.extract_text() or "") for page in PdfReader(io.BytesIO(pdf)).pages
+    ]
+    return [" ".join(text.split()) for text in texts]  # NFKC: the PDF's "ﬁ" ligature is "fi"
+
+
+@pytest.mark.parametrize("paper", sorted(PAPERS))
+def test_the_report_prints_on_one_page_with_everything_a_clinic_needs(
+    kiosk: KioskServer, browser: WebDriver, tmp_path: Path, paper: str
+) -> None:
+    """Signature, confirmer, patient write-in line and intended use on page 1, whatever the paper."""
+    xray = tmp_path / "chest.jpeg"
+    xray.write_bytes(xray_bytes(seed=23, width=1000, height=1200))
+    browser.get(f"http://127.0.0.1:{kiosk.port}/")
+    log_in(browser)
+    wait_for(browser, "#file").send_keys(str(xray))
+    browser.find_element(By.ID, "case_ref").send_keys(LONG_REF)
+    browser.find_element(By.ID, "assess").click()
+    wait_for(browser, "#label")
+    browser.find_element(By.ID, "confirm-normal").click()
+    wait_for(browser, "#confirm-yes").click()
+    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: d.find_element(By.ID, "confirmed").text.startswith(f"NORMAL by {STAFF_NAME}")
+    )
+    browser.find_element(By.ID, "report").click()
+    wait_for(browser, "#intended-use")
+    assert browser.find_element(By.ID, "case-ref").text.startswith(LONG_REF)
+
+    pages = print_pages(browser, paper)
+    screenshot(browser, tmp_path, f"report-{paper}")
+    assert len(pages) == 1, f"the report took {len(pages)} pages on {paper}"
+    (text,) = pages
+    for expected in (
+        "Facility:",  # no facility name is configured on this kiosk: a line to write it in
+        "Patient identifier",
+        "Write it in by hand",
+        f"NORMAL, recorded by {STAFF_NAME}",
+        "Reviewed by:",
+        "Signature:",
+        "a clinician must confirm this result",
+        "not a diagnosis: every result must be reviewed by a clinician.",
+    ):
+        assert expected in text, f"{expected!r} is not on the one {paper} page: {text}"
+    assert LONG_REF.replace("-", "") in text.replace(" ", "").replace("-", "")  # wrapped, but whole
+
+
+def test_a_200_mb_file_from_the_page_gets_the_kiosks_own_error_page(
+    kiosk: KioskServer, browser: WebDriver, tmp_path: Path
+) -> None:
+    """waitress refuses it unread; the nurse still sees the kiosk's page saying what to do."""
+    huge = tmp_path / "huge.jpg"
+    with huge.open("wb") as handle:
+        handle.write(b"\xff\xd8\xff")
+        handle.truncate(200 * 1024 * 1024)  # sparse: costs no disk
+    browser.get(f"http://127.0.0.1:{kiosk.port}/")
+    log_in(browser)
+    wait_for(browser, "#file").send_keys(str(huge))
+    browser.find_element(By.ID, "assess").click()
+    message = wait_for(browser, "#error-message", timeout=60).text
+    assert message.startswith("The upload is larger than the 40 MB limit. Export the X-ray as JPEG")
+    assert browser.find_element(By.ID, "who").text == STAFF_NAME  # the kiosk's page, still logged in
 
 
 DROP_FILE_JS = """

@@ -71,7 +71,7 @@ def test_assess_commits_then_shows_label_probability_threshold_and_heatmap(
     text = page.data.decode()
     assert element_text(page.data, "threshold") == "Operating threshold 50.0%: PNEUMONIA at or above it."
     assert "Screening aid only: a clinician must confirm this result. It is not a diagnosis." in text
-    assert f"/cases/{case_id}/heatmap.png" in text
+    assert f"/cases/{case_id}/heatmap-layer.png" in text and f"/cases/{case_id}/xray.jpg" in text
     assert case.model_sha256[:12] in text and "UTC" in text
     # which calibration set the threshold is part of every shown result
     assert element_text(page.data, "reading") == case.detail
@@ -95,10 +95,11 @@ def test_gate_refusal_is_recorded_and_shown_as_cannot_assess(
     assert response.status_code == 303
     page = client.get(response.headers["Location"])
     assert element_text(page.data, "label") == "CANNOT ASSESS"
-    assert element_text(page.data, "reason").startswith(
-        "this looks like a colour photograph, not a chest X-ray"
+    assert element_text(page.data, "reason").startswith("This is a colour picture, not an X-ray image.")
+    assert element_text(page.data, "technical").startswith(
+        "Details for the technician: this looks like a colour photograph, not a chest X-ray (colourfulness"
     )
-    assert b"heatmap.png" not in page.data
+    assert b"heatmap" not in page.data
     rows, files = stored_state(data_dir)
     assert rows == 1 and files == []  # refused images are not kept for retraining
 

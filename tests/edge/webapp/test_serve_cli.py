@@ -123,3 +123,10 @@ def test_a_weak_admin_pin_stops_the_start(
     )
     assert code == 2
     assert "A PIN has 6 to 12 digits. Choose another name or PIN for --admin." in log
+
+
+def test_an_unknown_time_zone_stops_the_start(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    code, log = serve(caplog, "--timezone", "Mars/Olympus", "--data-dir", str(tmp_path))
+    assert code == 2
+    assert "TIMEZONE must be an IANA time zone name such as 'Africa/Nairobi'" in log
+    assert "got 'Mars/Olympus'" in log

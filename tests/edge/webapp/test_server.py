@@ -126,7 +126,7 @@ def test_sigkill_under_load_loses_no_acknowledged_result(
         stored = committed_cases(kiosk.data_dir)
         for case in acknowledged:
             assert stored[case["id"]] == (case["case_ref"], case["input_sha256"])
-        assert predict(kiosk, uploads[0], "AFTER-RESTART")["status"] == "ok"
+        assert predict(kiosk, uploads[0], "AFTER-RESTART-1")["status"] == "ok"
     finally:
         kiosk.stop()
 

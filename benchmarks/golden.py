@@ -1,0 +1,119 @@
+"""Golden answers: the shipped default bundle's verdicts on a few committed, generated films.
+
+    python -m benchmarks.golden            # check under this environment's runtime (exit 1 on a mismatch)
+    python -m benchmarks.golden --write    # after a deliberate model change: rewrite the expectations
+
+In the manner of TensorFlow's Raspberry Pi example: five small synthetic chest films (224 x 224
+JPEGs drawn by tests/tiny_bundle.py, no patient data) under tests/fixtures/golden/, and the shipped
+bundle's status, refusal reason, label, probability and out-of-distribution score for each in
+expected.json. tests/edge/test_golden.py checks them in every test environment (ai-edge-litert,
+tflite-runtime, the training one), so a runtime, kernel, preprocessing or bundle change that moves
+an answer by more than the tolerance fails there. `--inputs` redraws the films (rarely needed).
+
+Run from the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks.runtime_parity import score
+from edge.bundle import load_bundle
+from edge.screener import default_model_dir
+
+GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "golden"
+EXPECTED = GOLDEN / "expected.json"
+#: How far an answer may move (another CPU's kernels, another JPEG decoder) before it is a regression.
+TOLERANCE = {"probability": 0.02, "ood_score": 0.05}
+#: (seed, lesion) of each film, chosen to stay clear of the bundle's thresholds: four accepted, one
+#: refused as out of distribution.
+FILMS = {
+    "film-06.jpeg": (6, None),
+    "film-11.jpeg": (11, None),
+    "film-29.jpeg": (29, None),
+    "film-29-lesion.jpeg": (29, (0.68, 0.55)),
+    "film-14-lesion.jpeg": (14, (0.68, 0.55)),
+}
+STALE = "if it changed on purpose, run python -m benchmarks.golden --write"
+SIZE = 224
+JPEG_QUALITY = 85
+
+
+def write_inputs() -> None:
+    """Draw the golden films (needs only Pillow and numpy)."""
+    from tests.tiny_bundle import encode, synthetic_xray
+
+    GOLDEN.mkdir(parents=True, exist_ok=True)
+    for name, (seed, lesion) in FILMS.items():
+        pixels = synthetic_xray(seed, SIZE, SIZE, lesion=lesion)
+        (GOLDEN / name).write_bytes(encode(pixels, "JPEG", quality=JPEG_QUALITY))
+
+
+def answers(model: Path) -> dict[str, Any]:
+    """The kiosk's verdict on each golden film, through the runtime installed here."""
+    run = score(model, [GOLDEN / name for name in FILMS], "auto", None, time_kernels=False)
+    return {key.split("/", 1)[1]: verdict for key, verdict in run["films"].items()} | {
+        "_runtime": f"{run['runtime']} ({run['kernels']} kernels)"
+    }
+
+
+def expectations(model: Path) -> dict[str, Any]:
+    """The expected.json document for `model`."""
+    got = answers(model)
+    bundle = load_bundle(model)
+    return {
+        "model": bundle.name,
+        "model_sha256": bundle.model_sha256,
+        "written_with": got.pop("_runtime"),
+        "tolerance": TOLERANCE,
+        "films": got,
+    }
+
+
+def mismatches(expected: dict[str, Any], got: dict[str, Any]) -> list[str]:
+    """Every film whose verdict differs from the expected one beyond the tolerance."""
+    problems = []
+    tolerance = expected["tolerance"]
+    for name, want in expected["films"].items():
+        have = got[name]
+        for key in ("status", "reason", "label"):
+            if have[key] != want[key]:
+                problems.append(f"{name}: {key} {have[key]!r}, expected {want[key]!r}")
+        for key, allowed in tolerance.items():
+            if (have[key] is None) != (want[key] is None):
+                problems.append(f"{name}: {key} {have[key]}, expected {want[key]}")
+            elif want[key] is not None and abs(have[key] - want[key]) > allowed:
+                problems.append(f"{name}: {key} {have[key]:.4f}, expected {want[key]:.4f} +- {allowed}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=default_model_dir())
+    parser.add_argument("--write", action="store_true", help="rewrite expected.json from this runtime")
+    parser.add_argument("--inputs", action="store_true", help="redraw the golden films first")
+    args = parser.parse_args(argv)
+    if args.inputs:
+        write_inputs()
+    if args.write or args.inputs:
+        document = expectations(args.model)
+        EXPECTED.write_text(json.dumps(document, indent=2) + "\n")
+        print(f"wrote {EXPECTED} for {document['model']} with {document['written_with']}")
+        return 0
+    expected = json.loads(EXPECTED.read_text())
+    got = answers(args.model)
+    problems = mismatches(expected, got)
+    if expected["model_sha256"] != load_bundle(args.model).model_sha256:
+        problems.insert(0, f"{args.model} is not the model the expectations were written for: {STALE}")
+    print(f"{len(expected['films'])} golden films under {got['_runtime']}: {len(problems)} mismatches")
+    for problem in problems:
+        print(f"  {problem}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""The audit log as administrators read it: who did what and when, with the old and new value.
+
+Read-only (the log itself is append-only, enforced by SQLite triggers); reading it is audited too.
+It names cases by number, and never holds a patient identifier, PIN or file name.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request
+
+from edge.webapp import store
+from edge.webapp.security import current_actor, current_staff
+
+bp = Blueprint("audit", __name__)
+SHOWN = 200
+
+
+@bp.get("/audit")
+def index() -> str:
+    """The newest entries, or one case's (`?case=N`)."""
+    staff = current_staff()
+    if staff is None or not staff.is_admin:
+        abort(403, description="Only an administrator can read the audit log.")
+    raw = request.args.get("case", "").strip()
+    if raw and not (raw.isdigit() and int(raw) <= store.MAX_ROWID):
+        abort(400, description="The case number must be a whole number, like 42.")
+    case_id = int(raw) if raw else None
+    conn = store.get_db()
+    entries = store.audit_entries(conn, case_id, limit=SHOWN)
+    store.append_audit(conn, current_actor(), "view_audit", case_id)
+    return render_template("audit.html", entries=entries, case_id=case_id, shown=SHOWN)

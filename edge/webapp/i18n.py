@@ -1,0 +1,143 @@
+"""The kiosk's languages: gettext catalogs through Flask-Babel, and the language switch.
+
+The pages, their messages and the printed report are translated; the JSON API always answers in
+English (clinic systems parse it) and stored values (labels, audit entries, CSV) stay English.
+Which language a page uses: the one chosen with the header's switch (a cookie, so it survives
+logging in and out), else the kiosk's DEFAULT_LANGUAGE (set at provisioning), else the browser's
+Accept-Language, else English. Catalogs live in edge/webapp/translations (`make translations`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from babel import negotiate_locale
+from flask import Blueprint, Flask, abort, current_app, has_request_context, redirect, request, url_for
+from flask_babel import Babel, get_locale, gettext, lazy_gettext
+from werkzeug.wrappers import Response
+
+from edge.webapp.auth import safe_next
+from edge.webapp.security import is_api_request
+
+SOURCE_LANGUAGE = "en"
+COOKIE = "pneumoedge_lang"
+COOKIE_MAX_AGE_S = 365 * 86400
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str
+    name: str  # in the language itself: a reader finds their own
+    reviewed: bool  # False: the translation still awaits review by a clinician who speaks it
+
+
+LANGUAGES = {
+    language.code: language
+    for language in (
+        Language("en", "English", reviewed=True),
+        Language("fr", "Français", reviewed=False),
+        Language("pt", "Português", reviewed=False),
+    )
+}
+
+#: The screener's labels as people read them; the stored and exported values stay English.
+LABEL_TEXT = {
+    "NORMAL": lazy_gettext("NORMAL"),
+    "PNEUMONIA": lazy_gettext("PNEUMONIA"),
+}
+#: Staff roles as people read them; the stored values stay English.
+ROLE_TEXT = {
+    "staff": lazy_gettext("staff"),
+    "admin": lazy_gettext("administrator"),
+}
+#: edge.screener.INTENDED_USE, marked here for extraction (the TensorFlow-free core knows no gettext);
+#: a test keeps the two identical.
+INTENDED_USE = lazy_gettext(
+    "PneumoEdge is a screening aid for trained staff, not a diagnosis: "
+    "every result must be reviewed by a clinician."
+)
+
+babel = Babel()
+bp = Blueprint("i18n", __name__)
+
+
+def init_app(app: Flask) -> None:
+    """Install Flask-Babel with the kiosk's locale choice, the switch and the template helpers."""
+    default = app.config.get("DEFAULT_LANGUAGE") or None
+    if default is not None and default not in LANGUAGES:
+        raise ValueError(
+            f"DEFAULT_LANGUAGE {default!r} is not one of the kiosk's languages: {', '.join(LANGUAGES)}"
+        )
+    babel.init_app(app, locale_selector=select_locale, default_locale=SOURCE_LANGUAGE)
+    app.add_template_filter(label_text, "label")
+    app.add_template_filter(role_text, "role")
+    app.context_processor(_template_context)
+    app.register_blueprint(bp)
+
+
+def select_locale() -> str:
+    """The switch's cookie, then DEFAULT_LANGUAGE, then Accept-Language, then English; the API: English."""
+    if not has_request_context() or is_api_request():
+        return SOURCE_LANGUAGE
+    chosen = request.cookies.get(COOKIE)
+    if chosen in LANGUAGES:
+        return chosen
+    default = current_app.config.get("DEFAULT_LANGUAGE")
+    if default:
+        return default
+    # Babel's negotiation keeps the browser's order: "pt-BR, en;q=0.5" is Portuguese, not English.
+    preferred = [value.lower() for value in request.accept_languages.values()]
+    return negotiate_locale(preferred, list(LANGUAGES), sep="-") or SOURCE_LANGUAGE
+
+
+def current_language() -> Language:
+    locale = get_locale()
+    return LANGUAGES.get(locale.language if locale else SOURCE_LANGUAGE, LANGUAGES[SOURCE_LANGUAGE])
+
+
+def label_text(label: str) -> str:
+    """A screener label ('PNEUMONIA') in the page's language; anything else as it is."""
+    return str(LABEL_TEXT[label]) if label in LABEL_TEXT else label
+
+
+def role_text(role: str) -> str:
+    return str(ROLE_TEXT[role]) if role in ROLE_TEXT else role
+
+
+def _template_context() -> dict[str, object]:
+    return {
+        "language": current_language(),
+        "languages": LANGUAGES.values(),
+        "here": _here(),
+        "intended_use": INTENDED_USE,
+    }
+
+
+def _here() -> str:
+    """Where the switch returns to: this page, or the home page after a form (no GET to repeat)."""
+    if request.method != "GET":
+        return url_for("pages.index")
+    return request.full_path.rstrip("?")
+
+
+@bp.post("/language")
+def set_language() -> Response:
+    """The header's switch: remember the language in a cookie and go back to the page it was on."""
+    code = request.form.get("lang", "")
+    if code not in LANGUAGES:
+        abort(
+            400,
+            description=gettext(
+                "Choose one of the kiosk's languages: %(codes)s.", codes=", ".join(LANGUAGES)
+            ),
+        )
+    response = redirect(safe_next(request.form.get("next", "")), code=303)
+    response.set_cookie(
+        COOKIE,
+        code,
+        max_age=COOKIE_MAX_AGE_S,
+        httponly=True,
+        samesite="Strict",
+        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
+    )
+    return response

@@ -1,0 +1,1 @@
+"""Learning from many clinics: pooled kiosk exports, leave-site-out folds, safe model promotion."""

@@ -1,0 +1,168 @@
+"""`python -m fleet {pool,train,leave-site-out,promote}`: from many kiosks' exports to a promoted model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from trainer.__main__ import HelpFormatter, add_config_options, config_from_args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fleet", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_pool(commands)
+    _add_train(commands)
+    _add_leave_site_out(commands)
+    _add_promote(commands)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return int(args.func(args) or 0)
+
+
+def _add_pool(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "pool",
+        help="verify kiosk exports and add their confirmed films to a sharded pool",
+        description=(
+            "Verify every export (zip, manifest, checksums) and add the new exports' new films to "
+            "OUT as TFRecord shards, with records.csv (site, pseudonymous patient keys) and pool.json. "
+            "A refused export stops the run before anything is written."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("exports", nargs="+", type=Path, help="kiosk confirmed-dataset zips")
+    parser.add_argument("--out", type=Path, required=True, help="pool folder, e.g. pool/")
+    parser.add_argument("--input-size", type=int, default=224, help="model input stored per film")
+    parser.add_argument("--shard-films", type=int, default=1024, help="films per TFRecord shard")
+    parser.set_defaults(func=_pool)
+
+
+def _pool(args: argparse.Namespace) -> int:
+    from fleet.pool import ExportError, pool
+
+    try:
+        state = pool(args.exports, args.out, args.input_size, args.shard_films)
+    except (ExportError, FileNotFoundError) as e:
+        sys.exit(f"pool: {e}")
+    print(f"pool {args.out}: {state['films']}")
+    return 0
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="train on a pool, on one machine or many (TF_CONFIG)",
+        description=(
+            "Train the trainer's recipe on a pool with MultiWorkerMirroredStrategy. Run the same command "
+            "on every node, each with its own TF_CONFIG; without TF_CONFIG it trains on this machine. "
+            "The chief writes the run directory (as `python -m trainer train`); a restarted worker "
+            "resumes from the last finished epoch (OUT/backup)."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--pool", type=Path, required=True, help="pool folder from `fleet pool`")
+    parser.add_argument("--out", type=Path, required=True, help="run directory, e.g. runs/pooled")
+    add_config_options(parser, skip={"limit"})
+    parser.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    from trainer.distributed import train_pool
+
+    try:
+        train_pool(config, args.pool, args.out)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"train: {e}")
+    return 0
+
+
+def _add_leave_site_out(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "leave-site-out",
+        help="train without each site in turn and test on it",
+        description=(
+            "One training run per site of the pool (OUT/without-SITE), tested on the held-out site; "
+            "writes OUT/leave-site-out.json with each site's AUC and specificity at the recall floor, "
+            "and the worst site. Needs at least two sites."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--pool", type=Path, required=True, help="pool folder from `fleet pool`")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the fold runs")
+    add_config_options(parser, skip={"limit", "val_fraction"})
+    parser.set_defaults(func=_leave_site_out)
+
+
+def _leave_site_out(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    from fleet.leave_site_out import run_leave_site_out, site_folds
+    from fleet.records import read_records
+
+    try:
+        site_folds(read_records(args.pool))  # refuse a one-site pool before TensorFlow starts
+        run_leave_site_out(config, args.pool, args.out)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"leave-site-out: {e}")
+    return 0
+
+
+def _add_promote(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "promote",
+        help="compare a candidate bundle with the field's on the same films; write the decision into it",
+        description=(
+            "Score the locked set and every shift set with both bundles through the kiosk's Screener; "
+            "recommend promotion only if the candidate's recall is non-inferior everywhere and its "
+            "primary figure is better on the locked set (paired bootstrap 95%% intervals). The decision "
+            "and the evidence go into the candidate's bundle.json (`promotion`). Exit status 0: "
+            "promote; 3: refused."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--candidate", type=Path, required=True, help="the new bundle (is written to)")
+    parser.add_argument("--field", type=Path, required=True, help="the bundle kiosks run now")
+    parser.add_argument("--locked", type=Path, required=True, help="locked set: NORMAL/ and PNEUMONIA/")
+    parser.add_argument(
+        "--shift",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a shift set (NORMAL/, PNEUMONIA/), e.g. site=../shared/data/site-calibration; repeatable",
+    )
+    parser.add_argument("--margin", type=float, default=0.02, help="recall non-inferiority margin")
+    parser.add_argument("--primary", choices=("auc", "f1"), default="auc", help="figure that must improve")
+    parser.add_argument("--boot", type=int, default=2000, help="paired bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.set_defaults(func=_promote)
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from edge.bundle import BundleError
+    from fleet.promote import Rule, promote
+
+    shift = {}
+    for item in args.shift:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            sys.exit(f"promote: --shift takes NAME=DIR, got {item!r}")
+        shift[name] = Path(folder)
+    try:
+        section = promote(
+            args.candidate,
+            args.field,
+            args.locked,
+            shift,
+            Rule(args.margin, args.primary, args.boot, args.seed),
+        )
+    except (BundleError, FileNotFoundError, ValueError) as e:
+        sys.exit(f"promote: {e}")
+    print(f"{section['decision'].upper()}: " + " ".join(section["reasons"]))
+    return 0 if section["decision"] == "promote" else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
