@@ -193,7 +193,7 @@ mount_image() {
 provision_image() {
 	local stage=/var/tmp/pneumoedge-image name mount
 	name="$(basename "$BUNDLE")"
-	local env=(DATA_PARTITION_LABEL="$DATA_LABEL" DATA_MOUNT="$IMAGE_DATA_MOUNT")
+	local env=(DATA_PARTITION_LABEL="$DATA_LABEL" DATA_MOUNT="$IMAGE_DATA_MOUNT" KIOSK_TIMEZONE="$TIMEZONE")
 	if [[ "$DRY_RUN" == 1 ]]; then
 		log "would run in the image: ${env[*]} provision.sh --image --pubkey <key> ${name}"
 		return 0
