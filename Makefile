@@ -19,6 +19,8 @@ WHEELHOUSE ?= $(HOME)/.cache/pneumoedge/wheelhouse
 EDGE_VENV := .venv-edge
 TRANSLATIONS := edge/webapp/translations
 TRAIN_VENV := .venv
+# What the kiosk's venv installs from this checkout: reinstalled when any of it changes.
+KIOSK_SOURCES := pyproject.toml $(shell find edge models/mobilenetv2-int8 -type f ! -path '*/__pycache__/*')
 # The edge and kiosk tests also run where the kiosk runs: its own environment (ai-edge-litert, no
 # TensorFlow) and the 32-bit Pi's (tflite-runtime 2.14 + numpy 1.26, wheels for Python <= 3.11 only).
 TEST_LITERT_VENV := .venv-test-edge-litert
@@ -31,16 +33,20 @@ EDGE_TESTS := tests/edge
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-26s %s\n", $$1, $$2}'
 
-$(EDGE_VENV)/.installed: requirements-edge.txt
+# The venvs install the pinned lock (requirements-*.txt), then the project itself without
+# dependencies: the kiosk's as a wheel, like a device (no TensorFlow); the training one editable.
+$(EDGE_VENV)/.installed: requirements-edge.txt $(KIOSK_SOURCES)
 	$(PYTHON) -m venv $(EDGE_VENV)
 	$(EDGE_VENV)/bin/pip install --quiet --upgrade pip
 	$(EDGE_VENV)/bin/pip install --quiet -r requirements-edge.txt
+	$(EDGE_VENV)/bin/pip install --quiet --no-deps --force-reinstall .
 	touch $@
 
-$(TRAIN_VENV)/.installed: requirements-edge.txt requirements-train.txt requirements-test.txt
+$(TRAIN_VENV)/.installed: requirements-edge.txt requirements-train.txt requirements-test.txt pyproject.toml
 	$(PYTHON) -m venv $(TRAIN_VENV)
 	$(TRAIN_VENV)/bin/pip install --quiet --upgrade pip
 	$(TRAIN_VENV)/bin/pip install --quiet -r requirements-test.txt
+	$(TRAIN_VENV)/bin/pip install --quiet --no-deps --editable .
 	touch $@
 
 $(TEST_LITERT_VENV)/.installed: requirements-edge.txt requirements-test-edge.txt
@@ -56,7 +62,7 @@ $(TEST_TFLITE_VENV)/.installed: requirements-edge-tflite-runtime.txt requirement
 	touch $@
 
 kiosk: $(EDGE_VENV)/.installed ## set up the kiosk's environment and serve the shipped model on $(HOST):$(PORT)
-	$(EDGE_VENV)/bin/python -m edge serve --model $(MODEL) --host $(HOST) --port $(PORT) --data-dir $(KIOSK_DATA)
+	$(EDGE_VENV)/bin/pneumoedge serve --model $(MODEL) --host $(HOST) --port $(PORT) --data-dir $(KIOSK_DATA)
 
 test: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete $(TEST_TFLITE_VENV)/.installed ## set up, lint, run the whole suite, then the edge tests in both kiosk environments
 	$(MAKE) --no-print-directory lint
@@ -77,13 +83,13 @@ golden: $(EDGE_VENV)/.installed ## after a deliberate model change: rewrite the 
 
 test-fast: $(TRAIN_VENV)/.installed ## lint and the quick tests only (no slow offline-install or real-data tests)
 	$(MAKE) --no-print-directory lint
-	$(TRAIN_VENV)/bin/python -m pytest
+	$(TRAIN_VENV)/bin/python -m pytest -m "not slow and not data"
 
-wheelhouse: $(WHEELHOUSE)/.complete ## download the kiosk's wheels for this machine (the offline-install tests use them)
+wheelhouse: $(WHEELHOUSE)/.complete ## download the kiosk's wheels and the build backend for this machine (offline bundle tests)
 
-$(WHEELHOUSE)/.complete: requirements-edge.txt
+$(WHEELHOUSE)/.complete: requirements-edge.txt requirements-build.txt
 	mkdir -p $(WHEELHOUSE)
-	$(PYTHON) -m pip download --quiet --only-binary=:all: -r requirements-edge.txt -d $(WHEELHOUSE)
+	$(PYTHON) -m pip download --quiet --only-binary=:all: -r requirements-edge.txt -r requirements-build.txt -d $(WHEELHOUSE)
 	touch $@
 
 lint: $(TRAIN_VENV)/.installed ## ruff and shellcheck

@@ -117,8 +117,7 @@ def base_image(width: int, height: int, synthetic: bool) -> tuple[np.ndarray, st
         with Image.open(candidates[0]) as img:
             gray = img.convert("L").resize((width, height), Image.Resampling.BICUBIC)
         return np.asarray(gray, dtype=np.uint8).copy(), f"{candidates[0].name} (real, upscaled)"
-    sys.path.insert(0, str(REPO))
-    from tests.tiny_bundle import synthetic_xray
+    from tests.tiny_bundle import synthetic_xray  # the checkout's test helpers (editable install)
 
     return synthetic_xray(seed=1, width=width, height=height), "a synthetic X-ray"
 
@@ -175,7 +174,7 @@ def start_server(model: Path, port: int, data_dir: Path, threads: int, slots: in
         "--scoring-slots", str(slots),
     ]  # fmt: skip
     env = {key: value for key, value in os.environ.items() if key != "PNEUMOEDGE_ACCESS_CODE"}
-    return subprocess.Popen(command, cwd=REPO, env=env)
+    return subprocess.Popen(command, env=env)
 
 
 def wait_healthy(port: int, server: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:

@@ -32,9 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from edge.kermany import scan_split
+from edge.metrics import wilson_interval
 from edge.preprocess import ImageError, XrayImage, load_xray, to_model_input
 from edge.quality import INVERTED, ROTATED, OodStats, QualityThresholds, check_image, orientation_scores
 from edge.screener import STATUS_REJECTED, Screener, ScreenerOptions, default_model_dir
@@ -60,16 +59,6 @@ class Tally:
         else:
             self.rejected += 1
             self.reasons[reason] += 1
-
-
-def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion."""
-    if total == 0:
-        return 0.0, 1.0
-    p = successes / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def verdict(screener: Screener, data: bytes) -> str | None:
@@ -216,7 +205,7 @@ def measure_xrays(screener: Screener, paths: list[Path]) -> tuple[Tally, np.ndar
 
 def report_xrays(tally: Tally, scores: np.ndarray, ms: float, threshold: float | None) -> bool:
     rate = tally.rejected / max(1, tally.total)
-    low, high = wilson(tally.rejected, tally.total)
+    low, high = wilson_interval(tally.rejected, tally.total)
     print(f"\nGenuine X-rays: {tally.total} images, {ms:.1f} ms each (gate + model, twice the model here)")
     print(
         f"  false-reject rate {rate:.2%} (95% CI {low:.2%} to {high:.2%}), "
@@ -279,7 +268,7 @@ def measure_orientation(name: str, paths: list[Path], limits: QualityThresholds)
 
 def report_orientation(tallies: list[Tally]) -> bool:
     genuine, transformed = tallies[0], tallies[1:]
-    low, high = wilson(genuine.rejected, genuine.total)
+    low, high = wilson_interval(genuine.rejected, genuine.total)
     reasons = ", ".join(f"{reason} {count}" for reason, count in genuine.reasons.most_common()) or "-"
     print(
         f"  {genuine.name}: {genuine.rejected}/{genuine.total} genuine films refused "

@@ -7,13 +7,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from edge import score_cli, serve_cli, site_cli
+from edge import INTENDED_USE, score_cli, serve_cli, site_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m edge",
-        description="PneumoEdge: offline chest X-ray pneumonia screening aid (not a diagnosis).",
+        description=f"PneumoEdge: offline pediatric chest X-ray pneumonia screening. {INTENDED_USE}",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(

@@ -15,6 +15,7 @@ from typing import Any
 
 from edge.calibration import Calibration, Head
 from edge.files import atomic_write_bytes
+from edge.provenance import sha256_file
 
 FORMAT = "pneumoedge-bundle"
 FORMAT_VERSION = 2  # 2: `head` (float head on the embedding) and `calibration`
@@ -73,14 +74,6 @@ class Bundle:
         return Calibration.from_metadata(self.metadata.get("calibration"))
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_bundle(root: Path | str) -> Bundle:
     """Read and verify a bundle; raise BundleError rather than ever load an unverified model."""
     root = Path(root)
@@ -95,7 +88,7 @@ def load_bundle(root: Path | str) -> Bundle:
     bundle = Bundle(root, metadata)
     if not bundle.model_path.is_file():
         raise BundleError(f"the model file {bundle.model_path} named in {meta_path} is missing")
-    actual = sha256_of(bundle.model_path)
+    actual = sha256_file(bundle.model_path)
     if actual != bundle.model_sha256:
         raise BundleError(
             f"{bundle.model_path} has sha256 {actual} but {METADATA_FILE} expects "

@@ -7,6 +7,11 @@ import tempfile
 from pathlib import Path
 
 
+def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
+    """`atomic_write_bytes` of UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"), mode)
+
+
 def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over the target.
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.formats import ACCEPTED_SUFFIXES
+from edge.provenance import sha256_file
 
 LABELS: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 IMAGE_SUFFIXES = ACCEPTED_SUFFIXES  # the formats the kiosk accepts (edge.formats)
@@ -41,26 +42,32 @@ def patient_id(filename: str) -> str:
     return Path(filename).stem
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def check_layout(root: Path, split: str) -> None:
+    """Raise FileNotFoundError, saying what is expected, unless `root/split/{NORMAL,PNEUMONIA}` exist.
 
-
-def scan_split(root: Path, split: str) -> list[Sample]:
-    """Every image of `root/split/{NORMAL,PNEUMONIA}`, sorted by path so runs are reproducible."""
+    Cheap (no file is read), so a command can check its data before loading TensorFlow.
+    """
     split_dir = Path(root) / split
     if not split_dir.is_dir():
         raise FileNotFoundError(
             f"{split_dir} does not exist: expected the Kermany layout "
             f"{split}/NORMAL and {split}/PNEUMONIA under {root}"
         )
+    for label in LABELS:
+        if not (split_dir / label).is_dir():
+            raise FileNotFoundError(f"{split_dir / label} is missing: expected one folder per label {LABELS}")
+
+
+def scan_split(root: Path, split: str) -> list[Sample]:
+    """Every image of `root/split/{NORMAL,PNEUMONIA}`, sorted by path so runs are reproducible."""
+    check_layout(root, split)
+    split_dir = Path(root) / split
     samples = []
     for label_index, label in enumerate(LABELS):
         class_dir = split_dir / label
-        if not class_dir.is_dir():
-            raise FileNotFoundError(f"{class_dir} is missing: expected one folder per label {LABELS}")
         for path in sorted(class_dir.iterdir()):
             if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-                samples.append(Sample(path, label_index, patient_id(path.name), file_sha256(path)))
+                samples.append(Sample(path, label_index, patient_id(path.name), sha256_file(path)))
     return samples
 
 

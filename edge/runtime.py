@@ -34,12 +34,13 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-#: (module, attribute path of its Interpreter class, distribution name for the version), best first.
-_RUNTIMES = (
-    ("ai_edge_litert.interpreter", "Interpreter", "ai-edge-litert"),
-    ("tflite_runtime.interpreter", "Interpreter", "tflite-runtime"),
-    ("tensorflow", "lite.Interpreter", "tensorflow"),
-)
+#: Runtime name -> (module, attribute path of its Interpreter class, distribution name for the
+#: version), best first; the benchmark (quantize/latency.py) measures each by these names.
+RUNTIMES: dict[str, tuple[str, str, str]] = {
+    "ai-edge-litert": ("ai_edge_litert.interpreter", "Interpreter", "ai-edge-litert"),
+    "tflite-runtime": ("tflite_runtime.interpreter", "Interpreter", "tflite-runtime"),
+    "tf.lite": ("tensorflow", "lite.Interpreter", "tensorflow"),
+}
 
 
 #: Kernel choices: `auto` pins the built-in kernels for integer models and leaves float models on the
@@ -84,7 +85,14 @@ class _Quantisation:
         return ((q.astype(np.float32) - self.zero_point) * self.scale).astype(np.float32)
 
 
-def load_interpreter_class(preferred: tuple[tuple[str, str, str], ...] = _RUNTIMES) -> tuple[type, str]:
+def quantise_input(real: np.ndarray, details: dict[str, Any]) -> np.ndarray:
+    """Real values in an input tensor's dtype and quantisation (its interpreter `details`)."""
+    return _Quantisation.of(details).quantise(real)
+
+
+def load_interpreter_class(
+    preferred: tuple[tuple[str, str, str], ...] = tuple(RUNTIMES.values()),
+) -> tuple[type, str]:
     """The first importable Interpreter class and a name like 'ai-edge-litert 2.3.0'."""
     tried = []
     for module_name, attribute, distribution in preferred:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edge import INTENDED_USE
 from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY, Bundle, load_bundle
 from edge.heatmap import LAYER_LONG_SIDE, render
 from edge.preprocess import XrayImage, load_xray, to_model_input
@@ -28,18 +29,15 @@ from edge.runtime import KERNELS_AUTO, TfliteModel
 
 log = logging.getLogger(__name__)
 
-#: What every shown result must say about itself.
-INTENDED_USE = (
-    "PneumoEdge is a screening aid for trained staff, not a diagnosis: "
-    "every result must be reviewed by a clinician."
-)
 STATUS_OK = "ok"
 STATUS_REJECTED = "rejected"
 
 
 def default_model_dir() -> Path:
-    """The bundle shipped in the repository: models/mobilenetv2-int8."""
-    return Path(__file__).resolve().parent.parent / "models" / "mobilenetv2-int8"
+    """The shipped bundle models/mobilenetv2-int8: inside the installed package, else in the checkout."""
+    package = Path(__file__).resolve().parent
+    installed = package / "models" / "mobilenetv2-int8"  # where the wheel puts it (pyproject.toml)
+    return installed if installed.is_dir() else package.parent / "models" / "mobilenetv2-int8"
 
 
 @dataclass(frozen=True)
@@ -169,7 +167,7 @@ class Screener:
         label = labels[1] if positive else labels[0]
         detail = (
             f"{label}: probability of {labels[1]} {probability:.3f} {'>=' if positive else '<'} "
-            f"threshold {threshold:.3f} ({self._calibration.description}). Screening aid, not a diagnosis."
+            f"threshold {threshold:.3f} ({self._calibration.description}). {INTENDED_USE}"
         )
         return self._assessment(
             sha, started, STATUS_OK, label, probability, logit, ood_score, detail, GateResult(), layer

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build an offline PneumoEdge bundle on the office laptop: the app, one model bundle and every
-# wheel the target device needs, with SHA256SUMS, a VERSION and a MANIFEST, in one tarball.
+# Build an offline PneumoEdge bundle on the office laptop: the project's own wheel, every wheel the
+# target device needs, one model bundle, with SHA256SUMS, a VERSION and a MANIFEST, in one tarball.
 set -Eeuo pipefail
 SCRIPT_NAME=build-bundle
 # shellcheck source=lib/common.sh
@@ -18,7 +18,7 @@ Usage: $0 [options]
 
 Build dist/pneumoedge-<version>-<target>.tar.gz (+ .sha256, + .sig: its Ed25519 signature) for
 devices without network. Needs internet for the wheels, unless --wheelhouse points at a folder
-that has them. Devices install only bundles signed with the key they trust.
+that has them (and the build backend in requirements-build.txt, to build the project's wheel). Devices install only bundles signed with the key they trust.
 
 Options:
   --target PRESET      one of: ${TARGET_PRESETS} (default: pi64-bookworm)
@@ -159,7 +159,7 @@ TOP=""
 
 assemble() {
 	if [[ "$DRY_RUN" == 1 ]]; then
-		log "would assemble ${BUNDLE_NAME}: edge/, $(basename "$REQUIREMENTS"), models/${MODEL_NAME}, firmware_scripts/${DEBS_DIR:+, debs}"
+		log "would assemble ${BUNDLE_NAME}: $(basename "$REQUIREMENTS"), models/${MODEL_NAME}, firmware_scripts/${DEBS_DIR:+, debs}"
 		return 0
 	fi
 	mkdir -p "$OUTPUT_DIR"
@@ -167,7 +167,6 @@ assemble() {
 	cleanup_on_exit "$WORK"
 	TOP="${WORK}/${BUNDLE_NAME}"
 	mkdir -p "${TOP}/app" "${TOP}/models" "${TOP}/wheels"
-	copy_tree "${REPO_DIR}/edge" "${TOP}/app/edge"
 	install -m 0644 "$REQUIREMENTS" "${TOP}/app/requirements.txt"
 	copy_tree "$MODEL_DIR" "${TOP}/models/${MODEL_NAME}"
 	copy_tree "$FIRMWARE_DIR" "${TOP}/firmware_scripts"
@@ -185,6 +184,20 @@ copy_tree() {
 		while IFS= read -r -d '' file; do
 			install -D -m "$([[ -x "${src}/${file}" ]] && echo 0755 || echo 0644)" "${src}/${file}" "${dest}/${file}"
 		done
+}
+
+# build_app_wheel: the project's own wheel (edge, its templates, the shipped int8 model), into the
+# bundle's wheels like any other; reproducible (SOURCE_DATE_EPOCH) and pure Python.
+build_app_wheel() {
+	local args=(wheel --disable-pip-version-check --no-deps --quiet -w "${TOP:-<bundle>}/wheels")
+	[[ -z "$WHEELHOUSE" ]] || args+=(--no-index --find-links "$WHEELHOUSE")
+	if [[ "$DRY_RUN" == 1 ]]; then
+		log "would run: $(_quote "$BUILD_PYTHON" -m pip "${args[@]}" "$REPO_DIR")"
+		return 0
+	fi
+	SOURCE_DATE_EPOCH="$BUILD_EPOCH" "$BUILD_PYTHON" -m pip "${args[@]}" "$REPO_DIR" >&2 ||
+		die "pip could not build the PneumoEdge wheel from ${REPO_DIR} (message above); with --wheelhouse, the folder needs the build backend: pip download -r requirements-build.txt -d ${WHEELHOUSE}"
+	log "built $(basename "$(find "${TOP}/wheels" -name 'pneumoedge-*.whl')")"
 }
 
 download_wheels() {
@@ -261,10 +274,11 @@ main() {
 	fi
 	open_log "${OUTPUT_DIR}/build-bundle.log"
 	step 01 "Check the inputs" check_inputs
-	step 02 "Assemble the app, model and scripts" assemble
+	step 02 "Assemble the requirements, model and scripts" assemble
 	step 03 "Download the wheels" download_wheels
-	step 04 "Write VERSION, MANIFEST, SHA256SUMS" write_metadata
-	step 05 "Pack and sign the tarball" pack
+	step 04 "Build the PneumoEdge wheel" build_app_wheel
+	step 05 "Write VERSION, MANIFEST, SHA256SUMS" write_metadata
+	step 06 "Pack and sign the tarball" pack
 }
 
 main "$@"

@@ -12,10 +12,9 @@ load_config
 release="$(cd "${FIRMWARE_DIR}/.." && pwd -P)"
 model="$(manifest_get "${release}/MANIFEST" model_name)" ||
 	die "${release}/MANIFEST has no model_name; reinstall the release with update.sh"
-export PYTHONPATH="${release}/app"
 # The kiosk warns on screen and on /healthz when the clock reads earlier than the release's build.
 PNEUMOEDGE_CLOCK_NOT_BEFORE="$(manifest_get "${release}/MANIFEST" created_utc)" || PNEUMOEDGE_CLOCK_NOT_BEFORE=""
 export PNEUMOEDGE_CLOCK_NOT_BEFORE
 log "serving release $(manifest_get "${release}/MANIFEST" version) with model ${model} on ${APP_HOST}:${APP_PORT}"
-exec "${release}/venv/bin/python" -m edge serve --model "${release}/models/${model}" \
+exec "${release}/venv/bin/pneumoedge" serve --model "${release}/models/${model}" \
 	--host "$APP_HOST" --port "$APP_PORT" --data-dir "$DATA_DIR" --timezone "${KIOSK_TIMEZONE:-UTC}"

@@ -8,9 +8,7 @@ the Keras model is copied into a bundle.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import subprocess
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,12 +18,13 @@ import numpy as np
 
 from edge.bundle import Bundle, load_bundle, write_bundle
 from edge.calibration import Head
+from edge.provenance import git_commit, sha256_file
+from edge.run_dir import RunDir, read_run_dir
 from edge.shift import random_acquisition
 from quantize import calibrate
 from quantize.convert import to_tflite
 from quantize.images import DecodedImages, LabelledFile, decode, write_file_list
 from quantize.prune import measured_sparsity, prune
-from quantize.run_dir import RunDir, read_run_dir
 from quantize.settings import INTEGER_VARIANTS, VARIANT_FLOAT, ExportSettings, PruneSettings
 from quantize.signature import INPUT_NAME, SignatureShapes, head_layer, shapes_of
 from quantize.tf_env import keras
@@ -98,7 +97,7 @@ def _export_variant(
     log.info("exporting %s", variant)
     provenance: dict[str, Any] = {}
     if variant.startswith("pruned"):
-        model, provenance = _pruned(model, inputs.train, settings.prune)
+        model, provenance = _pruned(model, inputs.train, run.class_weights, settings.prune)
     integer = variant in INTEGER_VARIANTS
     calibration = _varied(inputs.calibration.images, run.seed) if integer else None
     model_bytes = to_tflite(model, run.feature_layer, integer, calibration)
@@ -184,12 +183,12 @@ def recalibrate_ood(run_path: Path, bundle_dirs: list[Path], settings: ExportSet
 
 
 def _pruned(
-    model: keras.Model, train: DecodedImages | None, settings: PruneSettings
+    model: keras.Model, train: DecodedImages | None, class_weights: dict[int, float], settings: PruneSettings
 ) -> tuple[keras.Model, dict[str, Any]]:
     """The pruned, fine-tuned model and what to record about it."""
     if train is None:
         raise ValueError("the pruned variant needs the decoded training images")
-    pruned = prune(model, train.images, train.labels, settings)
+    pruned = prune(model, train.images, train.labels, class_weights, settings)
     measured = measured_sparsity(pruned, settings.min_weights)
     provenance = {
         "pruning": {**asdict(settings), "measured_sparsity": measured},
@@ -216,12 +215,12 @@ def _provenance(run: RunDir, calibration_count: int, data_override: Path | None)
     return {
         "run": str(run.root),
         "git_commit": run.run.get("git_commit"),
-        "export_git_commit": _git_commit(),
+        "export_git_commit": git_commit(),
         "training_command": run.run.get("command"),
         "data_root": str(data_override or run.data_root),
         "data_manifest_sha256": run.run.get("data_manifest_sha256"),
         "weights_sha256": run.run.get("weights_sha256"),
-        "keras_model_sha256": hashlib.sha256(run.model_path.read_bytes()).hexdigest(),
+        "keras_model_sha256": sha256_file(run.model_path),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "calibration_images": calibration_count,
         "calibration_subset": "train" if calibration_count else None,
@@ -243,11 +242,3 @@ def _check_integer_f1(bundles: list[Bundle]) -> None:
                 100 * loss,
                 100 * MAX_F1_LOSS,
             )
-
-
-def _git_commit() -> str:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return result.stdout.strip()

@@ -1,9 +1,10 @@
 """Which image files a step uses, and their decoding through the kiosk's own preprocessing.
 
-A run's `split.csv` names its training and validation files; `models/heldout-validation.csv` names
-the held-out validation files (sha256, label, path relative to the data root) so the benchmark can be
-rerun without the run directory. Files are checked against their sha256 before use: a benchmark on
-different bytes than the ones listed would silently measure something else.
+A run's `split.csv` (edge/run_dir.py) names its training and validation files;
+`models/heldout-validation.csv` names the held-out validation files (sha256, label, path relative
+to the data root) so the benchmark can be rerun without the run directory. Files are checked
+against their sha256 before use: a benchmark on different bytes than the ones listed would
+silently measure something else.
 """
 
 from __future__ import annotations
@@ -19,19 +20,11 @@ import numpy as np
 
 from edge.kermany import LABELS, scan_split
 from edge.preprocess import ImageError, load_model_input
+from edge.run_dir import LabelledFile, label_index
 
 log = logging.getLogger(__name__)
 
 HELDOUT_FIELDS = ("sha256", "label", "path")
-
-
-@dataclass(frozen=True)
-class LabelledFile:
-    """One image file: its path relative to the data root, label index (0 NORMAL, 1 PNEUMONIA), sha256."""
-
-    path: str
-    label: int
-    sha256: str
 
 
 @dataclass
@@ -41,24 +34,6 @@ class DecodedImages:
     images: np.ndarray
     labels: np.ndarray
     files: list[LabelledFile]
-
-
-def _label_index(label: str, where: str) -> int:
-    if label not in LABELS:
-        raise ValueError(f"{where}: label {label!r} is not one of {list(LABELS)}")
-    return LABELS.index(label)
-
-
-def read_run_split(path: Path) -> dict[str, list[LabelledFile]]:
-    """A run's split.csv (subset,label,patient,sha256,path) as {'train': [...], 'val': [...]}."""
-    subsets: dict[str, list[LabelledFile]] = {"train": [], "val": []}
-    with Path(path).open(newline="", encoding="utf-8") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            if row.get("subset") not in subsets:
-                raise ValueError(f"{path}:{line}: subset {row.get('subset')!r} is not 'train' or 'val'")
-            entry = LabelledFile(row["path"], _label_index(row["label"], f"{path}:{line}"), row["sha256"])
-            subsets[row["subset"]].append(entry)
-    return subsets
 
 
 def write_file_list(path: Path, files: Sequence[LabelledFile]) -> None:
@@ -81,7 +56,7 @@ def read_file_list(path: Path) -> list[LabelledFile]:
                 f"{path} must have the columns {','.join(HELDOUT_FIELDS)}, got {reader.fieldnames}"
             )
         return [
-            LabelledFile(row["path"], _label_index(row["label"], f"{path}:{line}"), row["sha256"])
+            LabelledFile(row["path"], label_index(row["label"], f"{path}:{line}"), row["sha256"])
             for line, row in enumerate(reader, start=2)
         ]
 

@@ -18,20 +18,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from edge.runtime import load_interpreter_class, open_interpreter
+from edge.runtime import RUNTIMES, load_interpreter_class, open_interpreter, quantise_input
 
 log = logging.getLogger(__name__)
 
-#: Runtime name -> (module, attribute of its Interpreter class, distribution), as edge.runtime takes them.
-RUNTIMES: dict[str, tuple[str, str, str]] = {
-    "ai-edge-litert": ("ai_edge_litert.interpreter", "Interpreter", "ai-edge-litert"),
-    "tflite-runtime": ("tflite_runtime.interpreter", "Interpreter", "tflite-runtime"),
-    "tf.lite": ("tensorflow", "lite.Interpreter", "tensorflow"),
-}
 WARMUP_RUNS = 5
 
 
@@ -69,16 +62,6 @@ def _memory_mb(field: str) -> float:
     raise RuntimeError(f"/proc/self/status has no {field}; peak memory needs Linux")
 
 
-def _as_input(image: np.ndarray, details: dict[str, Any]) -> np.ndarray:
-    """Raw uint8 pixels (1, s, s, c) in the input tensor's dtype and quantisation."""
-    dtype = np.dtype(details["dtype"])
-    scale, zero_point = details.get("quantization", (0.0, 0))
-    if np.issubdtype(dtype, np.integer) and scale:
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(image / scale + zero_point), info.min, info.max).astype(dtype)
-    return image.astype(dtype)
-
-
 def time_model(model_path: Path, runtime: str, threads: int, runs: int, image: np.ndarray) -> Timing:
     """In this process: load, warm up, then time `runs` calls of the signature runner."""
     interpreter_class, _ = load_interpreter_class((RUNTIMES[runtime],))
@@ -86,7 +69,7 @@ def time_model(model_path: Path, runtime: str, threads: int, runs: int, image: n
     interpreter, _ = open_interpreter(interpreter_class, model_path, threads)
     runner = interpreter.get_signature_runner()
     (name, details), *_ = runner.get_input_details().items()
-    tensor = _as_input(image[np.newaxis].astype(np.float32), details)
+    tensor = quantise_input(image[np.newaxis].astype(np.float32), details)
     for _ in range(WARMUP_RUNS):
         runner(**{name: tensor})
     elapsed = np.empty(runs)

@@ -7,7 +7,7 @@ them), depthwise convolutions (each is a whole channel's only filter), BatchNorm
 cannot prune (Rescaling, Concatenate). Sparsity ramps from 0 to the target over the first half of the
 fine-tune steps (PolynomialDecay), so the second half lets the surviving weights recover.
 BatchNorm stays in inference mode, as in the trainer's fine-tuning.
-The fine-tune uses the training subset with class weights and no augmentation.
+The fine-tune uses the training subset with the run's class weights and no augmentation.
 """
 
 from __future__ import annotations
@@ -34,16 +34,18 @@ def is_prunable(layer: keras.layers.Layer, min_weights: int = 0) -> bool:
     return int(np.prod(layer.kernel.shape)) >= min_weights
 
 
-def class_weights(labels: np.ndarray) -> dict[int, float]:
-    """Inverse-frequency weights, the trainer's rule, so both classes count equally in the loss."""
-    counts = np.bincount(labels.astype(np.int64), minlength=2)
-    if counts.min() == 0:
-        raise ValueError(f"pruning fine-tune needs both classes; counts are {counts.tolist()}")
-    return {label: float(len(labels) / (2 * count)) for label, count in enumerate(counts)}
+def prune(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    class_weights: dict[int, float],
+    settings: PruneSettings,
+) -> keras.Model:
+    """Prune and fine-tune on uint8 images (n, s, s, c) with 0/1 labels; returns the stripped model.
 
-
-def prune(model: keras.Model, images: np.ndarray, labels: np.ndarray, settings: PruneSettings) -> keras.Model:
-    """Prune and fine-tune on uint8 images (n, s, s, c) with 0/1 labels; returns the stripped model."""
+    `class_weights`: the ones the run trained with (run.json), so the fine-tune weighs the classes
+    as training did.
+    """
     keras.utils.set_random_seed(settings.seed)
     steps = int(np.ceil(len(images) / settings.batch_size)) * settings.epochs
     schedule = tfmot.sparsity.keras.PolynomialDecay(
@@ -85,7 +87,7 @@ def prune(model: keras.Model, images: np.ndarray, labels: np.ndarray, settings: 
     wrapped.fit(
         data,
         epochs=settings.epochs,
-        class_weight=class_weights(labels),
+        class_weight=class_weights,
         callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), _epoch_log()],
         verbose=0,
     )

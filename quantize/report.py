@@ -12,14 +12,11 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on a build machine
 import matplotlib.pyplot as plt
 
+from edge import INTENDED_USE
 from edge.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-INTENDED_USE = (
-    "PneumoEdge is a screening aid for pediatric chest X-rays, not a diagnosis: every result must be "
-    "read by a clinician."
-)
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "auc")
 _PER_IMAGE_KEYS = ("probabilities", "copy_probabilities", "roc")
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Collection
 from pathlib import Path
 
+from edge.kermany import check_layout
 from trainer.config import ARCHITECTURES, FINE_TUNE_FROM, OPTIMIZERS, SCHEDULES, TrainConfig
 
 DEFAULT_DATA = Path("../shared/data/chest_xray")
@@ -171,6 +172,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     _check_weights(args.weights)
     config = config_from_args(args)
+    _check_data("train", args.data, args.monitor)
     from trainer.train import train  # TensorFlow loads only once the options are known to be good
 
     try:
@@ -250,6 +252,7 @@ def _add_folds(commands: argparse._SubParsersAction) -> None:
 def _folds(args: argparse.Namespace) -> int:
     _check_weights(args.weights)
     config = config_from_args(args)
+    _check_data("folds", args.data)
     from trainer.folds import run_folds
 
     try:
@@ -312,6 +315,16 @@ def _sweep(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         sys.exit(f"sweep: {e}")
     return 0
+
+
+def _check_data(command: str, data: Path, monitor: Path | None = None) -> None:
+    """Refuse a data folder (or --monitor folder) not in the Kermany layout before TensorFlow loads."""
+    try:
+        check_layout(data, "train")
+        if monitor is not None:
+            check_layout(monitor.parent, monitor.name)
+    except FileNotFoundError as e:
+        sys.exit(f"{command}: {e}")
 
 
 def _check_weights(weights: str | None) -> None:

@@ -56,7 +56,7 @@ class TrainConfig:
     contrast: float = 0.15
     #: Acquisition augmentation: what differs between sites and export paths (trainer/acquisition.py).
     acquisition: bool = True
-    limit: int | None = None  # use only the first N training files (smoke runs and sweeps)
+    limit: int | None = None  # use only N training files, a seeded stratified subset (smoke runs, sweeps)
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:

@@ -29,17 +29,18 @@ import numpy as np
 
 from edge.kermany import LABELS, Sample, manifest_sha256
 from edge.metrics import binary_metrics, choose_threshold
+from edge.provenance import git_commit, sha256_file
+from edge.run_dir import CONFIG_FILE, HISTORY_FILE, SPLIT_FILE, write_run, write_split
 from fleet import records as pool_records
 from fleet.pool import POOL_FILE
 from fleet.shards import read_films
 from trainer import data, model, plots
 from trainer.config import TrainConfig
-from trainer.split import class_weights, write_split
+from trainer.split import class_weights
 from trainer.tf_env import keras, tf
 from trainer.train import (  # the single-machine run's writers: one run directory format
     MODEL_FILE,
     _counts,
-    _git_commit,
     _log_to_file,
     _rows,
     _summary,
@@ -142,12 +143,12 @@ def train_pool(
         steps = math.ceil(len(train_records) / global_batch)
         with strategy.scope():
             net = model.build_model(config)
-        history_csv = out_dir / "history.csv"
+        history_csv = out_dir / HISTORY_FILE
         if chief:
             if not (out_dir / BACKUP_DIR).exists():  # a fresh run; a resumed one keeps its epochs
                 history_csv.unlink(missing_ok=True)
-            config.save(out_dir / "config.json")
-            write_split(out_dir / "split.csv", train_samples, val_samples, pool_dir)
+            config.save(out_dir / CONFIG_FILE)
+            write_split(out_dir / SPLIT_FILE, train_samples, val_samples, pool_dir)
         callbacks = [keras.callbacks.CSVLogger(str(history_csv), append=True)] if chief else []
 
         def make_dataset(pipelines: int, pipeline: int, per_replica: int) -> tf.data.Dataset:
@@ -229,7 +230,7 @@ def _finish(
     pool = json.loads((pool_dir / POOL_FILE).read_text(encoding="utf-8"))
     run = {
         "command": " ".join([Path(sys.executable).name, "-m", "fleet", *sys.argv[1:]]),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds": round(time.monotonic() - started, 1),
         "machine": f"{platform.machine()} cores={os.cpu_count() or 0}",
@@ -240,7 +241,7 @@ def _finish(
         "data_manifest_sha256": manifest_sha256([*train_samples, *val_samples]),
         "sites": pool_records.sites(pool_records.read_records(pool_dir)),
         "weights": str(config.weights) if config.weights else None,
-        "weights_sha256": model.weights_sha256(config.weights),
+        "weights_sha256": sha256_file(config.weights) if config.weights else None,
         "counts": _counts(train_samples, val_samples),
         "class_weights": {LABELS[k]: v for k, v in weights.items()},
         "epochs_run": len(rows),
@@ -251,7 +252,7 @@ def _finish(
         "feature_layer": config.feature_layer,
         "model_file": MODEL_FILE,
     }
-    (out_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    write_run(out_dir, run)
     plots.plot_all(out_dir, val_set.labels, probabilities, metrics, config.head_epochs, "validation")
     log.info("validation: %s", _summary(metrics))
     return run

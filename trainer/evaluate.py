@@ -20,23 +20,21 @@ from typing import Any
 
 import numpy as np
 
-from edge.files import atomic_write_bytes
-from edge.kermany import LABELS, Sample, file_sha256, scan_split
+from edge import INTENDED_USE
+from edge.files import atomic_write_text
+from edge.kermany import LABELS, Sample, scan_split
 from edge.metrics import binary_metrics
 from edge.preprocess import XrayImage, to_model_input
+from edge.provenance import sha256_file
+from edge.run_dir import CONFIG_FILE, RunDir, read_run_dir
 from edge.shift import Scorer, build_shift_sets, shift_report
 from trainer import data, plots
 from trainer.config import TrainConfig
-from trainer.split import read_split
 from trainer.tf_env import keras
 
 log = logging.getLogger(__name__)
 
 HELDOUT = "heldout"  # name of the default set: the run's own validation patients
-INTENDED_USE = (
-    "PneumoEdge is a screening aid that flags pediatric chest X-rays for review by trained staff; "
-    "it does not make a diagnosis."
-)
 METRIC_NAMES = ("accuracy", "precision", "recall", "specificity", "f1", "auc")
 
 
@@ -66,15 +64,16 @@ def evaluate(
     shift: ShiftOptions | None = None,
 ) -> dict[str, Any]:
     """Score one set with the run's model and threshold, and the shift sets asked for; write the report."""
-    run = read_run(run_dir)
-    config = TrainConfig.load(run_dir / "config.json")
+    finished = read_run_dir(run_dir)
+    run = finished.run
+    config = TrainConfig.load(run_dir / CONFIG_FILE)
     root = Path(data_root or run["data_root"])
-    eval_set = heldout_set(run_dir, root) if split is None else folder_set(run_dir, root, split)
+    eval_set = heldout_set(finished, root) if split is None else folder_set(finished, root, split)
     images = data.load_images(eval_set.samples, run["input_size"], f"decoding {eval_set.name}")
     if len(images.samples) == 0:
         raise ValueError(f"none of the {len(eval_set.samples)} files of {eval_set.description} could be read")
 
-    net = keras.models.load_model(run_dir / run["model_file"], compile=False)
+    net = keras.models.load_model(finished.model_path, compile=False)
     scores = net.predict(images.images.astype(np.float32), batch_size=64, verbose=0).ravel()
     metrics = binary_metrics(images.labels, scores, run["threshold"], seed=config.seed)
     report = {
@@ -93,7 +92,7 @@ def evaluate(
         "kind": "in-distribution (optimistic)" if eval_set.name == HELDOUT else "as described",
     }
     if shift is not None:
-        held_out = heldout_set(run_dir, root).samples
+        held_out = heldout_set(finished, root).samples
         sets = build_shift_sets(
             shift.site,
             shift.fullres,
@@ -108,11 +107,11 @@ def evaluate(
             )
     out_dir = out_dir or run_dir / f"eval-{eval_set.name}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "metrics.json", json.dumps(_json_safe(report), indent=2) + "\n")
-    write_text_atomic(out_dir / "predictions.csv", _predictions_csv(images, scores))
-    write_text_atomic(out_dir / "summary.md", summary_markdown(report, run))
+    atomic_write_text(out_dir / "metrics.json", json.dumps(_json_safe(report), indent=2) + "\n")
+    atomic_write_text(out_dir / "predictions.csv", _predictions_csv(images, scores))
+    atomic_write_text(out_dir / "summary.md", summary_markdown(report, run))
     plots.plot_all(
-        out_dir, images.labels, scores, metrics, config.head_epochs, eval_set.name, run_dir / "history.csv"
+        out_dir, images.labels, scores, metrics, config.head_epochs, eval_set.name, finished.history_path
     )
     log.info("%s: %s", eval_set.description, _one_line(metrics))
     log.info("evaluation written to %s", out_dir)
@@ -136,42 +135,28 @@ def strip_per_film(value: Any) -> Any:
     return value
 
 
-def read_run(run_dir: Path) -> dict[str, Any]:
-    """run.json of a finished run, with a message that says what is wrong otherwise."""
-    run_json = run_dir / "run.json"
-    if not run_json.is_file():
-        raise FileNotFoundError(
-            f"{run_json} not found: --run must be a finished run directory of `python -m trainer train`"
-        )
-    run = json.loads(run_json.read_text(encoding="utf-8"))
-    for name in (run.get("model_file", "model.keras"), "config.json", "split.csv"):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir / name} is missing: the run directory is incomplete")
-    return run
-
-
-def heldout_set(run_dir: Path, data_root: Path) -> EvalSet:
+def heldout_set(run: RunDir, data_root: Path) -> EvalSet:
     """The run's own validation patients from split.csv, checked against the files under data_root."""
-    samples = read_split(run_dir / "split.csv", data_root)["val"]
+    samples = [row.sample(data_root) for row in run.split["val"]]
     missing = [s for s in samples if not s.path.is_file()]
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} of {len(samples)} validation files are missing under {data_root} "
             f"(first: {missing[0].path}); pass --data with the folder the run was trained on"
         )
-    changed = [s for s in samples if file_sha256(s.path) != s.sha256]
+    changed = [s for s in samples if sha256_file(s.path) != s.sha256]
     if changed:
         raise ValueError(
             f"{len(changed)} of {len(samples)} validation files under {data_root} differ from the ones "
             f"the run was trained with (first: {changed[0].path}); pass --data with the original data"
         )
-    return EvalSet(HELDOUT, f"held-out validation patients of {run_dir.name}", samples)
+    return EvalSet(HELDOUT, f"held-out validation patients of {run.root.name}", samples)
 
 
-def folder_set(run_dir: Path, data_root: Path, split: str) -> EvalSet:
+def folder_set(run: RunDir, data_root: Path, split: str) -> EvalSet:
     """Every image of data_root/split in the Kermany layout; warns about files the run trained on."""
     samples = scan_split(data_root, split)
-    trained_on = {s.sha256 for s in read_split(run_dir / "split.csv", data_root)["train"]}
+    trained_on = {row.sha256 for row in run.split["train"]}
     leaked = sum(1 for s in samples if s.sha256 in trained_on)
     if leaked:
         log.warning(
@@ -254,10 +239,6 @@ def _shift_lines(shift: dict[str, Any]) -> list[str]:
             f"{f['flips_to_normal']} flips to NORMAL, {f['flips_to_pneumonia']} to PNEUMONIA.",
         ]
     return lines
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _predictions_csv(images: data.ImageSet, scores: np.ndarray) -> str:

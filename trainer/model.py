@@ -6,9 +6,6 @@ for the class activation map: head = global average pooling -> dropout -> one si
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 from trainer.config import ARCHITECTURES, TrainConfig
 from trainer.tf_env import keras
 
@@ -91,7 +88,3 @@ def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, lab
         loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
     )
-
-
-def weights_sha256(path: str | Path | None) -> str | None:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None

@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from edge import INTENDED_USE
 from edge.files import atomic_write_bytes
 from edge.kermany import LABELS
 from edge.metrics import roc_curve
 
 log = logging.getLogger(__name__)
 
-INTENDED_USE = "Screening aid for trained staff, not a diagnosis."
 ROC_FILE = "roc.png"
 CONFUSION_FILE = "confusion.png"
 CURVES_FILE = "training_curves.png"

@@ -1,16 +1,14 @@
-"""Patient-level, stratified, seeded train/validation split, and the class weights it implies."""
+"""Patient-level, stratified, seeded train/validation split, and the class weights it implies.
+
+split.csv, the file that records it, is part of the run directory (edge/run_dir.py)."""
 
 from __future__ import annotations
 
-import csv
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 
 from edge.kermany import LABELS, Sample
-
-SPLIT_FIELDS = ("subset", "label", "patient", "sha256", "path")
 
 
 def patient_split(
@@ -42,25 +40,3 @@ def class_weights(samples: Sequence[Sample]) -> dict[int, float]:
         raise ValueError(f"both classes are needed to train; counts per {LABELS} are {counts}")
     total = sum(counts)
     return {label: total / (len(counts) * count) for label, count in enumerate(counts)}
-
-
-def write_split(path: Path, train: Sequence[Sample], val: Sequence[Sample], data_root: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(SPLIT_FIELDS)
-        for subset, samples in (("train", train), ("val", val)):
-            for s in samples:
-                rel = s.path.resolve().relative_to(data_root.resolve())
-                writer.writerow((subset, LABELS[s.label], s.patient, s.sha256, rel.as_posix()))
-
-
-def read_split(path: Path, data_root: Path) -> dict[str, list[Sample]]:
-    """The run's split, with paths re-rooted at `data_root` (the data may have moved)."""
-    subsets: dict[str, list[Sample]] = {"train": [], "val": []}
-    with path.open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            sample = Sample(
-                data_root / row["path"], LABELS.index(row["label"]), row["patient"], row["sha256"]
-            )
-            subsets[row["subset"]].append(sample)
-    return subsets

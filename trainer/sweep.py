@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge import INTENDED_USE
+from edge.files import atomic_write_text
+from edge.run_dir import CONFIG_FILE, HISTORY_FILE, RUN_FILE
 from trainer.config import TrainConfig
-from trainer.evaluate import INTENDED_USE, write_text_atomic
 from trainer.plots import read_history
 
 log = logging.getLogger(__name__)
@@ -138,10 +140,10 @@ def sweep(
 
 def run_row(run_dir: Path, point: GridPoint) -> dict[str, Any]:
     """One finished run's validation figures at its own threshold, and how it was trained."""
-    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    run = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    config = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["validation"]
-    val_auc = read_history(run_dir / "history.csv").get("val_auc", [])
+    val_auc = read_history(run_dir / HISTORY_FILE).get("val_auc", [])
     last = val_auc[-LAST_EPOCHS:]
     return {
         "config": point.name,
@@ -210,9 +212,9 @@ def write_tables(
 ) -> None:
     """sweep.csv (per grid point), sweep_runs.csv (per run) and sweep.md (both, with the budget)."""
     summary = summarise(rows, reference_point(base).name)
-    write_text_atomic(out_dir / "sweep.csv", _csv(summary, SUMMARY_FIELDS))
-    write_text_atomic(out_dir / "sweep_runs.csv", _csv(rows, RUN_FIELDS))
-    write_text_atomic(out_dir / "sweep.md", sweep_markdown(summary, rows, base, seeds, fine_tune_ratio))
+    atomic_write_text(out_dir / "sweep.csv", _csv(summary, SUMMARY_FIELDS))
+    atomic_write_text(out_dir / "sweep_runs.csv", _csv(rows, RUN_FIELDS))
+    atomic_write_text(out_dir / "sweep.md", sweep_markdown(summary, rows, base, seeds, fine_tune_ratio))
 
 
 def sweep_markdown(
@@ -284,9 +286,9 @@ def sweep_markdown(
 
 def _finished_with(run_dir: Path, config: TrainConfig) -> bool:
     """A finished run trained with exactly these settings (so a resumed sweep can skip it)."""
-    if not (run_dir / "run.json").is_file() or not (run_dir / "config.json").is_file():
+    if not (run_dir / RUN_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
         return False
-    return TrainConfig.load(run_dir / "config.json") == config
+    return TrainConfig.load(run_dir / CONFIG_FILE) == config
 
 
 def _paired_difference(runs: Sequence[dict[str, Any]], reference_auc: dict[int, float]) -> float:

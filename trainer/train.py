@@ -1,8 +1,9 @@
 """One training run, start to finish, into a run directory that describes itself.
 
-Run directory: model.keras (best validation AUC), config.json, run.json (command, commit, hashes,
-threshold, timings), split.csv (patient-level), history.csv, val_predictions.csv, metrics.json, train.log,
-and the plots roc.png, confusion.png, training_curves.png (trainer/plots.py).
+Run directory (the contract is edge/run_dir.py): model.keras (best validation AUC), config.json,
+run.json (command, commit, hashes, threshold, class weights, timings; written last), split.csv
+(patient-level), history.csv, val_predictions.csv, metrics.json, train.log, and the plots roc.png,
+confusion.png, training_curves.png (trainer/plots.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import csv
 import json
 import logging
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,9 +23,11 @@ import numpy as np
 
 from edge.kermany import LABELS, Sample, manifest_sha256, scan_split
 from edge.metrics import binary_metrics, choose_threshold, roc_auc
+from edge.provenance import git_commit, sha256_file
+from edge.run_dir import CONFIG_FILE, HISTORY_FILE, SPLIT_FILE, write_run, write_split
 from trainer import data, model, plots
 from trainer.config import TrainConfig
-from trainer.split import class_weights, patient_split, write_split
+from trainer.split import class_weights, patient_split
 from trainer.tf_env import keras, tf
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ def train(
     """
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "history.csv").unlink(missing_ok=True)  # CSVLogger appends: a rerun must not mix in old rows
+    (out_dir / HISTORY_FILE).unlink(missing_ok=True)  # CSVLogger appends: a rerun must not mix in old rows
     file_log = _log_to_file(out_dir / "train.log")
     try:
         return _train(config, data_root, out_dir, started, monitor, split)
@@ -67,7 +69,7 @@ def _train(
     split: Splitter | None,
 ) -> dict[str, Any]:
     keras.utils.set_random_seed(config.seed)
-    config.save(out_dir / "config.json")
+    config.save(out_dir / CONFIG_FILE)
 
     samples, duplicates = data.collect_samples(data_root)
     if config.limit:
@@ -76,7 +78,7 @@ def _train(
         train_samples, val_samples = patient_split(samples, config.val_fraction, config.seed)
     else:
         train_samples, val_samples = split(samples)
-    write_split(out_dir / "split.csv", train_samples, val_samples, data_root)
+    write_split(out_dir / SPLIT_FILE, train_samples, val_samples, data_root)
     train_set = data.load_images(train_samples, config.input_size, "decoding train")
     val_set = data.load_images(val_samples, config.input_size, "decoding val")
     weights = class_weights(train_set.samples)
@@ -98,7 +100,7 @@ def _train(
 
     run = {
         "command": " ".join([Path(sys.executable).name, "-m", "trainer", *sys.argv[1:]]),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds": round(time.monotonic() - started, 1),
         "machine": f"{platform.machine()} {platform.processor() or ''} cores={_cores()}".strip(),
@@ -108,7 +110,7 @@ def _train(
         "duplicates_dropped": len(duplicates),
         "skipped_files": [s.path.name for s, _ in train_set.skipped + val_set.skipped],
         "weights": str(config.weights) if config.weights else None,
-        "weights_sha256": model.weights_sha256(config.weights),
+        "weights_sha256": sha256_file(config.weights) if config.weights else None,
         "counts": _counts(train_set.samples, val_set.samples),
         "class_weights": {LABELS[k]: v for k, v in weights.items()},
         "epochs_run": len(history),
@@ -120,7 +122,7 @@ def _train(
         "feature_layer": config.feature_layer,
         "model_file": MODEL_FILE,
     }
-    (out_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    write_run(out_dir, run)
     plots.plot_all(out_dir, val_set.labels, probabilities, metrics, config.head_epochs, "validation")
     log.info("validation: %s", _summary(metrics))
     log.info("run written to %s in %.0f s", out_dir, run["wall_seconds"])
@@ -242,17 +244,6 @@ def _summary(metrics: dict[str, Any]) -> str:
 
 def _fmt(logs: dict[str, float] | None) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-
-
-def _git_commit() -> str:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout
-        return commit + ("-dirty" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _cores() -> int:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from edge.files import atomic_write_bytes
+from edge.provenance import sha256_file
 from edge.webapp import images
 from edge.webapp.store import Case
 
@@ -102,7 +103,7 @@ def write_dataset_zip(cases: Iterable[Case], data_dir: Path | str, out: IO[bytes
                 archive.write(path, f"{label}/{entry.file}")
                 status = "exported"
                 written += 1
-            file_sha = _file_sha256(path) if status == "exported" else ""
+            file_sha = sha256_file(path) if status == "exported" else ""
             keys = ";".join(sorted(patient_key(key, ref) for ref in entry.case_refs))
             row = (entry.file, label, status, entry.cases, entry.last_confirmed_utc, file_sha, keys)
             writer.writerow(row)
@@ -130,10 +131,6 @@ def patient_key(key: bytes, case_ref: str) -> str:
 def kiosk_id(key: bytes) -> str:
     """A stable public name for this kiosk's exports (it reveals nothing of the secret)."""
     return hmac.new(key, b"pneumoedge kiosk id", hashlib.sha256).hexdigest()[:16]
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _group_confirmed(cases: Iterable[Case]) -> dict[str, _Image]:

@@ -185,7 +185,10 @@ install_release() {
 	"${dest}/venv/bin/python" -m pip install --quiet --no-index --find-links "${dest}/wheels" \
 		--only-binary=:all: --no-cache-dir --disable-pip-version-check -r "${dest}/app/requirements.txt" ||
 		die "pip could not install the bundle's wheels; the bundle lacks a wheel for this device. Rebuild it with the right --target"
-	"${dest}/venv/bin/python" -m compileall -q "${dest}/app" >/dev/null
+	# The app's own wheel: its dependencies are the pinned ones just installed.
+	"${dest}/venv/bin/python" -m pip install --quiet --no-index --find-links "${dest}/wheels" \
+		--only-binary=:all: --no-cache-dir --disable-pip-version-check --no-deps pneumoedge ||
+		die "pip could not install the bundle's pneumoedge wheel; rebuild the bundle with build-bundle.sh"
 	verify_release_model "$dest"
 	if [[ "$BUNDLE_RUNTIME_MODULE" == none ]]; then
 		warn "the bundle names no TFLite runtime; this release cannot score"
@@ -201,10 +204,10 @@ install_release() {
 }
 
 # verify_release_model DIR: the release's model must pass edge.bundle.load_bundle (format and
-# model sha256), with the release's own code.
+# model sha256), with the release's own installed code (-I: never a copy in the working folder).
 verify_release_model() {
 	local dir="$1" sha
-	sha="$(PYTHONPATH="${dir}/app" "${dir}/venv/bin/python" -c \
+	sha="$("${dir}/venv/bin/python" -I -c \
 		'import sys; from edge.bundle import load_bundle; print(load_bundle(sys.argv[1]).model_sha256)' \
 		"${dir}/models/${BUNDLE_MODEL}")" ||
 		die "the model bundle ${BUNDLE_MODEL} failed verification (edge.bundle.load_bundle, message above); it is not installed"

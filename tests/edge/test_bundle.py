@@ -13,10 +13,10 @@ from edge.bundle import (
     MODEL_FILE,
     BundleError,
     load_bundle,
-    sha256_of,
     write_bundle,
 )
 from edge.files import atomic_write_bytes
+from edge.provenance import sha256_file
 
 METADATA = {
     "name": "unit",
@@ -43,7 +43,7 @@ def edit_metadata(root: Path, **changes: object) -> None:
 
 def test_written_bundle_loads_with_its_hash_and_fields(bundle_dir):
     bundle = load_bundle(bundle_dir)
-    assert bundle.model_sha256 == sha256_of(bundle_dir / MODEL_FILE)
+    assert bundle.model_sha256 == sha256_file(bundle_dir / MODEL_FILE)
     assert (bundle.name, bundle.threshold, bundle.input_size) == ("unit", 0.4, 224)
     assert bundle.labels == ["NORMAL", "PNEUMONIA"]
     assert not [p.name for p in bundle_dir.iterdir() if p.name.startswith(".")]  # no temp files left
@@ -125,5 +125,5 @@ def test_head_and_default_calibration_are_read(bundle_dir):
 
 def test_tiny_test_bundles_verify(tiny_bundle_int8, tiny_bundle_float):
     for bundle in (tiny_bundle_int8, tiny_bundle_float):
-        assert load_bundle(bundle.root).model_sha256 == sha256_of(bundle.model_path)
+        assert load_bundle(bundle.root).model_sha256 == sha256_file(bundle.model_path)
         assert set(bundle.metadata["ood"]) >= {"mean", "std", "threshold", "statistic"}

@@ -18,9 +18,9 @@ import pytest
 from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY
 from edge.preprocess import load_model_input
 from edge.runtime import (
-    _RUNTIMES,
     KERNELS_BUILTIN,
     KERNELS_DEFAULT,
+    RUNTIMES,
     RuntimeUnavailableError,
     TfliteModel,
     _Quantisation,
@@ -124,7 +124,7 @@ def _installed(module: str) -> bool:
 
 
 def test_preferred_runtime_is_the_lightest_installed():
-    installed = [distribution for module, _, distribution in _RUNTIMES if _installed(module)]
+    installed = [distribution for module, _, distribution in RUNTIMES.values() if _installed(module)]
     _, name = load_interpreter_class()
     assert name.rsplit(" ", 1)[0] == installed[0]
 
@@ -175,3 +175,14 @@ def test_tensorflow_is_the_last_fallback(tiny_bundle_int8):
     assert done.stdout.strip().splitlines()[-1].startswith("tensorflow 2.")
     assert " builtin " in done.stdout
     assert "['cam', 'embedding', 'probability']" in done.stdout
+
+
+def test_quantise_input_is_the_interpreters_own_rule() -> None:
+    """The benchmark's timing inputs go through the same quantisation as TfliteModel.run."""
+    from edge.runtime import quantise_input
+
+    int8 = {"dtype": np.int8, "quantization": (0.5, -5)}
+    assert quantise_input(np.array([0.0, 10.0, -100.0, 80.0]), int8).tolist() == [-5, 15, -128, 127]
+    real = np.array([0.25, 254.0], dtype=np.float32)
+    floating = quantise_input(real, {"dtype": np.float32, "quantization": (0.0, 0)})
+    assert floating.dtype == np.float32 and floating.tolist() == real.tolist()

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge.bundle import MODEL_FILE, Bundle, BundleError, sha256_of
+from edge.bundle import MODEL_FILE, Bundle, BundleError
 from edge.preprocess import ImageError, load_xray
+from edge.provenance import sha256_file
 from edge.quality import BLANK, COLOUR_PHOTO, OUT_OF_DISTRIBUTION, QualityThresholds
 from edge.screener import INTENDED_USE, Screener, ScreenerOptions, default_model_dir
 from tests.tiny_bundle import PATIENT, dicom_bytes, encode, synthetic_xray, xray_bytes
@@ -41,7 +42,7 @@ def test_xray_is_scored_with_heatmap_and_provenance(screener, tiny_bundle_int8):
     assert result.reason is None
     assert result.quality_flags == ()
     assert result.model_name == "tiny-int8"
-    assert result.model_sha256 == sha256_of(tiny_bundle_int8.model_path)
+    assert result.model_sha256 == sha256_file(tiny_bundle_int8.model_path)
     assert result.runtime == screener.model.runtime_name
     assert result.elapsed_ms > 0
     assert result.input_sha256 == hashlib.sha256(data).hexdigest()

@@ -206,6 +206,7 @@ def tiny_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
         timeout=120,
     )
     numpy = add_numpy_wheel(wheels)
+    add_build_backend(wheels)
     requirements = root / "requirements.txt"
     requirements.write_text(f"pneumoedge-fixture-dep==1.0\n{numpy}\n")
     return wheels, requirements
@@ -237,6 +238,19 @@ def add_numpy_wheel(wheels: Path) -> str:
             f"no {requirement} wheel available offline (make wheelhouse): {found.stderr.strip()[-300:]}"
         )
     return requirement
+
+
+def add_build_backend(wheels: Path) -> None:
+    """Put the build backend (requirements-build.txt) into `wheels`, so build-bundle.sh --wheelhouse
+    can build the pneumoedge wheel offline: from the kiosk wheelhouse, else pip's index or cache."""
+    kiosk_wheels = Path(os.environ.get("PNEUMOEDGE_WHEELHOUSE", DEFAULT_WHEELHOUSE))
+    download = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "-d", str(wheels)]
+    download += ["-r", str(REPO / "requirements-build.txt")]
+    for source in (["--no-index", "--find-links", str(kiosk_wheels)], []):
+        found = subprocess.run([*download, *source], capture_output=True, text=True, timeout=300, check=False)
+        if found.returncode == 0:
+            return
+    pytest.skip(f"no build backend wheels offline (make wheelhouse): {found.stderr.strip()[-300:]}")
 
 
 @pytest.fixture(scope="session")

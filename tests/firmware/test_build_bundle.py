@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import tarfile
+import zipfile
 from pathlib import Path
 
+import edge
 from edge.bundle import Bundle, write_bundle
 from tests.firmware.conftest import REPO, build_bundle, run_script, script_env
 
@@ -23,7 +25,6 @@ def test_bundle_holds_app_model_wheels_and_checksums(tiny_dep_bundle: Path, tmp_
         "MANIFEST",
         "SHA256SUMS",
         "app/requirements.txt",
-        "app/edge/bundle.py",
         "models/tiny-int8/model.tflite",
         "models/tiny-int8/bundle.json",
         "firmware_scripts/provision.sh",
@@ -32,6 +33,9 @@ def test_bundle_holds_app_model_wheels_and_checksums(tiny_dep_bundle: Path, tmp_
         assert f"{top}/{expected}" in names, expected
     assert any(n.startswith(f"{top}/wheels/pneumoedge_fixture_dep-1.0-") for n in names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert not [n for n in names if n.startswith(f"{top}/app/") and n != f"{top}/app/requirements.txt"]
+    (app_wheel,) = [n for n in names if n.startswith(f"{top}/wheels/pneumoedge-")]
+    assert app_wheel.endswith(f"-{edge.__version__}-py3-none-any.whl")
 
     with tarfile.open(tiny_dep_bundle) as tar:
         tar.extractall(tmp_path, filter="data")
@@ -43,6 +47,11 @@ def test_bundle_holds_app_model_wheels_and_checksums(tiny_dep_bundle: Path, tmp_
     }
     on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != "SHA256SUMS"}
     assert listed == on_disk
+    with zipfile.ZipFile(root / app_wheel.split("/", 1)[1]) as wheel:
+        packaged = set(wheel.namelist())
+    for module in ("edge/bundle.py", "edge/webapp/templates/base.html", "edge/webapp/static/kiosk.css"):
+        assert module in packaged, module
+    assert "edge/models/mobilenetv2-int8/model.tflite" in packaged  # serve's and score's default
     manifest = dict(line.split("=", 1) for line in (root / "MANIFEST").read_text().splitlines())
     assert manifest["version"] == "1.0.0" and (root / "VERSION").read_text().strip() == "1.0.0"
     assert manifest["model_name"] == "tiny-int8"

@@ -48,9 +48,9 @@ def _check_release_scores(device: Device, image: Path, expect_ok: bool = False) 
     isolated = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True, check=False)
     assert isolated.returncode != 0, "the release venv must hold only the bundle's wheels"
     model = next((release / "models").iterdir())
-    scored = subprocess.run(
-        [str(python), "-m", "edge", "score", "--model", str(model), str(image)],
-        cwd=release / "app",
+    scored = subprocess.run(  # the console entry point, from a folder that holds no code
+        [str(release / "venv/bin/pneumoedge"), "score", "--model", str(model), str(image)],
+        cwd=image.parent,
         capture_output=True,
         text=True,
         timeout=300,

@@ -103,9 +103,9 @@ def test_second_run_keeps_what_is_installed(tiny_dep_bundle: Path, tmp_path: Pat
 @pytest.mark.parametrize(
     ("case", "mutate"),
     [
-        ("altered file", lambda top: (top / "app/edge/bundle.py").write_text("# altered\n")),
+        ("altered file", lambda top: (top / "app/requirements.txt").write_text("# altered\n")),
         ("altered wheel", lambda top: next((top / "wheels").glob("*.whl")).write_bytes(b"not a wheel")),
-        ("unlisted file", lambda top: (top / "app/edge/extra.py").write_text("import os\n")),
+        ("unlisted file", lambda top: (top / "app/extra.py").write_text("import os\n")),
         ("missing SHA256SUMS", lambda top: (top / "SHA256SUMS").unlink()),
     ],
 )

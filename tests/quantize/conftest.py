@@ -8,7 +8,6 @@ run with the real trainer CLI: MobileNet v1 alpha 0.25 at 128 px, so the class a
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -18,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.kermany import LABELS, file_sha256
+from edge.kermany import LABELS, Sample
 from edge.preprocess import load_model_input
+from edge.provenance import sha256_file
+from edge.run_dir import CONFIG_FILE, SPLIT_FILE, write_run, write_split
 from tests.tiny_bundle import xray_bytes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,15 +89,15 @@ def tiny_run(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     train_mask = np.array([p not in val for p, _ in rows])
     model = _tiny_model(TINY_SIZE)
     model.fit(images[train_mask], labels[train_mask], epochs=15, batch_size=8, verbose=0)
-    model.save(run / "model.keras")
-    with (run / "split.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(("subset", "label", "patient", "sha256", "path"))
-        for path, label in rows:
-            subset = "val" if path in val else "train"
-            rel = path.relative_to(synthetic_data).as_posix()
-            writer.writerow((subset, LABELS[label], path.stem, file_sha256(path), rel))
-    (run / "config.json").write_text(json.dumps({"min_recall": 0.9, "seed": 7}))
+    model.save(run / "tiny.keras")  # not the trainer's name: readers must take it from run.json
+    samples = [Sample(path, label, path.stem, sha256_file(path)) for path, label in rows]
+    write_split(
+        run / SPLIT_FILE,
+        [s for s in samples if s.path not in val],
+        [s for s in samples if s.path in val],
+        synthetic_data,
+    )
+    (run / CONFIG_FILE).write_text(json.dumps({"min_recall": 0.9, "seed": 7}))
     run_json = {
         "command": "tests/quantize/conftest.py",
         "git_commit": "test",
@@ -106,9 +107,10 @@ def tiny_run(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         "labels": list(LABELS),
         "input_size": TINY_SIZE,
         "feature_layer": "features",
-        "model_file": "model.keras",
+        "model_file": "tiny.keras",
+        "class_weights": {"NORMAL": 1.0, "PNEUMONIA": 1.0},  # the classes are balanced
     }
-    (run / "run.json").write_text(json.dumps(run_json))
+    write_run(run, run_json)
     return run
 
 

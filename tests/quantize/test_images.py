@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from quantize.images import LabelledFile, decode, read_file_list, read_run_split, scan_folder, write_file_list
-from quantize.run_dir import read_run_dir
+from edge.run_dir import read_run_dir, read_split
+from quantize.images import LabelledFile, decode, read_file_list, scan_folder, write_file_list
 from tests.tiny_bundle import xray_bytes
 
 
@@ -28,7 +28,7 @@ def test_a_list_with_other_columns_is_refused(tmp_path):
 def test_an_unknown_label_names_the_line(tmp_path):
     (tmp_path / "split.csv").write_text("subset,label,patient,sha256,path\ntrain,COVID,p1,00,a.jpeg\n")
     with pytest.raises(ValueError, match=r"split.csv:2: label 'COVID' is not one of"):
-        read_run_split(tmp_path / "split.csv")
+        read_split(tmp_path / "split.csv")
 
 
 def test_scan_folder_lists_a_kermany_split_relative_to_its_parent(tmp_path):
@@ -56,5 +56,5 @@ def test_decode_refuses_a_missing_or_undecodable_file(tmp_path):
 
 def test_an_unfinished_run_directory_says_what_is_missing(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match=r"run.json, split.csv, model.keras missing"):
+    with pytest.raises(FileNotFoundError, match=r"run.json, split.csv missing"):
         read_run_dir(tmp_path)

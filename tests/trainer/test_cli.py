@@ -72,3 +72,30 @@ def test_missing_data_folder_is_a_message_not_a_traceback(tmp_path: Path):
     assert result.returncode != 0
     assert "expected the Kermany layout" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "folds"])
+def test_a_bad_data_folder_is_refused_before_tensorflow_loads(command: str, tmp_path: Path):
+    probe = (
+        "import sys\nfrom trainer.__main__ import main\n"
+        f"try:\n    main([{command!r}, '--data', sys.argv[1], '--out', sys.argv[2]])\n"
+        "except SystemExit as e:\n    print(e, file=sys.stderr)\n"
+        "print('tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path), str(tmp_path / "run")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert f"{command}: {tmp_path / 'train'} does not exist: expected the Kermany layout" in result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_the_sweep_module_does_not_load_tensorflow():
+    probe = "import sys, trainer.sweep\nprint('tensorflow' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip() == "False", result.stderr

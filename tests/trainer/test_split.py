@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from edge.kermany import Sample
-from trainer.split import class_weights, patient_split, read_split, write_split
+from edge.run_dir import read_split, write_split
+from trainer.split import class_weights, patient_split
 
 
 def make_samples(normal_patients: int, pneumonia_patients: int, films: int = 2) -> list[Sample]:
@@ -78,7 +79,8 @@ def test_split_file_round_trip_re_roots_paths(tmp_path: Path):
         s.path.touch()
     train, val = patient_split(samples, 0.2, seed=0)
     write_split(tmp_path / "split.csv", train, val, old_root)
-    back = read_split(tmp_path / "split.csv", new_root)
+    rows = read_split(tmp_path / "split.csv")
+    back = {subset: [row.sample(new_root) for row in subset_rows] for subset, subset_rows in rows.items()}
     assert [s.path for s in back["val"]] == [new_root / s.path.relative_to(old_root) for s in val]
     assert [(s.label, s.patient, s.sha256) for s in back["train"]] == [
         (s.label, s.patient, s.sha256) for s in train

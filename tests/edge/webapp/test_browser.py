@@ -167,7 +167,7 @@ def test_upload_result_confirm_history_and_exports(
     assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", heatmap) > 0
     for element_id in ("label", "probability"):
         assert fully_visible(browser, element_id)
-    assert "clinician must confirm" in browser.find_element(By.CSS_SELECTOR, ".aid").text
+    assert "must be reviewed by a clinician" in browser.find_element(By.CSS_SELECTOR, ".aid").text
     screenshot(browser, tmp_path, "result")
 
     browser.find_element(By.ID, "confirm-pneumonia").click()
@@ -288,8 +288,7 @@ def test_the_report_prints_on_one_page_with_everything_a_clinic_needs(
         f"NORMAL, recorded by {STAFF_NAME}",
         "Reviewed by:",
         "Signature:",
-        "a clinician must confirm this result",
-        "not a diagnosis: every result must be reviewed by a clinician.",
+        "not a diagnosis: every result must be reviewed by a clinician.",  # edge.INTENDED_USE
     ):
         assert expected in text, f"{expected!r} is not on the one {paper} page: {text}"
     assert LONG_REF.replace("-", "") in text.replace(" ", "").replace("-", "")  # wrapped, but whole

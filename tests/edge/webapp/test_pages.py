@@ -70,7 +70,7 @@ def test_assess_commits_then_shows_label_probability_threshold_and_heatmap(
     assert element_text(page.data, "probability") == f"{case.probability * 100:.1f}%"
     text = page.data.decode()
     assert element_text(page.data, "threshold") == "Operating threshold 50.0%: PNEUMONIA at or above it."
-    assert "Screening aid only: a clinician must confirm this result. It is not a diagnosis." in text
+    assert f'<p class="aid" id="aid">{INTENDED_USE}</p>' in text
     assert f"/cases/{case_id}/heatmap-layer.png" in text and f"/cases/{case_id}/xray.jpg" in text
     assert case.model_sha256[:12] in text and "UTC" in text
     # which calibration set the threshold is part of every shown result
@@ -142,7 +142,7 @@ def test_report_is_a_printable_page_with_the_case_and_intended_use(
     text = report.data.decode()
     assert report.status_code == 200
     assert "report.css" in text and "data-print" in text
-    assert "R-7" in text and "Screening aid only" in text and INTENDED_USE in text
+    assert "R-7" in text and f'<p class="aid" id="aid">{INTENDED_USE}</p>' in text
     assert "@media print" in client.get("/static/report.css").data.decode()
 
 
