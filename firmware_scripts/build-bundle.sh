@@ -103,6 +103,7 @@ check_inputs() {
 		'import sys; from edge.bundle import load_bundle; b = load_bundle(sys.argv[1]); print(b.name, b.model_sha256)' \
 		"$MODEL_DIR")" || die "model bundle ${MODEL_DIR} failed verification (message above); pick a verified bundle with --model"
 	read -r MODEL_NAME MODEL_SHA256 <<<"$info"
+	check_model_runs
 	is_safe_name "$MODEL_NAME" || die "model name '${MODEL_NAME}' in ${MODEL_DIR}/bundle.json is not a plain name"
 	if grep -qiE '^tflite[-_]runtime' "$REQUIREMENTS"; then
 		RUNTIME_MODULE=tflite_runtime.interpreter
@@ -121,6 +122,20 @@ check_inputs() {
 	BUNDLE_NAME="pneumoedge-${VERSION}-${TARGET}"
 	log "target ${TARGET}: ${TARGET_ARCH}, Python ${TARGET_PYTHON}, $(basename "$REQUIREMENTS"), runtime ${RUNTIME_MODULE%%.*}"
 	log "model ${MODEL_NAME} (sha256 ${MODEL_SHA256}); release ${VERSION}"
+}
+
+# check_model_runs: load the model with the kiosk's own screener and TFLite runtime and score one
+# blank image, so a model that verifies but cannot run never leaves the office.
+check_model_runs() {
+	PYTHONPATH="$REPO_DIR" "$BUILD_PYTHON" -c '
+import sys
+import numpy as np
+from edge.screener import Screener
+model = Screener.from_path(sys.argv[1]).model
+model.run(np.zeros(model.input_shape[1:], np.uint8))
+' "$MODEL_DIR" ||
+		die "model bundle ${MODEL_DIR} does not load or run with the kiosk's TFLite runtime (message above). BUILD_PYTHON needs the kiosk's requirements (pip install -r requirements-edge.txt); pick a working bundle with --model"
+	log "the model loads and runs with the kiosk's runtime"
 }
 
 # check_signing_key: read the signing key before the long work (a wrong passphrase fails now),

@@ -57,8 +57,29 @@ def probe(url: str, timeout: float = PROBE_TIMEOUT_S) -> Probe:
     return Probe(True, sha, "ok")
 
 
-def wait_healthy(url: str, expect_sha256: str | None, timeout: float, interval: float) -> Probe:
-    """Poll until healthy (with the expected model, if given) or the timeout passes."""
+def unit_exited(unit: str) -> str | None:
+    """Why systemd says the unit's app is not running (exited, waiting to restart, or failed), else None."""
+    try:
+        shown = subprocess.run(
+            ["systemctl", "show", "--property=ActiveState,SubState", unit],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    state = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+    if state.get("ActiveState") in ("failed", "inactive") or state.get("SubState") == "auto-restart":
+        return f"the app of {unit} exited (systemd: {state.get('ActiveState')}/{state.get('SubState')})"
+    return None
+
+
+def wait_healthy(
+    url: str, expect_sha256: str | None, timeout: float, interval: float, unit: str | None = None
+) -> Probe:
+    """Poll until healthy (with the expected model, if given) or the timeout passes; with `unit`,
+    stop at once when systemd says the app exited: waiting longer cannot help."""
     deadline = time.monotonic() + timeout
     while True:
         result = probe(url)
@@ -70,6 +91,9 @@ def wait_healthy(url: str, expect_sha256: str | None, timeout: float, interval: 
             )
         if result.healthy or time.monotonic() >= deadline:
             return result
+        exited = unit_exited(unit) if unit else None
+        if exited:
+            return Probe(False, None, exited)
         time.sleep(interval)
 
 
@@ -136,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--expect-sha256", default=None, help="also require this model sha256")
     check.add_argument("--timeout", type=float, default=120.0, help="seconds to keep trying")
     check.add_argument("--interval", type=float, default=1.0, help="seconds between probes")
+    check.add_argument("--unit", default=None, help="give up at once when this systemd unit's app exits")
     run = sub.add_parser(
         "supervise",
         help="run the app and feed systemd's watchdog while healthy",
@@ -153,11 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [kiosk_health] %(message)s")
 
     if args.command == "check":
-        result = wait_healthy(args.url, args.expect_sha256, args.timeout, args.interval)
+        result = wait_healthy(args.url, args.expect_sha256, args.timeout, args.interval, args.unit)
         if result.healthy:
             log.info("%s is healthy, model sha256 %s", args.url, result.model_sha256)
             return 0
-        log.error("not healthy after %.0f s: %s", args.timeout, result.reason)
+        log.error("not healthy: %s", result.reason)
         return 1
     app = args.app[1:] if args.app[:1] == ["--"] else args.app
     if not app:

@@ -39,6 +39,10 @@ Options:
                       clock (RTC) when there is one; needed when the clock is earlier than the
                       bundle's build time (Pi 4 and Zero 2 W have no RTC)
   --no-kiosk          do not install the kiosk screen (headless: the web app only)
+  --image             preparing a golden image (build-image.sh runs this in the image's chroot):
+                      start nothing and skip the health check; the first boot asks for the
+                      clinic's name and access code (pneumoedge-firstboot.service), then the
+                      kiosk starts
   --read-only-root    also make the root file system read-only (overlayroot via raspi-config,
                       offline: overlayroot installed or its .debs in the bundle); needs
                       DATA_PARTITION_LABEL and DATA_MOUNT so that records and updates persist
@@ -54,6 +58,7 @@ TARBALL=""
 PUBKEY_ARG=""
 SET_TIME=""
 WITH_KIOSK=1
+IMAGE=0
 READ_ONLY_ROOT=0
 CONFIG_ARG=""
 
@@ -65,6 +70,7 @@ parse_args() {
 		--pubkey) PUBKEY_ARG="${2:?--pubkey needs a file}" && shift ;;
 		--set-time) SET_TIME="${2:?--set-time needs a date and time}" && shift ;;
 		--no-kiosk) WITH_KIOSK=0 ;;
+		--image) IMAGE=1 ;;
 		--read-only-root) READ_ONLY_ROOT=1 ;;
 		--dry-run) DRY_RUN=1 ;;
 		-h | --help) usage && exit 0 ;;
@@ -87,6 +93,9 @@ check_prerequisites() {
 		need useradd getent systemctl
 	fi
 	[[ "$READ_ONLY_ROOT" == 0 ]] || check_persistent_layout
+	if [[ "$IMAGE" == 1 && "$READ_ONLY_ROOT" == 1 ]]; then
+		die "--read-only-root cannot be prepared inside an image (its initramfs is built for the running kernel); run provision.sh --read-only-root on the device after the first boot. Nothing was installed."
+	fi
 }
 
 # data_mount: where the data partition is mounted: DATA_MOUNT, else DATA_DIR itself.
@@ -299,6 +308,7 @@ install_units() {
 	tmp="$(mktemp -d)"
 	cleanup_on_exit "$tmp"
 	[[ "$WITH_KIOSK" == 0 ]] || units+=(pneumoedge-kiosk.service)
+	[[ "$IMAGE" == 0 || "$WITH_KIOSK" == 0 ]] || units+=(pneumoedge-firstboot.service)
 	for unit in "${units[@]}"; do
 		render_template "${STAGED}/firmware_scripts/systemd/${unit}.in" INSTALL_PREFIX DATA_DIR \
 			SERVICE_USER KIOSK_USER APP_HOST APP_PORT DEVICE_PYTHON WATCHDOG_SEC KIOSK_TTY >"${tmp}/${unit}"
@@ -310,14 +320,14 @@ install_units() {
 	run_system systemctl daemon-reload
 	run_system systemctl daemon-reexec # the hardware watchdog setting is read by the manager
 	enable_units "${units[@]}"
-	run_system systemctl restart pneumoedge.service
+	[[ "$IMAGE" == 1 ]] || run_system systemctl restart pneumoedge.service
 	if [[ "$WITH_KIOSK" == 1 ]]; then
 		if command -v raspi-config >/dev/null; then
 			# B1: boot to the console (multi-user.target) without the desktop's auto-login, so the
 			# kiosk owns the screen.
 			run_system raspi-config nonint do_boot_behaviour B1
 		fi
-		run_system systemctl restart pneumoedge-kiosk.service
+		[[ "$IMAGE" == 1 ]] || run_system systemctl restart pneumoedge-kiosk.service
 	fi
 }
 
@@ -334,8 +344,8 @@ read_only_root() {
 }
 
 health_check() {
-	if [[ -n "$ROOT_DIR" || "$DRY_RUN" == 1 ]]; then
-		log "health check skipped: nothing was started (--root or --dry-run)"
+	if [[ -n "$ROOT_DIR" || "$DRY_RUN" == 1 || "$IMAGE" == 1 ]]; then
+		log "health check skipped: nothing was started (--root, --dry-run or --image)"
 		return 0
 	fi
 	check_health "$BUNDLE_MODEL_SHA256" ||

@@ -24,9 +24,12 @@ cut or a crash interrupted is checked again: kept if healthy, else rolled back),
 bundle (its Ed25519 signature against the device's trusted key, then every checksum; the clock
 must be after the bundle's build time; a bundle older than the running release is refused
 unless --reinstall), 04 install it beside the current
-release (own venv, model verified), 05 write the pending-update marker, switch \`current\` in one
+release (own venv, model verified; it must fit in the free space), 05 snapshot the records
+database (SQLite online backup), write the pending-update marker, switch \`current\` in one
 rename, restart and health-check (/healthz must serve the new model's sha256 within
-HEALTH_TIMEOUT_SEC), else roll back to the previous release and check that it serves again,
+HEALTH_TIMEOUT_SEC; it gives up at once if the app exits), else roll back to the previous
+release (restoring the database snapshot if the new release changed the schema) and check that
+it serves again,
 06 remove releases beyond KEEP_RELEASES (never the current or the previous one).
 Running it again with the same bundle changes nothing.
 

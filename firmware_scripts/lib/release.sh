@@ -339,9 +339,9 @@ restore_db() {
 }
 
 # check_health SHA256: wait (HEALTH_TIMEOUT_SEC) until the kiosk's /healthz is ok and serves the
-# model with this sha256.
+# model with this sha256; give up at once if the app exits.
 check_health() {
 	log "waiting up to ${HEALTH_TIMEOUT_SEC} s for http://${APP_HOST}:${APP_PORT}/healthz to serve model sha256 $1"
 	"$DEVICE_PYTHON" "${FIRMWARE_DIR}/kiosk_health.py" check --url "http://${APP_HOST}:${APP_PORT}/healthz" \
-		--expect-sha256 "$1" --timeout "$HEALTH_TIMEOUT_SEC"
+		--expect-sha256 "$1" --timeout "$HEALTH_TIMEOUT_SEC" --unit pneumoedge.service
 }

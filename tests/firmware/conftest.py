@@ -312,10 +312,20 @@ def edge_wheelhouse() -> Path:
 STUB_SYSTEMCTL = """#!/usr/bin/env bash
 # Test stand-in for systemctl (no systemd in the test sandbox). 'restart pneumoedge.service' stops
 # the kiosk it started before and starts the real one from INSTALL_PREFIX/current through the
-# release's own serve.sh, as the unit does. Every call is recorded.
+# release's own serve.sh, as the unit does; 'show' reports whether it still runs. Every call is recorded.
 # With FAKE_KIOSK set, tests/firmware/fake_kiosk.py stands in for the kiosk.
 set -euo pipefail
 echo "$*" >>"$STUB_STATE/calls"
+if [[ "$1" == show ]]; then  # the app's state, as systemd reports a Type=notify unit with Restart=
+    pid="$(cat "$STUB_STATE/pid" 2>/dev/null || true)"
+    state="$(awk '{ print $3 }' "/proc/${pid:-0}/stat" 2>/dev/null || true)"
+    if [[ -n "$state" && "$state" != Z ]]; then
+        printf 'ActiveState=active\nSubState=running\n'
+    else
+        printf 'ActiveState=activating\nSubState=auto-restart\n'
+    fi
+    exit 0
+fi
 if [[ "$1" == restart && "$2" == pneumoedge.service ]]; then
     if [[ -f "$STUB_STATE/pid" ]]; then
         pid="$(cat "$STUB_STATE/pid")"

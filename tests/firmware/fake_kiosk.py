@@ -3,13 +3,17 @@
 The test `systemctl` stub starts it instead of serve.sh when FAKE_KIOSK is set. Like serve.sh it pins
 the release `$INSTALL_PREFIX/current` points at when it starts, and serves that release's model sha256
 (from its MANIFEST) on $APP_HOST:$APP_PORT. A release holding a file named BROKEN makes it exit at
-once, like an app that cannot start. Standard library only: it runs with the device's Python.
+once, like an app that cannot start; if that file says `migrate`, it first moves the records
+database in $DATA_DIR to a newer schema, as a newer release would. Standard library only: it runs
+with the device's Python.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -26,6 +30,12 @@ def model_sha256(release: Path) -> str:
 def main() -> int:
     release = (Path(os.environ["INSTALL_PREFIX"]) / "current").resolve()
     if (release / "BROKEN").exists():
+        database = Path(os.environ["DATA_DIR"]) / "pneumoedge.sqlite3"
+        if "migrate" in (release / "BROKEN").read_text() and database.exists():
+            with contextlib.closing(sqlite3.connect(database)) as conn:
+                conn.executescript(
+                    "BEGIN; CREATE TABLE IF NOT EXISTS newer (x); PRAGMA user_version=99; COMMIT;"
+                )
         print(f"release {release.name} is broken; exiting", file=sys.stderr)
         return 1
     body = json.dumps({"status": "ok", "model": {"sha256": model_sha256(release)}}).encode()

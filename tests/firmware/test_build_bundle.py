@@ -88,6 +88,32 @@ def test_refuses_a_model_that_fails_verification(
     assert not list((tmp_path / "dist").glob("*.tar.gz"))
 
 
+def test_refuses_a_model_that_verifies_but_does_not_load(
+    tmp_path: Path, tiny_bundle_int8: Bundle, tiny_wheelhouse: tuple[Path, Path]
+) -> None:
+    bad = tmp_path / "not-a-model"
+    # The sha256 in bundle.json matches these bytes, but they are no TFLite flatbuffer.
+    write_bundle(bad, b"this is not a TFLite flatbuffer" * 64, dict(tiny_bundle_int8.metadata))
+    wheels, requirements = tiny_wheelhouse
+    result = run_script(
+        "build-bundle.sh",
+        "--target",
+        "local",
+        "--model",
+        bad,
+        "--output",
+        tmp_path / "dist",
+        "--wheelhouse",
+        wheels,
+        "--requirements",
+        requirements,
+        env=script_env(tmp_path),
+    )
+    assert result.returncode != 0
+    assert "does not load or run with the kiosk's TFLite runtime" in result.stderr
+    assert not list((tmp_path / "dist").glob("*.tar.gz"))
+
+
 def test_unknown_target_lists_the_valid_ones(tmp_path: Path, tiny_bundle_int8: Bundle) -> None:
     result = run_script(
         "build-bundle.sh",

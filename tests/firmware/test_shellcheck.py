@@ -11,7 +11,15 @@ import pytest
 from tests.firmware.conftest import FIRMWARE, REPO, run_script, script_env
 
 SHELL_FILES = sorted([*FIRMWARE.glob("*.sh"), *FIRMWARE.glob("lib/*.sh"), FIRMWARE / "pneumoedge.conf"])
-ENTRY_POINTS = ["build-bundle.sh", "provision.sh", "flash-sd.sh", "update.sh", "kiosk-session.sh"]
+ENTRY_POINTS = [
+    "build-bundle.sh",
+    "build-image.sh",
+    "provision.sh",
+    "flash-sd.sh",
+    "update.sh",
+    "kiosk-session.sh",
+    "firstboot.sh",
+]
 
 
 def _shellcheck() -> str:

@@ -7,21 +7,20 @@ and need the kiosk's wheelhouse for this machine (`make wheelhouse`): `pytest -m
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from edge.bundle import Bundle, write_bundle
-from edge.provenance import sha256_file
 from tests.firmware.conftest import (
     Device,
     SigningKey,
-    build_bundle,
     provision_rooted,
     repack,
     run_script,
-    script_env,
     serving_sha256,
 )
 
@@ -81,6 +80,10 @@ def test_a_bad_model_under_root_is_never_switched_to(
     prefix = root / "opt/pneumoedge"
     assert (prefix / "current").readlink() == Path("releases/1.0.0")
     assert not (prefix / "releases/2.0.0").exists()
+
+
+def sha256_of_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _model_sha(tarball_version: str, device: Device) -> str:
@@ -146,15 +149,33 @@ def test_a_model_that_fails_verification_is_never_switched_to(
 
 @pytest.mark.slow
 def test_a_release_that_fails_its_health_check_is_rolled_back(
-    device: Device, edge_wheelhouse: Path, tiny_bundle_int8: Bundle, tmp_path: Path
+    device: Device,
+    edge_bundles: dict[str, Path],
+    tiny_bundle_int8: Bundle,
+    tmp_path: Path,
+    signing_key: SigningKey,
 ) -> None:
     old_sha = serving_sha256(device.url)
-    broken = tmp_path / "broken-model"
-    # A bundle that verifies (the sha256 matches) but whose model the runtime cannot load: the
-    # new kiosk never becomes healthy.
-    write_bundle(broken, b"this is not a TFLite flatbuffer" * 64, dict(tiny_bundle_int8.metadata))
-    assert sha256_file(broken / "model.tflite") != old_sha
-    tarball = build_bundle(script_env(tmp_path), broken, tmp_path / "dist", "3.0.0", edge_wheelhouse)
+    # A signed bundle that verifies (the sha256s match) but whose model the runtime cannot load:
+    # the new kiosk never becomes healthy. build-bundle.sh refuses such a model, so it is repacked.
+    broken_model = b"this is not a TFLite flatbuffer" * 64
+    assert sha256_of_bytes(broken_model) != old_sha
+
+    def break_model(top: Path) -> None:
+        (model,) = (top / "models").iterdir()
+        shutil.rmtree(model)
+        write_bundle(model, broken_model, dict(tiny_bundle_int8.metadata))
+        manifest = (top / "MANIFEST").read_text().replace("version=2.0.0", "version=3.0.0")
+        manifest = re.sub(r"(?m)^model_sha256=.*$", f"model_sha256={sha256_of_bytes(broken_model)}", manifest)
+        (top / "MANIFEST").write_text(manifest)
+
+    tarball = repack(
+        edge_bundles["2.0.0"],
+        tmp_path / "broken.tar.gz",
+        break_model,
+        resum=True,
+        sign_with=signing_key.private,
+    )
 
     result = device.update(tarball, HEALTH_TIMEOUT_SEC="15")
     assert result.returncode != 0

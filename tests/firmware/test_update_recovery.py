@@ -6,8 +6,10 @@ kiosk is tests/firmware/fake_kiosk.py, so they need no TFLite wheels and stay qu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.webapp import store
 from tests.firmware.conftest import (
     FIRMWARE,
     Device,
@@ -141,3 +144,36 @@ def test_rollback_refuses_a_release_that_never_passed_a_health_check(device: Dev
     assert refused.returncode != 0
     assert "has not passed a health check" in refused.stderr
     assert device.current() == "2.0.0"
+
+
+def test_the_health_check_gives_up_as_soon_as_the_new_app_exits(device: Device, broken_bundle: Path) -> None:
+    result = device.update(broken_bundle, HEALTH_TIMEOUT_SEC="600")
+    assert result.returncode != 0
+    assert "the app of pneumoedge.service exited (systemd: activating/auto-restart)" in result.stderr
+    assert "rolled back" in result.stderr and device.current() == "2.0.0"
+
+
+def test_a_failed_update_that_migrated_the_database_is_rolled_back_with_its_snapshot(
+    device: Device, tiny_dep_bundles: dict[str, Path], tmp_path: Path, signing_key: SigningKey
+) -> None:
+    data = Path(device.env["DATA_DIR"])
+    store.init_db(data)  # the running release's schema
+
+    def migrate_then_fail(top: Path) -> None:
+        (top / "BROKEN").write_text("migrate\n")
+
+    broken = repack(
+        tiny_dep_bundles["3.0.0"],
+        tmp_path / "migrating.tar.gz",
+        migrate_then_fail,
+        resum=True,
+        sign_with=signing_key.private,
+    )
+    result = device.update(broken)
+    assert result.returncode != 0 and "rolled back" in result.stderr
+    assert "changed the database schema" in result.stderr
+    assert device.current() == "2.0.0"
+    store.init_db(data)  # the release rolled back to reads its database again
+    (kept,) = (data / "snapshots").glob("from-3.0.0-*.sqlite3")
+    with contextlib.closing(sqlite3.connect(kept)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 99
