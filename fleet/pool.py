@@ -29,10 +29,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge.bundle import sha256_of
 from edge.files import atomic_write_bytes
 from edge.kermany import LABELS
 from edge.preprocess import ImageError, load_xray, to_model_input
+from edge.provenance import sha256_file
 from fleet.records import STATUS_CONFLICT, STATUS_OK, Record, read_records, write_records
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def _verify(archive: zipfile.ZipFile, path: Path) -> Export:
         shown = "; ".join(problems[:SHOWN_PROBLEMS])
         more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""
         raise ExportError(f"{path.name} is refused, nothing was pooled: {shown}{more}")
-    return Export(path, sha256_of(path), str(about["kiosk"]), films)
+    return Export(path, sha256_file(path), str(about["kiosk"]), films)
 
 
 def _about(archive: zipfile.ZipFile, name: str) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from edge.run_dir import read_split
 from fleet import pool as pooling
-from quantize.images import decode, read_run_split
+from quantize.images import decode
 
 from .conftest import make_export, site_films
 
@@ -61,6 +62,6 @@ def test_pool_training_writes_the_single_machine_run_directory(tmp_path: Path) -
     train_patients = {row.split(",")[2] for row in split[1:] if row.startswith("train,")}
     val_patients = {row.split(",")[2] for row in split[1:] if row.startswith("val,")}
     assert train_patients and val_patients and not train_patients & val_patients
-    files = read_run_split(run / "split.csv")  # what `quantize export` reads: the films, hash-checked
+    files = read_split(run / "split.csv")  # what `quantize export` reads: the films, hash-checked
     decoded = decode(tmp_path / "pool", files["train"] + files["val"], 32)
     assert decoded.images.shape == (len(split) - 1, 32, 32, 1)
