@@ -143,6 +143,9 @@ def build_tiny_keras_model(seed: int = 0):
     _tf()
     import tf_keras as keras
 
+    # Layer names come from a per-process counter and are written into the .tflite file: start it
+    # afresh, so a build after other models (a whole test session) gives the committed bytes.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="image")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
