@@ -104,9 +104,14 @@ def browser(tmp_path: Path, downloads: Path) -> Iterator[WebDriver]:
 
 
 def wait_for(driver: WebDriver, css: str, timeout: float = 30.0):
-    return WebDriverWait(driver, timeout).until(
-        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
-    )
+    present = expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
+    return wait_until(driver, present, timeout)
+
+
+def wait_until(driver: WebDriver, condition, timeout: float = 30.0):
+    """Wait for a condition, retrying while a page navigation replaces the elements it reads."""
+    ignored = (StaleElementReferenceException,)
+    return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(condition)
 
 
 def wait_for_download(folder: Path, suffix: str, timeout: float = 30.0) -> Path:
@@ -176,8 +181,8 @@ def test_upload_result_confirm_history_and_exports(
     assert kiosk.request("GET", f"/api/v1/results/{case_id}").json()["confirmed_label"] is None
     screenshot(browser, tmp_path, "confirm-step")
     browser.find_element(By.ID, "confirm-yes").click()
-    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
-        lambda d: d.find_element(By.ID, "confirmed").text.startswith(f"PNEUMONIA by {STAFF_NAME}")
+    wait_until(
+        browser, lambda d: d.find_element(By.ID, "confirmed").text.startswith(f"PNEUMONIA by {STAFF_NAME}")
     )
     conn = sqlite3.connect(kiosk.data_dir / "pneumoedge.sqlite3")
     entry = conn.execute(
@@ -190,9 +195,7 @@ def test_upload_result_confirm_history_and_exports(
     browser.find_element(By.LINK_TEXT, "Staff").click()
     wait_for(browser, "#audit-link").click()
     wait_for(browser, "#case").send_keys(str(case_id), Keys.ENTER)
-    WebDriverWait(browser, 30).until(
-        lambda d: f"for case #{case_id}" in d.find_element(By.CSS_SELECTOR, ".hint").text
-    )
+    wait_until(browser, lambda d: f"for case #{case_id}" in d.find_element(By.CSS_SELECTOR, ".hint").text)
     rows = [" ".join(row.text.split()) for row in browser.find_elements(By.CSS_SELECTOR, "#audit tbody tr")]
     assert any(f"{STAFF_NAME} confirm #{case_id} PNEUMONIA" in row for row in rows), rows
     screenshot(browser, tmp_path, "audit")
@@ -270,8 +273,8 @@ def test_the_report_prints_on_one_page_with_everything_a_clinic_needs(
     wait_for(browser, "#label")
     browser.find_element(By.ID, "confirm-normal").click()
     wait_for(browser, "#confirm-yes").click()
-    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
-        lambda d: d.find_element(By.ID, "confirmed").text.startswith(f"NORMAL by {STAFF_NAME}")
+    wait_until(
+        browser, lambda d: d.find_element(By.ID, "confirmed").text.startswith(f"NORMAL by {STAFF_NAME}")
     )
     browser.find_element(By.ID, "report").click()
     wait_for(browser, "#intended-use")
