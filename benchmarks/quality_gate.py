@@ -13,7 +13,10 @@ Orientation and polarity (model-free, image-level checks only): each genuine set
 `fullres-dev/` and `site-calibration/` beside the data folder, or the folders named by --genuine)
 as loaded, and every film of it inverted (255 - x) and turned by 90, 180 and 270 degrees: false
 refusals of the genuine films, catches of the transformed ones (refused with the right code), and
-the time of the check on a 9-megapixel film. `--orientation-only` prints just this part (no model).
+the time of the check on a 9-megapixel film. Then every 5th film of the split altered as a clinic
+might (the robustness suite, tilts, borders, tighter framing, gamma): what the image-level checks
+(orientation, polarity, film layout) refuse of each. `--orientation-only` prints just this part
+(no model).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from edge.metrics import wilson_interval
 from edge.preprocess import ImageError, XrayImage, load_xray, to_model_input
 from edge.quality import INVERTED, ROTATED, OodStats, QualityThresholds, check_image, orientation_scores
 from edge.screener import STATUS_REJECTED, Screener, ScreenerOptions, default_model_dir
+from edge.shift import SUITE, Transform, crop_border, gamma, rotate
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 MAX_FALSE_REJECT_RATE = 0.01
@@ -242,6 +246,47 @@ TRANSFORMS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
 }
 
 
+def border(fraction: float, value: int) -> Transform:
+    def apply(pixels: np.ndarray) -> np.ndarray:
+        dy, dx = round(pixels.shape[0] * fraction), round(pixels.shape[1] * fraction)
+        return np.pad(pixels, ((dy, dy), (dx, dx)), constant_values=value)
+
+    return apply
+
+
+#: Genuine films altered as a clinic might: the robustness suite, then harsher changes. The gate
+#: should refuse none of the suite; tilts beyond about 20 degrees are refused on purpose.
+ALTERATIONS: dict[str, Transform] = {
+    **SUITE,
+    "tilt +10 degrees": rotate(10.0),
+    "tilt -10 degrees": rotate(-10.0),
+    "tilt +20 degrees": rotate(20.0),
+    "tilt -20 degrees": rotate(-20.0),
+    "tilt 30 degrees": rotate(30.0),
+    "tilt 45 degrees": rotate(45.0),
+    "black border 15%": border(0.15, 0),
+    "gray border 15%": border(0.15, 128),
+    "white border 15%": border(0.15, 255),
+    "tighter framing 20%, same size": crop_border(0.2),
+    "gamma 0.6": gamma(0.6),
+    "gamma 1.6": gamma(1.6),
+}
+
+
+def run_alterations(name: str, paths: list[Path], limits: QualityThresholds, every: int = 5) -> None:
+    """Image-level verdicts on every `every`-th genuine film under each alteration."""
+    chosen = paths[::every]
+    films = [load_xray(path.read_bytes()).pixels for path in chosen]
+    print(f"\nGenuine films altered ({len(films)}: every {every}th of {name}; image-level checks only):")
+    for change_name, change in ALTERATIONS.items():
+        tally = Tally(change_name)
+        for path, pixels in zip(chosen, films, strict=True):
+            tally.add(path.name, check_image(XrayImage(change(pixels), "JPEG", 0.0), limits).reason)
+        reasons = ", ".join(f"{reason} {count}" for reason, count in tally.reasons.most_common()) or "-"
+        rate = tally.rejected / max(1, tally.total)
+        print(f"  {change_name:<40} refused {tally.rejected:>4}/{tally.total:<5} ({rate:5.1%})  {reasons}")
+
+
 def genuine_sets(data: Path, split: str, extra: list[Path] | None) -> list[tuple[str, list[Path]]]:
     """The split's films, plus fullres-dev/ and site-calibration/ beside `data` (or the --genuine folders)."""
     sets = [(f"{data.name}/{split}", [sample.path for sample in scan_split(data, split)])]
@@ -343,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         sets = [(name, paths[:: max(1, math.ceil(len(paths) / args.limit))]) for name, paths in sets]
     orientation_ok = run_orientation(sets, QualityThresholds())
+    run_alterations(*sets[0], QualityThresholds())
     if args.orientation_only:
         return 0 if orientation_ok else 1
 

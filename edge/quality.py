@@ -2,10 +2,12 @@
 
 Before the model: colour photographs, blank or near-uniform images, images too small to hold a
 chest X-ray, extreme aspect ratios, and films loaded as a negative (`inverted`) or turned on their
-side or upside down (`rotated`). After the model: images whose embedding lies far from the
-training X-rays' (the bundle's `ood` section), which catches screenshots, documents and other
-gray pictures the simple checks let through. A refused image gets no label, because a label on an
-image the model was never meant to see would be a guess dressed as a result.
+side or upside down (`rotated`), and pictures not laid out like a chest film at all
+(`not_a_chest_film`: textures, skies, noise; `edge.film_subspace`). After the model: images
+whose embedding lies far from the training X-rays' (the bundle's `ood` section), which catches
+screenshots, documents and other gray pictures the simple checks let through. A refused image
+gets no label, because a label on an image the model was never meant to see would be a guess
+dressed as a result.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from edge.film_subspace import FilmSubspace, default_subspace, thumbnail
 from edge.preprocess import XrayImage
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ EXTREME_ASPECT = "extreme_aspect"
 OUT_OF_DISTRIBUTION = "out_of_distribution"
 INVERTED = "inverted"
 ROTATED = "rotated"
+NOT_A_CHEST_FILM = "not_a_chest_film"
 
 #: What each refusal means to the nurse at the kiosk: what is wrong, then what to do next. The
 #: figures behind it (GateResult.detail) are for the technician and are shown apart, smaller.
@@ -53,6 +56,10 @@ PLAIN_WORDS: dict[str, str] = {
     ),
     ROTATED: (
         "The film is on its side or upside down. Turn it upright (head at the top), then load it again."
+    ),
+    NOT_A_CHEST_FILM: (
+        "This does not look like a chest X-ray. Load the X-ray file of the front of the chest itself, "
+        "not a photo, a screenshot or another picture."
     ),
     OUT_OF_DISTRIBUTION: (
         "This does not look like the chest X-rays the kiosk knows. Check that it is a front view of "
@@ -107,6 +114,9 @@ class QualityThresholds:
     #: refuses no training film (lowest -0.32, median 1.07); a half turn negates the score, and
     #: 94% of the training films turned by 180 degrees fall below it: not all are caught.
     min_head_up: float = -0.4
+    #: Apply the film-layout check (`not_a_chest_film`; limit and components in edge/film_subspace.npz,
+    #: fitted on training films only: `make film-subspace`, docs/edge-core.md).
+    check_film_layout: bool = True
 
 
 @dataclass(frozen=True)
@@ -210,7 +220,25 @@ def check_image(image: XrayImage, limits: QualityThresholds) -> GateResult:
         # Only a picture that passed everything else is judged as a film: the scores mean nothing
         # on a photograph or a document, and those already have a plainer reason.
         result += check_orientation(orientation_scores(image.pixels), limits)
+    if result.passed and limits.check_film_layout:
+        # After orientation: a film on its side is also far from the upright films' layout, and
+        # "turn it upright" is the message that helps.
+        result += check_film_layout(image.pixels, default_subspace())
     return result
+
+
+def check_film_layout(pixels: np.ndarray, subspace: FilmSubspace) -> GateResult:
+    """`not_a_chest_film` when the thumbnail lies far from the training films' subspace."""
+    residual = subspace.residual(pixels)
+    if residual <= subspace.limit:
+        return GateResult()
+    return GateResult(
+        (NOT_A_CHEST_FILM,),
+        (
+            f"the picture is not laid out like a frontal chest film (film-layout residual "
+            f"{residual:.2f}, limit {subspace.limit:.2f})",
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -235,7 +263,7 @@ class OrientationScores:
 
 def orientation_scores(pixels: np.ndarray) -> OrientationScores:
     """The scores on a 64 x 64 thumbnail (strided sample, then a box filter): about 2 ms on 9 MP."""
-    z = _thumbnail(pixels, _ORIENT_SIDE)
+    z = thumbnail(pixels, _ORIENT_SIDE)
     z = (z - z.mean()) / max(float(z.std()), 1e-6)
     n = _ORIENT_SIDE
 
@@ -320,14 +348,6 @@ def check_embedding(embedding: np.ndarray, ood: OodStats | None, limits: Quality
             f"(out-of-distribution score {score:.2f}, limit {ood.threshold:.2f})",
         ),
     )
-
-
-def _thumbnail(pixels: np.ndarray, side: int) -> np.ndarray:
-    """A side x side float32 copy: every k-th pixel down to about 4 x side, then a box filter."""
-    step = max(1, max(pixels.shape) // (4 * side))
-    sample = np.ascontiguousarray(pixels[::step, ::step])
-    small = Image.fromarray(sample).resize((side, side), Image.Resampling.BOX)
-    return np.asarray(small, dtype=np.float32)
 
 
 def _contrast(pixels: np.ndarray) -> tuple[float, float]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edge.kermany import check_layout
 from trainer.config import ARCHITECTURES, FINE_TUNE_FROM, OPTIMIZERS, SCHEDULES, TrainConfig
+from trainer.film_subspace_fit import FitSettings, fit, measure_folder
 
 DEFAULT_DATA = Path("../shared/data/chest_xray")
 #: The sweep's small backbone: MobileNet v1 alpha 0.25 with ImageNet weights (see ../shared/weights).
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_evaluate(commands)
     _add_sweep(commands)
     _add_folds(commands)
+    _add_film_subspace(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     return int(args.func(args) or 0)
@@ -259,6 +261,42 @@ def _folds(args: argparse.Namespace) -> int:
         run_folds(config, args.data, args.out)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"folds: {e}")
+    return 0
+
+
+def _add_film_subspace(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "film-subspace",
+        help="fit the kiosk's film-layout check on training films and measure it on other films",
+        description=(
+            "Fit edge.film_subspace on the training split (components from most patients, the limit "
+            "from the others, unchanged and re-acquired), write OUT, and print the refusals on each "
+            "--measure folder (unchanged and re-acquired); those folders choose nothing."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    defaults = FitSettings()
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Kermany-layout folder")
+    parser.add_argument("--out", type=Path, default=Path("edge/film_subspace.npz"), help="file to write")
+    parser.add_argument(
+        "--measure", type=Path, nargs="*", default=[], help="folders of genuine films to measure"
+    )
+    parser.add_argument("--components", type=int, default=defaults.components, help="principal components")
+    parser.add_argument("--margin", type=float, default=defaults.margin, help="limit = margin x held-out max")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="held-out patient draw")
+    parser.set_defaults(func=_film_subspace)
+
+
+def _film_subspace(args: argparse.Namespace) -> int:
+    _check_data("film-subspace", args.data)
+    settings = FitSettings(components=args.components, margin=args.margin, seed=args.seed)
+    subspace, figures = fit(args.data, settings)
+    for folder in args.measure:
+        figures += measure_folder(subspace, folder)
+    subspace.save(args.out)
+    print(f"film-layout limit {subspace.limit:.4f} ({settings.components} components), written to {args.out}")
+    for measured in figures:
+        print(measured.line())
     return 0
 
 

@@ -103,6 +103,10 @@ REFUSAL_TEXTS = (
         "The film is on its side or upside down. Turn it upright (head at the top), then load it again."
     ),
     lazy_gettext(
+        "This does not look like a chest X-ray. Load the X-ray file of the front of the chest itself, "
+        "not a photo, a screenshot or another picture."
+    ),
+    lazy_gettext(
         "This does not look like the chest X-rays the kiosk knows. Check that it is a front view of "
         "the chest, and load the X-ray file itself rather than a photo or a screenshot. If it is, "
         "the clinician reads this film without the kiosk."

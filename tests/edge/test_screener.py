@@ -19,7 +19,7 @@ from PIL import Image
 from edge.bundle import MODEL_FILE, Bundle, BundleError
 from edge.preprocess import ImageError, load_xray
 from edge.provenance import sha256_file
-from edge.quality import BLANK, COLOUR_PHOTO, OUT_OF_DISTRIBUTION, QualityThresholds
+from edge.quality import BLANK, COLOUR_PHOTO, NOT_A_CHEST_FILM, OUT_OF_DISTRIBUTION, QualityThresholds
 from edge.screener import INTENDED_USE, Screener, ScreenerOptions, default_model_dir
 from tests.tiny_bundle import PATIENT, dicom_bytes, encode, synthetic_xray, xray_bytes
 
@@ -87,7 +87,7 @@ def test_undecodable_input_raises_image_error(screener):
     [
         (np.dstack([np.full((500, 500), v, dtype=np.uint8) for v in (200, 60, 30)]), COLOUR_PHOTO),
         (np.full((500, 500), 90, dtype=np.uint8), BLANK),
-        (np.random.default_rng(2).integers(0, 256, size=(500, 500), dtype=np.uint8), OUT_OF_DISTRIBUTION),
+        (np.random.default_rng(2).integers(0, 256, size=(500, 500), dtype=np.uint8), NOT_A_CHEST_FILM),
     ],
 )
 def test_gate_failures_are_rejected_without_a_label(screener, pixels, flag):
@@ -138,13 +138,20 @@ def test_from_path_loads_a_good_bundle(tiny_bundle_float):
 
 def test_bundle_without_ood_section_still_scores(tiny_bundle_int8, caplog):
     metadata = {k: v for k, v in tiny_bundle_int8.metadata.items() if k != "ood"}
-    options = ScreenerOptions(quality=QualityThresholds(check_orientation=False))
+    options = ScreenerOptions(quality=QualityThresholds(check_orientation=False, check_film_layout=False))
     with caplog.at_level(logging.WARNING):
         screener = Screener(Bundle(tiny_bundle_int8.root, metadata), options)
     assert "out-of-distribution check is off" in caplog.text
-    # noise, which only the ood check refuses (the orientation check is off: noise has no upright)
+    # noise, which only the ood check refuses (the image-level checks that would see it are off)
     noise = np.random.default_rng(3).integers(0, 256, size=(500, 500), dtype=np.uint8)
     assert screener.assess(encode(noise, "PNG")).status == "ok"
+
+
+def test_noise_the_image_checks_let_through_is_refused_after_the_model(tiny_bundle_int8):
+    options = ScreenerOptions(quality=QualityThresholds(check_orientation=False, check_film_layout=False))
+    noise = np.random.default_rng(3).integers(0, 256, size=(500, 500), dtype=np.uint8)
+    result = Screener(tiny_bundle_int8, options).assess(encode(noise, "PNG"))
+    assert (result.status, result.reason, result.label) == ("rejected", OUT_OF_DISTRIBUTION, None)
 
 
 def test_ood_section_of_the_wrong_size_is_refused(tiny_bundle_int8):
