@@ -246,10 +246,16 @@ TRANSFORMS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
 }
 
 
-def border(fraction: float, value: int) -> Transform:
+def border(fraction: float, value: int, noise_std: float = 0.0) -> Transform:
+    """A plain surround (a padded export), or a noisy one (a film photographed on a light box)."""
+
     def apply(pixels: np.ndarray) -> np.ndarray:
         dy, dx = round(pixels.shape[0] * fraction), round(pixels.shape[1] * fraction)
-        return np.pad(pixels, ((dy, dy), (dx, dx)), constant_values=value)
+        padded = np.pad(pixels, ((dy, dy), (dx, dx)), constant_values=value).astype(np.float32)
+        surround = np.ones(padded.shape, dtype=bool)
+        surround[dy : dy + pixels.shape[0], dx : dx + pixels.shape[1]] = False
+        padded[surround] += np.random.default_rng(0).normal(0.0, noise_std, int(surround.sum()))
+        return np.clip(np.rint(padded), 0, 255).astype(np.uint8)
 
     return apply
 
@@ -267,6 +273,7 @@ ALTERATIONS: dict[str, Transform] = {
     "black border 15%": border(0.15, 0),
     "gray border 15%": border(0.15, 128),
     "white border 15%": border(0.15, 255),
+    "light box 5%, noise std 8": border(0.05, 230, noise_std=8.0),
     "tighter framing 20%, same size": crop_border(0.2),
     "gamma 0.6": gamma(0.6),
     "gamma 1.6": gamma(1.6),

@@ -25,22 +25,51 @@ from PIL import Image
 
 #: Side of the square thumbnail the score reads (the film squashed, as for the model).
 SIDE = 32
+#: Edge rows and columns whose gray-level std is at most this are surround, not film. Chosen on
+#: training films with added borders (docs/edge-core.md): of 3, 6, 10 and 14, 10 is the lowest that
+#: also trims a light box with sensor noise (std 8); 14 trimmed into the films themselves.
+MARGIN_FLAT_STD = 10.0
+_MIN_INSIDE = 8
 #: The fitted components, mean and limit, shipped in the package.
 DEFAULT_PATH = Path(__file__).with_name("film_subspace.npz")
 
 
 def thumbnail(pixels: np.ndarray, side: int) -> np.ndarray:
     """A side x side float32 copy: every k-th pixel down to about 4 x side, then a box filter."""
-    step = max(1, max(pixels.shape) // (4 * side))
-    sample = np.ascontiguousarray(pixels[::step, ::step])
-    small = Image.fromarray(sample).resize((side, side), Image.Resampling.BOX)
-    return np.asarray(small, dtype=np.float32)
+    return _box(_strided(pixels, side), side)
 
 
 def film_vector(pixels: np.ndarray) -> np.ndarray:
-    """The z-scored 32 x 32 thumbnail as one vector: brightness and contrast do not count."""
-    z = thumbnail(pixels, SIDE).astype(np.float64).reshape(-1)
+    """The z-scored 32 x 32 thumbnail of the picture inside its flat margins, as one vector.
+
+    Brightness and contrast do not count, and neither does a plain surround (see `inside_margins`).
+    """
+    z = _box(inside_margins(_strided(pixels, SIDE)), SIDE).astype(np.float64).reshape(-1)
     return (z - z.mean()) / max(float(z.std()), 1e-6)
+
+
+def inside_margins(sample: np.ndarray, flat_std: float = MARGIN_FLAT_STD) -> np.ndarray:
+    """The picture without edge rows and columns that are flat to within `flat_std` gray levels.
+
+    A film on a light box, a scanner bed or an export padded to a size adds such a surround; it
+    says nothing about the layout of the chest and would otherwise squash it.
+    """
+    values = sample.astype(np.float32)
+    rows = np.flatnonzero(values.std(axis=1) > flat_std)
+    cols = np.flatnonzero(values.std(axis=0) > flat_std)
+    if rows.size < _MIN_INSIDE or cols.size < _MIN_INSIDE:
+        return sample  # (almost) all flat: the contrast checks judge it, not this one
+    return np.ascontiguousarray(sample[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+
+
+def _strided(pixels: np.ndarray, side: int) -> np.ndarray:
+    step = max(1, max(pixels.shape) // (4 * side))
+    return np.ascontiguousarray(pixels[::step, ::step])
+
+
+def _box(sample: np.ndarray, side: int) -> np.ndarray:
+    small = Image.fromarray(sample).resize((side, side), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.float32)
 
 
 @dataclass(frozen=True)
