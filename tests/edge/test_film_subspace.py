@@ -81,6 +81,23 @@ def test_textures_skies_and_noise_are_not_chest_films(picture):
     assert f"limit {SHIPPED.limit:.2f}" in result.detail
 
 
+@pytest.mark.parametrize(("value", "noise_std"), [(0, 0.0), (128, 0.0), (255, 0.0), (230, 8.0)])
+def test_a_surround_round_a_film_does_not_count(value, noise_std):
+    film = synthetic_xray(4, 900, 1000)
+    framed = np.pad(film, 150, constant_values=value).astype(np.float64)
+    framed[:150] += np.random.default_rng(0).normal(0.0, noise_std, framed[:150].shape)
+    framed = np.clip(framed, 0, 255).astype(np.uint8)
+    # without the trimming a gray or white surround lifts this film's residual from 0.40 to 0.62
+    assert SHIPPED.residual(framed) == pytest.approx(SHIPPED.residual(film), abs=0.1)
+    assert gate(framed).passed
+
+
+def test_a_flat_picture_keeps_its_margins_for_the_contrast_checks():
+    flat = np.full((300, 300), 90, dtype=np.uint8)
+    assert film_subspace.inside_margins(flat) is flat
+    assert gate(flat).flags == (quality.BLANK,)
+
+
 def test_a_film_on_its_side_is_told_to_turn_it_not_that_it_is_no_film():
     assert gate(np.rot90(synthetic_xray(1, 1000, 1200))).flags == (quality.ROTATED,)
 
