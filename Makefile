@@ -28,7 +28,7 @@ TEST_TFLITE_VENV := .venv-test-edge-tflite-runtime
 TFLITE_PYTHON ?= $(PYTHON)
 EDGE_TESTS := tests/edge
 
-.PHONY: help kiosk test test-fast test-edge-litert test-edge-tflite-runtime golden wheelhouse lint translations train folds evaluate sweep export calibrate benchmark bench-kiosk bench-gate clean
+.PHONY: help kiosk test test-fast test-edge-litert test-edge-tflite-runtime golden wheelhouse lint translations train folds film-subspace evaluate sweep export calibrate benchmark bench-kiosk bench-gate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-26s %s\n", $$1, $$2}'
@@ -110,6 +110,9 @@ train: $(TRAIN_VENV)/.installed ## train the shipped model's recipe into $(RUN),
 
 folds: $(TRAIN_VENV)/.installed ## the recipe on the two leave-batch-out folds -> runs/folds/folds.json
 	$(TRAIN_VENV)/bin/python -m trainer folds --data $(DATA) --out runs/folds --weights $(WEIGHTS)
+
+film-subspace: $(TRAIN_VENV)/.installed ## refit the gate's film-layout check on $(DATA)/train (measures $(SITE) and $(FULLRES), tunes nothing on them)
+	$(TRAIN_VENV)/bin/python -m trainer film-subspace --data $(DATA) --out edge/film_subspace.npz --measure $(SITE) $(FULLRES)
 
 evaluate: $(TRAIN_VENV)/.installed ## evaluate $(RUN): validation patients, site films, robustness suite, full-res films
 	$(TRAIN_VENV)/bin/python -m trainer evaluate --run $(RUN) --data $(DATA) --site $(SITE) \
