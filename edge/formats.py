@@ -1,4 +1,4 @@
-"""The X-ray file formats PneumoEdge accepts, in one place: names, content sniffing, refusal codes.
+"""The X-ray file formats PneumoEdge accepts, in one place: names, content sniffing, refusals.
 
 The kiosk's upload page, its JSON API and `python -m edge score` all decide here which files are
 X-rays (by name and by content), and `edge.preprocess` asks `sniff` which decoder to use, so a file
@@ -8,6 +8,9 @@ Content decides, names only confirm it: a file named .jpg must hold a JPEG. A fi
 suffix, or with one we do not know (PACS exports are often named after a DICOM UID such as
 `1.2.840.113619.2.55.3`), is accepted when its content is DICOM, and without a suffix also when it
 is a JPEG or PNG.
+
+Each refusal has a code (REFUSAL_STATUS), a technical message for the technician (the exception's)
+and plain words for the nurse (PLAIN_WORDS), which the kiosk shows translated.
 """
 
 from __future__ import annotations
@@ -39,6 +42,48 @@ REFUSAL_STATUS = {
     "too_large": 422,
 }
 
+#: What each refusal means to the nurse at the kiosk: what is wrong, then what to do next, without
+#: the figures of the technical message (which stays for the technician, like quality.PLAIN_WORDS).
+#: edge.webapp.i18n marks a copy for translation: this core knows no gettext.
+PLAIN_WORDS: dict[str, str] = {
+    "empty": "The file is empty. Copy the X-ray file again from the X-ray system, then load it again.",
+    "bad_extension": (
+        "The kiosk does not take this kind of file. Load the X-ray as a JPEG, PNG or DICOM file."
+    ),
+    "extension_mismatch": (
+        "The file's name does not match what is inside it. Export the X-ray again from the X-ray "
+        "system, then load the new file."
+    ),
+    "not_an_image": (
+        "This file is not an X-ray image. Choose the X-ray file itself (JPEG, PNG or DICOM), not a "
+        "document or a report."
+    ),
+    "unsupported_format": (
+        "The kiosk cannot open this kind of picture. Export the X-ray again as JPEG, PNG or DICOM, "
+        "then load it again."
+    ),
+    "unsupported_dicom": (
+        "The kiosk cannot open this kind of DICOM file. Export the X-ray again from the X-ray system "
+        "as a single uncompressed image, or as JPEG or PNG."
+    ),
+    "corrupt": (
+        "The file is damaged or incomplete. Copy or export the X-ray again from the X-ray system, "
+        "then load the new file."
+    ),
+    "no_pixels": (
+        "The DICOM file holds no picture. Export the X-ray image itself from the X-ray system, then "
+        "load it again."
+    ),
+    "too_large": (
+        "The image is too big for the kiosk to open. Export the X-ray again at a smaller size, or as "
+        "a JPEG, then load it again."
+    ),
+}
+_UNKNOWN_REFUSAL = (
+    "The kiosk cannot open this file. Load the X-ray again as a JPEG, PNG or DICOM file; if it is "
+    "refused again, ask the technician."
+)
+
 _DICOM_PREFIX = b"DICM"
 _DICOM_PREAMBLE = 128
 #: Value representations an explicit-VR DICOM element may carry (PS3.5 6.2).
@@ -54,6 +99,11 @@ class FormatError(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def plain_words(reason: str) -> str:
+    """The nurse's message for a refusal code; a code added without words still gets an honest one."""
+    return PLAIN_WORDS.get(reason, _UNKNOWN_REFUSAL)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ def predict() -> Response:
     try:
         case = score_and_record(read_upload(request), current_actor())
     except UploadError as e:
-        return error_response(e.status, e.code, e.message)
+        return error_response(e.status, e.code, e.message, e.detail)
     response = jsonify(_case_json(case))
     response.status_code = 201
     response.headers["Location"] = url_for("api.result", case_id=case.id)

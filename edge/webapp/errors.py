@@ -16,10 +16,15 @@ from edge.webapp.uploads import CASE_REF_MAX
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    """JSON `{"error": {"code", "message"}}` for the API, the error page otherwise."""
+def error_response(status: int, code: str, message: str, detail: str | None = None) -> Response:
+    """JSON `{"error": {"code", "message"[, "detail"]}}` for the API, the error page otherwise.
+
+    `detail` is the technical reason behind a plain-words message, for a clinic system's logs (the
+    upload page shows its own).
+    """
     if is_api_request():
-        response = jsonify(error={"code": code, "message": message})
+        error = {"code": code, "message": message} | ({"detail": detail} if detail else {})
+        response = jsonify(error=error)
     else:
         response = current_app.make_response(render_template("error.html", status=status, message=message))
     response.status_code = status

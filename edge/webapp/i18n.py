@@ -113,6 +113,44 @@ REFUSAL_TEXTS = (
     ),
     lazy_gettext("The kiosk cannot assess this image. Ask the clinician to read the film."),
 )
+#: edge.formats' file refusals in plain words (formats.plain_words), marked here for the same reason;
+#: uploads.UploadError translates them, and a test keeps the copies identical.
+FILE_REFUSAL_TEXTS = (
+    lazy_gettext("The file is empty. Copy the X-ray file again from the X-ray system, then load it again."),
+    lazy_gettext("The kiosk does not take this kind of file. Load the X-ray as a JPEG, PNG or DICOM file."),
+    lazy_gettext(
+        "The file's name does not match what is inside it. Export the X-ray again from the X-ray "
+        "system, then load the new file."
+    ),
+    lazy_gettext(
+        "This file is not an X-ray image. Choose the X-ray file itself (JPEG, PNG or DICOM), not a "
+        "document or a report."
+    ),
+    lazy_gettext(
+        "The kiosk cannot open this kind of picture. Export the X-ray again as JPEG, PNG or DICOM, "
+        "then load it again."
+    ),
+    lazy_gettext(
+        "The kiosk cannot open this kind of DICOM file. Export the X-ray again from the X-ray system "
+        "as a single uncompressed image, or as JPEG or PNG."
+    ),
+    lazy_gettext(
+        "The file is damaged or incomplete. Copy or export the X-ray again from the X-ray system, "
+        "then load the new file."
+    ),
+    lazy_gettext(
+        "The DICOM file holds no picture. Export the X-ray image itself from the X-ray system, then "
+        "load it again."
+    ),
+    lazy_gettext(
+        "The image is too big for the kiosk to open. Export the X-ray again at a smaller size, or as "
+        "a JPEG, then load it again."
+    ),
+    lazy_gettext(
+        "The kiosk cannot open this file. Load the X-ray again as a JPEG, PNG or DICOM file; if it is "
+        "refused again, ask the technician."
+    ),
+)
 
 babel = Babel()
 bp = Blueprint("i18n", __name__)
@@ -160,7 +198,8 @@ def label_text(label: str) -> str:
 
 
 def translated(text: str) -> str:
-    """A text marked elsewhere (REFUSAL_TEXTS) in the page's language; unknown text as it is."""
+    """A text marked elsewhere (REFUSAL_TEXTS, FILE_REFUSAL_TEXTS) in the page's language; unknown
+    text as it is."""
     return gettext(text)
 
 

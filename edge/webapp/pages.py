@@ -28,7 +28,9 @@ def assess() -> Response | tuple[str, int]:
         case = score_and_record(read_upload(request), current_actor())
     except UploadError as e:
         return _upload_page(
-            error=e.message, case_ref=request.form.get(CASE_REF_FIELD, "")[:CASE_REF_MAX]
+            error=e.message,
+            error_detail=e.detail,
+            case_ref=request.form.get(CASE_REF_FIELD, "")[:CASE_REF_MAX],
         ), e.status
     return redirect(url_for("pages.result", case_id=case.id), code=303)
 
@@ -89,11 +91,12 @@ def refused_thumbnail_image(case_id: int) -> Response:
     return _picture(jpeg, "image/jpeg", missing)
 
 
-def _upload_page(error: str | None = None, case_ref: str = "") -> str:
+def _upload_page(error: str | None = None, error_detail: str | None = None, case_ref: str = "") -> str:
     max_mb = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
     return render_template(
         "index.html",
         error=error,
+        error_detail=error_detail,
         case_ref=case_ref,
         case_ref_max=CASE_REF_MAX,
         case_ref_example=case_refs.rules().example,

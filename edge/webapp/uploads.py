@@ -1,9 +1,10 @@
 """Checking an upload before it is scored: the form, its one file, the file's name, the case reference.
 
 Every refusal is an `UploadError` with an HTTP status, a stable code and a message a clinic user can
-act on. The uploaded file name is only looked at for its suffix: it is never stored, logged,
-echoed or used to name a file, because it may hold a patient's name or a path trick. Which files
-are X-rays, and the codes of refusals, live in `edge.formats`; case references in `case_refs`.
+act on; a file the core refuses is told in its plain words, its technical message kept as `detail`.
+The uploaded file name is only looked at for its suffix: it is never stored, logged, echoed or used
+to name a file, because it may hold a patient's name or a path trick. Which files are X-rays, and
+the codes of refusals and their plain words, live in `edge.formats`; case references in `case_refs`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from edge import formats
 from edge.preprocess import ImageError
 from edge.webapp import case_refs
 from edge.webapp.case_refs import CASE_REF_MAX
+from edge.webapp.i18n import translated
 
 __all__ = ["CASE_REF_FIELD", "CASE_REF_MAX", "FILE_FIELD", "Upload", "UploadError", "read_upload"]
 
@@ -26,17 +28,28 @@ CASE_REF_FIELD = "case_ref"
 
 
 class UploadError(ValueError):
-    """An upload the kiosk refuses; nothing was scored, stored or written."""
+    """An upload the kiosk refuses; nothing was scored, stored or written.
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    `message` is for the person at the kiosk; `detail`, when there is one, for the technician.
+    """
+
+    def __init__(self, status: int, code: str, message: str, detail: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.detail = detail
 
     @classmethod
     def from_image_error(cls, error: ImageError | formats.FormatError) -> UploadError:
-        return cls(formats.REFUSAL_STATUS.get(error.reason, 422), error.reason, str(error))
+        """The core's refusal in translated plain words, with its English technical message as detail."""
+        return cls.refused_file(error.reason, str(error))
+
+    @classmethod
+    def refused_file(cls, reason: str, detail: str | None = None) -> UploadError:
+        """A file refused for one of edge.formats' codes, told in the page's language."""
+        status = formats.REFUSAL_STATUS.get(reason, 422)
+        return cls(status, reason, translated(formats.plain_words(reason)), detail)
 
 
 @dataclass(frozen=True)
@@ -66,7 +79,7 @@ def read_upload(request: Request) -> Upload:
     if not data:
         if not storage.filename:
             raise UploadError(400, "empty", gettext("Choose an X-ray image first."))
-        raise UploadError(400, "empty", gettext("The file is empty."))
+        raise UploadError.refused_file("empty")
     try:
         formats.check_name(storage.filename or "", formats.sniff(data))
     except formats.FormatError as e:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -78,3 +81,34 @@ def test_names_that_fit_are_accepted(name: str, content: str | None) -> None:
 )
 def test_a_folder_scan_picks_what_the_kiosk_would_accept(name: str, head: bytes, picked: bool) -> None:
     assert formats.is_candidate(name, head) is picked
+
+
+#: What the technician's message may hold and the nurse's words must not: figures, units, suffixes,
+#: decoder terms.
+TECHNICAL = re.compile(r"\d|\bMB\b|pixels?\b|megapixel|\bbit\b|transfer syntax|\.[a-z]{3,5}\b|Error\b")
+CORE = Path(formats.__file__).parent
+
+
+def test_every_refusal_code_has_plain_words_without_technical_figures() -> None:
+    assert set(formats.PLAIN_WORDS) == set(formats.REFUSAL_STATUS)
+    for reason in formats.REFUSAL_STATUS:
+        words = formats.plain_words(reason)
+        assert not TECHNICAL.search(words), (reason, words)
+        # What is wrong, then what to do: two sentences at least.
+        assert words.endswith(".") and len(re.findall(r"[.;] [A-Za-z]", words)) >= 1, (reason, words)
+
+
+def test_an_unknown_code_still_gets_plain_words() -> None:
+    words = formats.plain_words("a_code_added_later")
+    assert words not in formats.PLAIN_WORDS.values() and not TECHNICAL.search(words)
+    assert "technician" in words  # someone who can read the technical message
+
+
+def test_every_reason_the_core_raises_is_a_refusal_code() -> None:
+    """A reason raised without a code in REFUSAL_STATUS would have no status and no plain words."""
+    raised = {
+        reason
+        for module in ("preprocess.py", "formats.py")
+        for reason in re.findall(r'(?:ImageError|FormatError)\(\s*"(\w+)"', (CORE / module).read_text())
+    }
+    assert raised == set(formats.REFUSAL_STATUS)

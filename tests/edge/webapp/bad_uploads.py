@@ -16,10 +16,10 @@ import numpy as np
 import pydicom
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, SecondaryCaptureImageStorage, generate_uid
 
 from edge.kiosk_settings import MAX_UPLOAD_BYTES
-from tests.tiny_bundle import xray_bytes
+from tests.tiny_bundle import dicom_bytes, xray_bytes
 
 BOUNDARY = "pneumoedge-test-boundary"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
@@ -80,6 +80,11 @@ def small_dicom() -> bytes:
     return dicom(rng.integers(0, 4096, size=(200, 180)))
 
 
+def compressed_dicom() -> bytes:
+    """A JPEG 2000 DICOM whose frame no decoder the kiosk has can read."""
+    return dicom_bytes(np.full((200, 180), 2000, dtype=np.uint16), transfer_syntax=JPEG2000Lossless)
+
+
 def dicom(pixels: np.ndarray | None, patient_name: str = "Doe^Jane") -> bytes:
     """A small DICOM file carrying patient fields; without `pixels` it has no image."""
     meta = FileMetaDataset()
@@ -117,6 +122,7 @@ class BadUpload:
     message: str  # a part of the message the user sees
     make_body: Callable[[], bytes]  # built when sent: some bodies are big
     content_type: str = MULTIPART
+    detail: str | None = None  # a part of the technical detail beside it, for a file the core refused
 
     @property
     def body(self) -> bytes:
@@ -147,25 +153,33 @@ CATALOGUE: list[BadUpload] = [
         "text-file",
         415,
         "not_an_image",
-        "The file is not a JPEG, PNG or DICOM image.",
+        "This file is not an X-ray image. Choose the X-ray file itself (JPEG, PNG or DICOM)",
         lambda: file_body(b"Patient notes: not an image at all\n" * 20),
+        detail="The file is not a JPEG, PNG or DICOM image.",
     ),
     BadUpload(
-        "gif", 415, "unsupported_format", "GIF files are not accepted", lambda: file_body(gif(), b"xray")
+        "gif",
+        415,
+        "unsupported_format",
+        "The kiosk cannot open this kind of picture. Export the X-ray again as JPEG, PNG or DICOM",
+        lambda: file_body(gif(), b"xray"),
+        detail="GIF files are not accepted",
     ),
     BadUpload(
         "truncated-jpeg",
         422,
         "corrupt",
-        "The image file is damaged or truncated",
+        "The file is damaged or incomplete. Copy or export the X-ray again",
         lambda: file_body(good_jpeg()[: len(good_jpeg()) // 2]),
+        detail="The image file is damaged or truncated",
     ),
     BadUpload(
         "decompression-bomb",
         422,
         "too_large",
-        "The image has too many pixels (limit 50,000,000).",
+        "The image is too big for the kiosk to open. Export the X-ray again at a smaller size",
         lambda: file_body(bomb_png(), b"bomb.png"),
+        detail="The image has too many pixels (limit 50,000,000).",
     ),
     BadUpload(
         "over-size-limit",
@@ -178,22 +192,25 @@ CATALOGUE: list[BadUpload] = [
         "wrong-extension",
         415,
         "bad_extension",
-        "Files ending in .exe are not accepted; use .jpg, .jpeg, .png, .dcm, .dicom.",
+        "The kiosk does not take this kind of file. Load the X-ray as a JPEG, PNG or DICOM file.",
         _jpeg_as(b"xray.exe"),
+        detail="Files ending in .exe are not accepted; use .jpg, .jpeg, .png, .dcm, .dicom.",
     ),
     BadUpload(
         "content-mismatch",
         415,
         "extension_mismatch",
-        "The file's name says JPEG but its content is PNG",
+        "The file's name does not match what is inside it.",
         lambda: file_body(good_png(), b"xray.jpg"),
+        detail="The file's name says JPEG but its content is PNG",
     ),
     BadUpload(
         "path-trick-bad-extension",
         415,
         "bad_extension",
-        "Files ending in .sh are not accepted",
+        "The kiosk does not take this kind of file.",
         _jpeg_as(b"../../../../etc/cron.daily/evil.sh"),
+        detail="Files ending in .sh are not accepted",
     ),
     BadUpload(
         "long-case-ref",
@@ -256,8 +273,17 @@ CATALOGUE: list[BadUpload] = [
         "truncated-dicom",
         422,
         "corrupt",
-        "The DICOM file is damaged or truncated: its image data is shorter than its header says.",
+        "The file is damaged or incomplete.",
         lambda: file_body(small_dicom()[:-5000], b"study.dcm"),
+        detail="The DICOM file is damaged or truncated: its image data is shorter than its header says.",
+    ),
+    BadUpload(
+        "compressed-dicom",
+        415,
+        "unsupported_dicom",
+        "The kiosk cannot open this kind of DICOM file. Export the X-ray again",
+        lambda: file_body(compressed_dicom(), b"study.dcm"),
+        detail="The DICOM image could not be decoded (transfer syntax JPEG 2000",
     ),
     BadUpload(
         "markup-case-ref",
@@ -292,7 +318,8 @@ CATALOGUE: list[BadUpload] = [
         "dicom-without-image",
         422,
         "no_pixels",
-        "The DICOM file holds no image.",
+        "The DICOM file holds no picture. Export the X-ray image itself",
         lambda: file_body(dicom(None), b"study.dcm"),
+        detail="The DICOM file holds no image.",
     ),
 ]

@@ -44,6 +44,8 @@ def test_bad_upload_gets_a_json_error_and_changes_nothing(
     error = response.get_json()["error"]
     assert error["code"] == bad.code
     assert bad.message in error["message"]
+    assert ("detail" in error) == (bad.detail is not None)
+    assert bad.detail is None or bad.detail in error["detail"]
     assert stored_state(data_dir) == (0, [])
     assert client.get("/healthz").get_json()["status"] == "ok"
 

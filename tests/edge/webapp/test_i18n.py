@@ -7,6 +7,7 @@ in the header); the switch through real requests on the app.
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -20,12 +21,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import edge.webapp
-from edge import kiosk_settings, quality
+from edge import formats, kiosk_settings, quality
 from edge.kermany import LABELS
 from edge.screener import INTENDED_USE
 from edge.webapp import i18n, storage
 from edge.webapp.i18n import COOKIE, LANGUAGES, SOURCE_LANGUAGE
 
+from .bad_uploads import CATALOGUE, BadUpload
 from .helpers import ADMIN, ADMIN_PIN, NURSE, NURSE_PIN, AppFactory, add_staff, audit_rows, login, post_file
 
 REPO = Path(__file__).resolve().parents[3]
@@ -127,6 +129,8 @@ def test_marked_copies_match_what_they_translate() -> None:
     assert str(i18n.INTENDED_USE) == INTENDED_USE  # outside a request: the English text
     refusals = {*quality.PLAIN_WORDS.values(), *quality.plain_words([])}
     assert {str(text) for text in i18n.REFUSAL_TEXTS} == refusals
+    file_refusals = {*formats.PLAIN_WORDS.values(), formats.plain_words("a_code_added_later")}
+    assert {str(text) for text in i18n.FILE_REFUSAL_TEXTS} == file_refusals
     assert set(i18n.LABEL_TEXT) == set(LABELS)
     assert set(LANGUAGES) == set(kiosk_settings.LANGUAGES)
     assert {path.parent.parent.name for path in TRANSLATIONS.glob("*/LC_MESSAGES/messages.po")} == set(
@@ -268,6 +272,45 @@ def test_a_refusal_is_explained_in_portuguese(client: FlaskClient, colour_photo:
     refused = client.post(f"/cases/{case_id}/diagnosis", data={"diagnosis": "PNEUMONIA", "confirmed": "yes"})
     assert refused.status_code == 409
     assert "Esta imagem não pôde ser analisada" in refused.text
+
+
+def bad_upload(upload_id: str) -> BadUpload:
+    return next(bad for bad in CATALOGUE if bad.id == upload_id)
+
+
+@pytest.mark.parametrize(
+    ("code", "upload_id", "said"),
+    [
+        ("fr", "text-file", "Ce fichier n'est pas une image de radiographie."),
+        ("fr", "truncated-jpeg", "Le fichier est endommagé ou incomplet."),
+        ("fr", "compressed-dicom", "La borne ne peut pas ouvrir ce type de fichier DICOM."),
+        ("pt", "text-file", "Este ficheiro não é uma imagem de radiografia."),
+        ("pt", "truncated-dicom", "O ficheiro está danificado ou incompleto."),
+        ("pt", "compressed-dicom", "O quiosque não consegue abrir este tipo de ficheiro DICOM."),
+    ],
+)
+def test_a_refused_file_is_explained_in_the_pages_language(
+    client: FlaskClient, code: str, upload_id: str, said: str
+) -> None:
+    """The nurse reads the core's plain words translated; the technician's detail stays English."""
+    bad = bad_upload(upload_id)
+    switch(client, code, "/")
+    response = client.post("/assess", data=bad.body, content_type=bad.content_type)
+    page = html.unescape(response.text)
+    assert response.status_code == bad.status and f'<html lang="{code}">' in page
+    english = formats.plain_words(bad.code)
+    assert said in page and entries(catalog(code))[english].string in page and english not in page
+    technician = str(entries(catalog(code))["Details for the technician: %(detail)s"].string)
+    assert technician.replace("%(detail)s", "") in page and bad.detail and bad.detail in page
+
+
+def test_a_refused_files_api_answer_stays_english_whatever_the_switch_says(client: FlaskClient) -> None:
+    bad = bad_upload("compressed-dicom")
+    switch(client, "fr", "/")
+    response = client.post("/api/v1/predict", data=bad.body, content_type=bad.content_type)
+    error = response.get_json()["error"]
+    assert error["code"] == bad.code and error["message"] == formats.plain_words(bad.code)
+    assert bad.detail and error["detail"].startswith(bad.detail)
 
 
 def test_the_audit_log_reads_in_french_and_every_action_has_words(

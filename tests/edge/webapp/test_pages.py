@@ -112,6 +112,10 @@ def test_bad_upload_gets_its_status_and_message_and_changes_nothing(
     response = client.post("/assess", data=bad.body, content_type=bad.content_type)
     assert response.status_code == bad.status
     assert bad.message in alert_text(response.data)
+    if bad.detail is not None:
+        assert bad.detail in element_text(response.data, "technical")
+    else:
+        assert b'id="technical"' not in response.data
     assert stored_state(data_dir) == before == (0, [])
     assert client.get("/").status_code == 200
 
