@@ -19,13 +19,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from edge.files import atomic_write_text
 from edge.kermany import LABELS, Sample
+from edge.provenance import git_commit, sha256_file
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"
@@ -97,7 +101,7 @@ class RunDir:
 
     @property
     def threshold_rule(self) -> str:
-        return f"highest threshold with validation recall >= {self.min_recall}"
+        return threshold_rule(self.min_recall)
 
     @property
     def data_root(self) -> Path:
@@ -112,6 +116,59 @@ class RunDir:
                 f"{self.root / RUN_FILE} lacks class_weights for {self.labels}; re-run the trainer"
             )
         return {self.labels.index(label): float(value) for label, value in weights.items()}
+
+
+class RunSettings(Protocol):
+    """The training settings run.json repeats (trainer.config.TrainConfig has them)."""
+
+    @property
+    def weights(self) -> str | None: ...
+
+    @property
+    def min_recall(self) -> float: ...
+
+    @property
+    def input_size(self) -> int: ...
+
+    @property
+    def feature_layer(self) -> str: ...
+
+
+def threshold_rule(min_recall: float) -> str:
+    """How the run chose its threshold, in the one wording run.json and RunDir use."""
+    return f"highest threshold with validation recall >= {min_recall}"
+
+
+def run_record(
+    program: str,
+    started: float,
+    settings: RunSettings,
+    source: Mapping[str, Any],
+    training: Mapping[str, Any],
+    threshold: float,
+    model_file: str,
+) -> dict[str, Any]:
+    """run.json's content, in one key order whichever command (`trainer`, `fleet`) trained the run.
+
+    `started` is the run's time.monotonic() start; `source` (machine, data) follows the provenance
+    keys, `training` (counts, class weights, epochs) follows the backbone weights.
+    """
+    return {
+        "command": " ".join([Path(sys.executable).name, "-m", program, *sys.argv[1:]]),
+        "git_commit": git_commit(),
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": round(time.monotonic() - started, 1),
+        **source,
+        "weights": str(settings.weights) if settings.weights else None,
+        "weights_sha256": sha256_file(settings.weights) if settings.weights else None,
+        **training,
+        "threshold": threshold,
+        "threshold_rule": threshold_rule(settings.min_recall),
+        "labels": list(LABELS),
+        "input_size": settings.input_size,
+        "feature_layer": settings.feature_layer,
+        "model_file": model_file,
+    }
 
 
 def write_split(path: Path, train: Sequence[Sample], val: Sequence[Sample], data_root: Path) -> None:

@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+from collections.abc import Callable, Collection
 from pathlib import Path
 
+from edge.cli_options import add_command, parse_command
 from trainer.__main__ import HelpFormatter, add_config_options, config_from_args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fleet", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    _add_pool(commands)
-    _add_train(commands)
-    _add_leave_site_out(commands)
-    _add_promote(commands)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    adders = (_add_pool, _add_train, _add_leave_site_out, _add_promote)
+    args = parse_command("python -m fleet", __doc__, adders, argv)
     return int(args.func(args) or 0)
 
 
 def _add_pool(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "pool",
-        help="verify kiosk exports and add their confirmed films to a sharded pool",
+        "verify kiosk exports and add their confirmed films to a sharded pool",
+        _pool,
         description=(
             "Verify every export (zip, manifest, checksums) and add the new exports' new films to "
             "OUT as TFRecord shards, with records.csv (site, pseudonymous patient keys) and pool.json. "
@@ -37,7 +34,6 @@ def _add_pool(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="pool folder, e.g. pool/")
     parser.add_argument("--input-size", type=int, default=224, help="model input stored per film")
     parser.add_argument("--shard-films", type=int, default=1024, help="films per TFRecord shard")
-    parser.set_defaults(func=_pool)
 
 
 def _pool(args: argparse.Namespace) -> int:
@@ -52,21 +48,38 @@ def _pool(args: argparse.Namespace) -> int:
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    _add_pool_training(
+        commands,
         "train",
-        help="train on a pool, on one machine or many (TF_CONFIG)",
+        "train on a pool, on one machine or many (TF_CONFIG)",
+        _train,
         description=(
             "Train the trainer's recipe on a pool with MultiWorkerMirroredStrategy. Run the same command "
             "on every node, each with its own TF_CONFIG; without TF_CONFIG it trains on this machine. "
             "The chief writes the run directory (as `python -m trainer train`); a restarted worker "
             "resumes from the last finished epoch (OUT/backup)."
         ),
-        formatter_class=HelpFormatter,
+        out_help="run directory, e.g. runs/pooled",
+        skip={"limit"},
+    )
+
+
+def _add_pool_training(
+    commands: argparse._SubParsersAction,
+    name: str,
+    summary: str,
+    func: Callable[[argparse.Namespace], int],
+    description: str,
+    out_help: str,
+    skip: Collection[str],
+) -> None:
+    """A command that trains on a pool: --pool, --out and the trainer's options, as `trainer train` has."""
+    parser = add_command(
+        commands, name, summary, func, description=description, formatter_class=HelpFormatter
     )
     parser.add_argument("--pool", type=Path, required=True, help="pool folder from `fleet pool`")
-    parser.add_argument("--out", type=Path, required=True, help="run directory, e.g. runs/pooled")
-    add_config_options(parser, skip={"limit"})
-    parser.set_defaults(func=_train)
+    parser.add_argument("--out", type=Path, required=True, help=out_help)
+    add_config_options(parser, skip=skip)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -81,20 +94,19 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _add_leave_site_out(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    _add_pool_training(
+        commands,
         "leave-site-out",
-        help="train without each site in turn and test on it",
+        "train without each site in turn and test on it",
+        _leave_site_out,
         description=(
             "One training run per site of the pool (OUT/without-SITE), tested on the held-out site; "
             "writes OUT/leave-site-out.json with each site's AUC and specificity at the recall floor, "
             "and the worst site. Needs at least two sites."
         ),
-        formatter_class=HelpFormatter,
+        out_help="folder for the fold runs",
+        skip={"limit", "val_fraction"},
     )
-    parser.add_argument("--pool", type=Path, required=True, help="pool folder from `fleet pool`")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the fold runs")
-    add_config_options(parser, skip={"limit", "val_fraction"})
-    parser.set_defaults(func=_leave_site_out)
 
 
 def _leave_site_out(args: argparse.Namespace) -> int:
@@ -111,9 +123,11 @@ def _leave_site_out(args: argparse.Namespace) -> int:
 
 
 def _add_promote(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "promote",
-        help="compare a candidate bundle with the field's on the same films; write the decision into it",
+        "compare a candidate bundle with the field's on the same films; write the decision into it",
+        _promote,
         description=(
             "Score the locked set and every shift set with both bundles through the kiosk's Screener; "
             "recommend promotion only if the candidate's recall is non-inferior everywhere and its "
@@ -137,7 +151,6 @@ def _add_promote(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--primary", choices=("auc", "f1"), default="auc", help="figure that must improve")
     parser.add_argument("--boot", type=int, default=2000, help="paired bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.set_defaults(func=_promote)
 
 
 def _promote(args: argparse.Namespace) -> int:

@@ -8,19 +8,17 @@ import sys
 from pathlib import Path
 
 from edge.bundle import BundleError
+from edge.cli_options import add_command, add_shift_options, parse_command
 from quantize.settings import VARIANTS, ExportSettings, PruneSettings
 
 DEFAULT_DATA = Path("../shared/data/chest_xray")
+#: With the logger's name: export and benchmark log from several modules.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m quantize", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    _add_export(commands)
-    _add_ood(commands)
-    _add_benchmark(commands)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    adders = (_add_export, _add_ood, _add_benchmark)
+    args = parse_command("python -m quantize", __doc__, adders, argv, LOG_FORMAT)
     logging.getLogger("edge.screener").setLevel(logging.WARNING)  # one line per film would drown the log
     try:
         return int(args.func(args) or 0)
@@ -35,11 +33,7 @@ def _variants(text: str) -> tuple[str, ...]:
 
 def _add_export(commands: argparse._SubParsersAction) -> None:
     defaults = PruneSettings()
-    parser = commands.add_parser(
-        "export",
-        help="convert a training run into model bundles",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = add_command(commands, "export", "convert a training run into model bundles", _export)
     parser.add_argument("--run", type=Path, required=True, help="training run directory, e.g. runs/NAME")
     parser.add_argument("--out", type=Path, required=True, help="bundle prefix, e.g. models/mobilenetv2")
     parser.add_argument("--variants", type=_variants, default=",".join(VARIANTS), help="comma-separated")
@@ -57,7 +51,6 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
         "--prune-min-weights", type=int, default=defaults.min_weights, help="smaller layers stay dense"
     )
     parser.add_argument("--threads", type=int, default=2, help="TFLite threads while scoring")
-    parser.set_defaults(func=_export)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -82,10 +75,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _add_ood(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "ood",
-        help="recompute the ood section of existing bundles (models unchanged)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = add_command(
+        commands, "ood", "recompute the ood section of existing bundles (models unchanged)", _ood
     )
     parser.add_argument("--run", type=Path, required=True, help="the run the bundles were exported from")
     parser.add_argument("--models", type=Path, nargs="+", required=True, help="bundle folders")
@@ -97,7 +88,6 @@ def _add_ood(commands: argparse._SubParsersAction) -> None:
         help="training images for mean/std (and again for the threshold)",
     )
     parser.add_argument("--threads", type=int, default=2, help="TFLite threads while scoring")
-    parser.set_defaults(func=_ood)
 
 
 def _ood(args: argparse.Namespace) -> int:
@@ -109,10 +99,8 @@ def _ood(args: argparse.Namespace) -> int:
 
 
 def _add_benchmark(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "benchmark",
-        help="score and time bundles on the same images; write a report",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = add_command(
+        commands, "benchmark", "score and time bundles on the same images; write a report", _benchmark
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data root (or a split folder)")
     parser.add_argument("--models", type=Path, nargs="+", required=True, help="bundle folders")
@@ -128,28 +116,15 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
         "--runs", type=int, default=100, help="timed runs per model, runtime and thread count"
     )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to time")
-    parser.add_argument(
-        "--site",
-        type=Path,
-        default=None,
-        help="new-cohort films (NORMAL/, PNEUMONIA/), e.g. site-calibration",
-    )
-    parser.add_argument(
-        "--fullres", type=Path, default=None, help="full-aspect films, paired by name with --fullres-copies"
-    )
-    parser.add_argument(
-        "--fullres-copies", type=Path, default=None, help="their 224 px copies (default: DATA/train)"
-    )
-    parser.add_argument(
-        "--suite-films",
-        type=int,
-        default=0,
-        help="held-out films (stratified, seeded) the robustness suite re-acquires; 0: no suite",
+    add_shift_options(
+        parser,
+        fullres_help="full-aspect films, paired by name with --fullres-copies",
+        suite_help="held-out films (stratified, seeded) the robustness suite re-acquires; 0: no suite",
+        fullres_copies_help="their 224 px copies (default: DATA/train)",
     )
     parser.add_argument(
         "--runtimes", nargs="+", default=None, help="runtimes to time (default: every installed one)"
     )
-    parser.set_defaults(func=_benchmark)
 
 
 def _benchmark(args: argparse.Namespace) -> int:

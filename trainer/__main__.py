@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Collection
 from pathlib import Path
 
+from edge.cli_options import add_command, add_shift_options, parse_command
 from edge.kermany import check_layout
 from trainer.config import ARCHITECTURES, FINE_TUNE_FROM, OPTIMIZERS, SCHEDULES, TrainConfig
 from trainer.film_subspace_fit import FitSettings, fit, measure_folder
@@ -29,15 +29,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    _add_train(commands)
-    _add_evaluate(commands)
-    _add_sweep(commands)
-    _add_folds(commands)
-    _add_film_subspace(commands)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    adders = (_add_train, _add_evaluate, _add_sweep, _add_folds, _add_film_subspace)
+    args = parse_command("python -m trainer", __doc__, adders, argv)
     return int(args.func(args) or 0)
 
 
@@ -152,9 +145,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "train",
-        help="train a model into a run directory",
+        "train a model into a run directory",
+        _train,
         description="Train into a run directory: model.keras, config.json, run.json, split.csv, plots.",
         formatter_class=HelpFormatter,
     )
@@ -168,7 +163,6 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         "logged after every epoch; it is never trained on and chooses nothing",
     )
     add_config_options(parser)
-    parser.set_defaults(func=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -185,9 +179,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "evaluate",
-        help="evaluate a run's model at its stored threshold",
+        "evaluate a run's model at its stored threshold",
+        _evaluate,
         description=(
             "Evaluate a run's model at its stored threshold: by default on the run's own held-out "
             "validation patients (split.csv), or with --split on every image of DATA/SPLIT in the "
@@ -205,22 +201,11 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         help="folder under --data to evaluate in full, e.g. test (default: the run's validation patients)",
     )
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: RUN/eval-NAME)")
-    parser.add_argument(
-        "--site",
-        type=Path,
-        default=None,
-        help="new-cohort films (NORMAL/, PNEUMONIA/), e.g. site-calibration",
+    add_shift_options(
+        parser,
+        fullres_help="full-aspect films, paired by name with DATA/train",
+        suite_help="validation films (stratified, seeded) the robustness suite re-acquires; 0: no suite",
     )
-    parser.add_argument(
-        "--fullres", type=Path, default=None, help="full-aspect films, paired by name with DATA/train"
-    )
-    parser.add_argument(
-        "--suite-films",
-        type=int,
-        default=0,
-        help="validation films (stratified, seeded) the robustness suite re-acquires; 0: no suite",
-    )
-    parser.set_defaults(func=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -236,9 +221,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_folds(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "folds",
-        help="leave-batch-out folds: a shift evaluation inside the training split",
+        "leave-batch-out folds: a shift evaluation inside the training split",
+        _folds,
         description=(
             "Train one run per fold (NORMAL films split by acquisition batch IM-* vs NORMAL2-IM-*, "
             "pneumonia by patient) into OUT/fold-NAME and write OUT/folds.json with the worse fold."
@@ -248,7 +235,6 @@ def _add_folds(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Kermany-layout folder")
     parser.add_argument("--out", type=Path, required=True, help="folder for the fold runs, e.g. runs/folds")
     add_config_options(parser, skip={"val_fraction"})
-    parser.set_defaults(func=_folds)
 
 
 def _folds(args: argparse.Namespace) -> int:
@@ -265,9 +251,11 @@ def _folds(args: argparse.Namespace) -> int:
 
 
 def _add_film_subspace(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "film-subspace",
-        help="fit the kiosk's film-layout check on training films and measure it on other films",
+        "fit the kiosk's film-layout check on training films and measure it on other films",
+        _film_subspace,
         description=(
             "Fit edge.film_subspace on the training split (components from most patients, the limit "
             "from the others, unchanged and re-acquired), write OUT, and print the refusals on each "
@@ -284,7 +272,6 @@ def _add_film_subspace(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--components", type=int, default=defaults.components, help="principal components")
     parser.add_argument("--margin", type=float, default=defaults.margin, help="limit = margin x held-out max")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="held-out patient draw")
-    parser.set_defaults(func=_film_subspace)
 
 
 def _film_subspace(args: argparse.Namespace) -> int:
@@ -301,9 +288,11 @@ def _film_subspace(args: argparse.Namespace) -> int:
 
 
 def _add_sweep(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "sweep",
-        help="compare optimizers, learning rates and batch sizes on a small budget",
+        "compare optimizers, learning rates and batch sizes on a small budget",
+        _sweep,
         description=(
             "Train every optimizer x learning rate x batch size x seed on a small budget and write "
             "OUT/sweep.csv, OUT/sweep_runs.csv and OUT/sweep.md (validation metrics, spread over seeds, "
@@ -330,7 +319,6 @@ def _add_sweep(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2], help="at least two, for the spread")
     add_config_options(parser, skip=GRID_FIELDS)
     parser.set_defaults(
-        func=_sweep,
         architecture="mobilenet",
         alpha=0.25,
         weights=SWEEP_WEIGHTS,

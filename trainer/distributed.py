@@ -18,10 +18,8 @@ import logging
 import math
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +27,7 @@ import numpy as np
 
 from edge.kermany import LABELS, Sample, manifest_sha256
 from edge.metrics import binary_metrics, choose_threshold
-from edge.provenance import git_commit, sha256_file
-from edge.run_dir import CONFIG_FILE, HISTORY_FILE, SPLIT_FILE, write_run, write_split
+from edge.run_dir import CONFIG_FILE, HISTORY_FILE, SPLIT_FILE, run_record, write_run, write_split
 from fleet import records as pool_records
 from fleet.pool import POOL_FILE
 from fleet.shards import read_films
@@ -228,11 +225,7 @@ def _finish(
     _write_predictions(out_dir / "val_predictions.csv", val_set, probabilities)
     (out_dir / "metrics.json").write_text(json.dumps({"validation": metrics}, indent=2) + "\n")
     pool = json.loads((pool_dir / POOL_FILE).read_text(encoding="utf-8"))
-    run = {
-        "command": " ".join([Path(sys.executable).name, "-m", "fleet", *sys.argv[1:]]),
-        "git_commit": git_commit(),
-        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_seconds": round(time.monotonic() - started, 1),
+    source = {
         "machine": f"{platform.machine()} cores={os.cpu_count() or 0}",
         "strategy": f"MultiWorkerMirroredStrategy, {workers} worker(s), global batch {config.batch_size}",
         "tensorflow": tf.__version__,
@@ -240,18 +233,13 @@ def _finish(
         "pool_updated_utc": pool.get("updated_utc"),
         "data_manifest_sha256": manifest_sha256([*train_samples, *val_samples]),
         "sites": pool_records.sites(pool_records.read_records(pool_dir)),
-        "weights": str(config.weights) if config.weights else None,
-        "weights_sha256": sha256_file(config.weights) if config.weights else None,
+    }
+    training = {
         "counts": _counts(train_samples, val_samples),
         "class_weights": {LABELS[k]: v for k, v in weights.items()},
         "epochs_run": len(rows),
-        "threshold": threshold,
-        "threshold_rule": f"highest threshold with validation recall >= {config.min_recall}",
-        "labels": list(LABELS),
-        "input_size": config.input_size,
-        "feature_layer": config.feature_layer,
-        "model_file": MODEL_FILE,
     }
+    run = run_record("fleet", started, config, source, training, threshold, MODEL_FILE)
     write_run(out_dir, run)
     plots.plot_all(out_dir, val_set.labels, probabilities, metrics, config.head_epochs, "validation")
     log.info("validation: %s", _summary(metrics))

@@ -12,10 +12,8 @@ import csv
 import json
 import logging
 import platform
-import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +21,7 @@ import numpy as np
 
 from edge.kermany import LABELS, Sample, manifest_sha256, scan_split
 from edge.metrics import binary_metrics, choose_threshold, roc_auc
-from edge.provenance import git_commit, sha256_file
-from edge.run_dir import CONFIG_FILE, HISTORY_FILE, SPLIT_FILE, write_run, write_split
+from edge.run_dir import CONFIG_FILE, HISTORY_FILE, SPLIT_FILE, run_record, write_run, write_split
 from trainer import data, model, plots
 from trainer.config import TrainConfig
 from trainer.split import class_weights, patient_split
@@ -98,30 +95,21 @@ def _train(
     _write_predictions(out_dir / "val_predictions.csv", val_set, probabilities)
     (out_dir / "metrics.json").write_text(json.dumps({"validation": metrics}, indent=2) + "\n")
 
-    run = {
-        "command": " ".join([Path(sys.executable).name, "-m", "trainer", *sys.argv[1:]]),
-        "git_commit": git_commit(),
-        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_seconds": round(time.monotonic() - started, 1),
+    source = {
         "machine": f"{platform.machine()} {platform.processor() or ''} cores={_cores()}".strip(),
         "tensorflow": tf.__version__,
         "data_root": str(data_root.resolve()),
         "data_manifest_sha256": manifest_sha256(samples),
         "duplicates_dropped": len(duplicates),
         "skipped_files": [s.path.name for s, _ in train_set.skipped + val_set.skipped],
-        "weights": str(config.weights) if config.weights else None,
-        "weights_sha256": sha256_file(config.weights) if config.weights else None,
+    }
+    training = {
         "counts": _counts(train_set.samples, val_set.samples),
         "class_weights": {LABELS[k]: v for k, v in weights.items()},
         "epochs_run": len(history),
         "monitor": str(monitor.resolve()) if monitor else None,
-        "threshold": threshold,
-        "threshold_rule": f"highest threshold with validation recall >= {config.min_recall}",
-        "labels": list(LABELS),
-        "input_size": config.input_size,
-        "feature_layer": config.feature_layer,
-        "model_file": MODEL_FILE,
     }
+    run = run_record("trainer", started, config, source, training, threshold, MODEL_FILE)
     write_run(out_dir, run)
     plots.plot_all(out_dir, val_set.labels, probabilities, metrics, config.head_epochs, "validation")
     log.info("validation: %s", _summary(metrics))

@@ -113,11 +113,11 @@ def run_script(
     )
 
 
-def build_bundle(
-    env: dict[str, str], model: Path, output: Path, version: str, wheelhouse: Path, *extra: str
-) -> Path:
-    """build-bundle.sh for this machine from a local wheelhouse; return the tarball."""
-    result = run_script(
+def run_local_build(
+    env: dict[str, str], model: Path, output: Path, wheelhouse: Path, *extra: str | Path
+) -> subprocess.CompletedProcess[str]:
+    """build-bundle.sh for this machine from a local wheelhouse, finished or refused."""
+    return run_script(
         "build-bundle.sh",
         "--target",
         "local",
@@ -125,13 +125,18 @@ def build_bundle(
         model,
         "--output",
         output,
-        "--version",
-        version,
         "--wheelhouse",
         wheelhouse,
         *extra,
         env=env,
     )
+
+
+def build_bundle(
+    env: dict[str, str], model: Path, output: Path, version: str, wheelhouse: Path, *extra: str
+) -> Path:
+    """build-bundle.sh for this machine from a local wheelhouse; return the tarball."""
+    result = run_local_build(env, model, output, wheelhouse, "--version", version, *extra)
     assert result.returncode == 0, result.stderr
     tarball = Path(result.stdout.strip().splitlines()[-1])
     assert tarball.is_file()
@@ -169,6 +174,12 @@ def repack(
         tar.add(top, arcname=top.name)
     shutil.rmtree(work)
     return sign_bundle(out, sign_with) if sign_with else out
+
+
+def signed_rebuild(tarball: Path, out: Path, mutate: Callable[[Path], None], key: SigningKey) -> Path:
+    """`tarball` changed by `mutate`, re-summed and signed with `key`: a bundle whose checksums and
+    signature hold, so only the scripts' other checks can refuse it."""
+    return repack(tarball, out, mutate, resum=True, sign_with=key.private)
 
 
 @pytest.fixture(scope="session")

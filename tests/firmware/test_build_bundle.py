@@ -5,11 +5,14 @@ from __future__ import annotations
 import subprocess
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 import edge
 from edge.bundle import Bundle, write_bundle
-from tests.firmware.conftest import REPO, build_bundle, run_script, script_env
+from tests.firmware.conftest import REPO, build_bundle, run_local_build, run_script, script_env
 
 
 def _members(tarball: Path) -> list[str]:
@@ -62,84 +65,68 @@ def test_bundle_holds_app_model_wheels_and_checksums(tiny_dep_bundle: Path, tmp_
     assert sidecar == [digest.stdout.split()[0], tiny_dep_bundle.name]
 
 
-def test_refuses_a_model_that_fails_verification(
-    tmp_path: Path, tiny_bundle_int8: Bundle, tiny_wheelhouse: tuple[Path, Path]
+def _build(
+    tmp_path: Path, target: str, model: Path, *options: str | Path
+) -> subprocess.CompletedProcess[str]:
+    """build-bundle.sh for `target`, pass or fail, its scratch and logs under tmp_path."""
+    return run_script(
+        "build-bundle.sh", "--target", target, "--model", model, *options, env=script_env(tmp_path)
+    )
+
+
+def _tampered_model(folder: Path, good: Bundle) -> None:
+    """The model's bytes no longer match the sha256 in bundle.json."""
+    write_bundle(folder, good.model_path.read_bytes(), dict(good.metadata))
+    (folder / "model.tflite").write_bytes(b"tampered")
+
+
+def _not_a_model(folder: Path, good: Bundle) -> None:
+    """The sha256 in bundle.json matches these bytes, but they are no TFLite flatbuffer."""
+    write_bundle(folder, b"this is not a TFLite flatbuffer" * 64, dict(good.metadata))
+
+
+@pytest.mark.parametrize(
+    ("make_model", "refusal"),
+    [
+        (_tampered_model, "failed verification"),
+        (_not_a_model, "does not load or run with the kiosk's TFLite runtime"),
+    ],
+    ids=["fails-verification", "verifies-but-does-not-load"],
+)
+def test_refuses_a_bad_model(
+    make_model: Callable[[Path, Bundle], None],
+    refusal: str,
+    tmp_path: Path,
+    tiny_bundle_int8: Bundle,
+    tiny_wheelhouse: tuple[Path, Path],
 ) -> None:
     bad = tmp_path / "bad-model"
-    write_bundle(bad, tiny_bundle_int8.model_path.read_bytes(), dict(tiny_bundle_int8.metadata))
-    (bad / "model.tflite").write_bytes(b"tampered")
+    make_model(bad, tiny_bundle_int8)
     wheels, requirements = tiny_wheelhouse
-    result = run_script(
-        "build-bundle.sh",
-        "--target",
-        "local",
-        "--model",
-        bad,
-        "--output",
-        tmp_path / "dist",
-        "--wheelhouse",
-        wheels,
-        "--requirements",
-        requirements,
-        env=script_env(tmp_path),
+    result = run_local_build(
+        script_env(tmp_path), bad, tmp_path / "dist", wheels, "--requirements", requirements
     )
     assert result.returncode != 0
-    assert "failed verification" in result.stderr
-    assert not list((tmp_path / "dist").glob("*.tar.gz"))
-
-
-def test_refuses_a_model_that_verifies_but_does_not_load(
-    tmp_path: Path, tiny_bundle_int8: Bundle, tiny_wheelhouse: tuple[Path, Path]
-) -> None:
-    bad = tmp_path / "not-a-model"
-    # The sha256 in bundle.json matches these bytes, but they are no TFLite flatbuffer.
-    write_bundle(bad, b"this is not a TFLite flatbuffer" * 64, dict(tiny_bundle_int8.metadata))
-    wheels, requirements = tiny_wheelhouse
-    result = run_script(
-        "build-bundle.sh",
-        "--target",
-        "local",
-        "--model",
-        bad,
-        "--output",
-        tmp_path / "dist",
-        "--wheelhouse",
-        wheels,
-        "--requirements",
-        requirements,
-        env=script_env(tmp_path),
-    )
-    assert result.returncode != 0
-    assert "does not load or run with the kiosk's TFLite runtime" in result.stderr
+    assert refusal in result.stderr
     assert not list((tmp_path / "dist").glob("*.tar.gz"))
 
 
 def test_unknown_target_lists_the_valid_ones(tmp_path: Path, tiny_bundle_int8: Bundle) -> None:
-    result = run_script(
-        "build-bundle.sh",
-        "--target",
-        "pi3-jessie",
-        "--model",
-        tiny_bundle_int8.root,
-        env=script_env(tmp_path),
-    )
+    result = _build(tmp_path, "pi3-jessie", tiny_bundle_int8.root)
     assert result.returncode != 0
     assert "pi64-bookworm pi64-trixie pi32-bookworm local" in result.stderr
 
 
 def test_dry_run_writes_nothing(tmp_path: Path, tiny_bundle_int8: Bundle) -> None:
-    result = run_script(
-        "build-bundle.sh",
-        "--target",
+    result = _build(
+        tmp_path,
         "pi64-bookworm",
-        "--model",
         tiny_bundle_int8.root,
         "--output",
         tmp_path / "dist",
         "--version",
         "2.0.0",
         "--dry-run",
-        env=script_env(tmp_path),
     )
     assert result.returncode == 0, result.stderr
     assert "--platform manylinux_2_36_aarch64" in result.stderr
@@ -148,15 +135,7 @@ def test_dry_run_writes_nothing(tmp_path: Path, tiny_bundle_int8: Bundle) -> Non
 
 
 def test_pi32_target_uses_tflite_runtime_requirements(tmp_path: Path, tiny_bundle_int8: Bundle) -> None:
-    result = run_script(
-        "build-bundle.sh",
-        "--target",
-        "pi32-bookworm",
-        "--model",
-        tiny_bundle_int8.root,
-        "--dry-run",
-        env=script_env(tmp_path),
-    )
+    result = _build(tmp_path, "pi32-bookworm", tiny_bundle_int8.root, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "requirements-edge-tflite-runtime.txt" in result.stderr
     assert "linux_armv7l" in result.stderr and "piwheels" in result.stderr

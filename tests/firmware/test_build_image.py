@@ -20,6 +20,7 @@ import pytest
 from tests.firmware.conftest import run_script, script_env, trusted_pubkey
 
 MIB = 1 << 20
+USERCONF = "tech:$6$salt$hash\n"
 
 
 def _loops_work() -> bool:
@@ -36,10 +37,10 @@ def _partitions(image: Path) -> list[dict]:
     return json.loads(table.stdout)["partitiontable"]["partitions"]
 
 
-@contextmanager
-def mounted(image: Path, number: int, where: Path) -> Iterator[Path]:
+def _attach(image: Path, number: int) -> str:
+    """A free loop device over partition `number` of `image`; the caller detaches it."""
     part = _partitions(image)[number - 1]
-    loop = subprocess.run(
+    return subprocess.run(
         [
             "losetup",
             "-f",
@@ -54,6 +55,11 @@ def mounted(image: Path, number: int, where: Path) -> Iterator[Path]:
         text=True,
         check=True,
     ).stdout.strip()
+
+
+@contextmanager
+def mounted(image: Path, number: int, where: Path) -> Iterator[Path]:
+    loop = _attach(image, number)
     where.mkdir(parents=True, exist_ok=True)
     try:
         subprocess.run(["mount", loop, where], check=True)
@@ -70,22 +76,7 @@ def _fake_raspios(path: Path, tmp_path: Path) -> Path:
     subprocess.run(["truncate", "-s", str(96 * MIB), path], check=True)
     subprocess.run(["sfdisk", "-q", path], input="label: dos\n,16M,c\n,,L\n", text=True, check=True)
     for number, label in ((1, "bootfs"), (2, "rootfs")):
-        part = _partitions(path)[number - 1]
-        loop = subprocess.run(
-            [
-                "losetup",
-                "-f",
-                "--show",
-                "-o",
-                str(part["start"] * 512),
-                "--sizelimit",
-                str(part["size"] * 512),
-                path,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        loop = _attach(path, number)
         try:
             subprocess.run(["mkfs.ext4", "-q", "-F", "-L", label, loop], check=True)
         finally:
@@ -98,6 +89,29 @@ def _fake_raspios(path: Path, tmp_path: Path) -> Path:
     return path
 
 
+def _build_image(
+    tmp_path: Path, base: Path, bundle: Path, out: Path, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """build-image.sh from `base` with `bundle`, the trusted key and a technician's userconf.txt."""
+    userconf = tmp_path / "userconf.txt"
+    userconf.write_text(USERCONF)
+    return run_script(
+        "build-image.sh",
+        *options,
+        "--base",
+        base,
+        "--bundle",
+        bundle,
+        "--pubkey",
+        trusted_pubkey(),
+        "--output",
+        out,
+        "--userconf",
+        userconf,
+        env=script_env(tmp_path),
+    )
+
+
 @needs_loops
 def test_the_image_gets_a_data_partition_and_a_provisioned_kiosk(
     tiny_dep_bundle: Path, tmp_path: Path
@@ -105,28 +119,18 @@ def test_the_image_gets_a_data_partition_and_a_provisioned_kiosk(
     base = _fake_raspios(tmp_path / "raspios.img", tmp_path)
     base_root = _partitions(base)[1]["size"]
     out = tmp_path / "pneumoedge.img"
-    userconf = tmp_path / "userconf.txt"
-    userconf.write_text("tech:$6$salt$hash\n")
-    result = run_script(
-        "build-image.sh",
-        "--host-provision",
-        "--base",
+    result = _build_image(
+        tmp_path,
         base,
-        "--bundle",
         tiny_dep_bundle,
-        "--pubkey",
-        trusted_pubkey(),
-        "--output",
         out,
+        "--host-provision",
         "--timezone",
         "Africa/Nairobi",
-        "--userconf",
-        userconf,
         "--root-grow",
         "32M",
         "--data-size",
         "192M",
-        env=script_env(tmp_path),
     )
     assert result.returncode == 0, result.stderr
     _boot, root_part, data_part = _partitions(out)
@@ -148,7 +152,7 @@ def test_the_image_gets_a_data_partition_and_a_provisioned_kiosk(
         assert (root / "etc/systemd/system/srv-pneumoedge.mount").is_file()
         assert not (root / "var/tmp/pneumoedge-image").exists()
     with mounted(out, 1, tmp_path / "boot") as boot:
-        assert (boot / "userconf.txt").read_text() == "tech:$6$salt$hash\n"
+        assert (boot / "userconf.txt").read_text() == USERCONF
     with mounted(out, 3, tmp_path / "data") as data:
         assert (data / "current").readlink() == Path("releases/1.0.0")
         assert (data / "records").is_dir()
@@ -159,23 +163,7 @@ def test_dry_run_touches_nothing(tiny_dep_bundle: Path, tmp_path: Path) -> None:
     base = tmp_path / "raspios.img"
     base.write_bytes(b"\0" * MIB)
     out = tmp_path / "out.img"
-    userconf = tmp_path / "userconf.txt"
-    userconf.write_text("tech:$6$salt$hash\n")
-    result = run_script(
-        "build-image.sh",
-        "--dry-run",
-        "--base",
-        base,
-        "--bundle",
-        tiny_dep_bundle,
-        "--pubkey",
-        trusted_pubkey(),
-        "--output",
-        out,
-        "--userconf",
-        userconf,
-        env=script_env(tmp_path),
-    )
+    result = _build_image(tmp_path, base, tiny_dep_bundle, out, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert (
         "would run in the image: DATA_PARTITION_LABEL=PNEUMODATA DATA_MOUNT=/srv/pneumoedge" in result.stderr

@@ -9,9 +9,9 @@ import pytest
 from tests.firmware.conftest import (
     SigningKey,
     provision_rooted,
-    repack,
     run_script,
     script_env,
+    signed_rebuild,
     trusted_pubkey,
 )
 
@@ -28,13 +28,7 @@ def future_bundle(tiny_dep_bundles: dict[str, Path], tmp_path: Path, signing_key
         ]
         manifest.write_text("\n".join(lines) + "\n")
 
-    return repack(
-        tiny_dep_bundles["2.0.0"],
-        tmp_path / "future.tar.gz",
-        built_in_2099,
-        resum=True,
-        sign_with=signing_key.private,
-    )
+    return signed_rebuild(tiny_dep_bundles["2.0.0"], tmp_path / "future.tar.gz", built_in_2099, signing_key)
 
 
 def test_provisioning_refuses_a_clock_before_the_build_time(future_bundle: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.firmware.conftest import SigningKey, repack, run_script, script_env, trusted_pubkey
+from tests.firmware.conftest import SigningKey, repack, run_script, script_env, signed_rebuild, trusted_pubkey
 
 HARDENING = (
     "NoNewPrivileges=yes",
@@ -141,13 +141,7 @@ def test_wrong_python_is_refused(tiny_dep_bundle: Path, tmp_path: Path, signing_
         manifest = top / "MANIFEST"
         manifest.write_text(manifest.read_text().replace("python_version=", "python_version=2.7\nold="))
 
-    bad = repack(
-        tiny_dep_bundle,
-        tmp_path / "py27.tar.gz",
-        claim_other_python,
-        resum=True,
-        sign_with=signing_key.private,
-    )
+    bad = signed_rebuild(tiny_dep_bundle, tmp_path / "py27.tar.gz", claim_other_python, signing_key)
     root = tmp_path / "root"
     result = _provision(root, bad, tmp_path)
     assert result.returncode != 0
@@ -233,9 +227,7 @@ def test_a_bundle_for_another_cpu_can_be_rehearsed_with_dry_run(
         manifest = top / "MANIFEST"
         manifest.write_text(re.sub(r"(?m)^arch=.*$", f"arch={other}", manifest.read_text()))
 
-    pi64 = repack(
-        tiny_dep_bundle, tmp_path / "pi64.tar.gz", for_other_cpu, resum=True, sign_with=signing_key.private
-    )
+    pi64 = signed_rebuild(tiny_dep_bundle, tmp_path / "pi64.tar.gz", for_other_cpu, signing_key)
     root = tmp_path / "root"
     rehearsal = _provision(root, pi64, tmp_path, "--dry-run")
     assert rehearsal.returncode == 0, rehearsal.stderr

@@ -17,8 +17,10 @@ from tests.firmware.conftest import (
     make_signing_key,
     provision_rooted,
     repack,
+    run_local_build,
     run_script,
     script_env,
+    signed_rebuild,
     trusted_pubkey,
 )
 
@@ -70,19 +72,8 @@ def test_build_without_a_signing_key_is_refused(
 ) -> None:
     wheels, requirements = tiny_wheelhouse
     env = script_env(tmp_path, SIGNING_KEY="")
-    result = run_script(
-        "build-bundle.sh",
-        "--target",
-        "local",
-        "--model",
-        tiny_bundle_int8.root,
-        "--output",
-        tmp_path / "dist",
-        "--wheelhouse",
-        wheels,
-        "--requirements",
-        requirements,
-        env=env,
+    result = run_local_build(
+        env, tiny_bundle_int8.root, tmp_path / "dist", wheels, "--requirements", requirements
     )
     assert result.returncode != 0
     assert "no signing key" in result.stderr
@@ -122,13 +113,7 @@ def test_a_bundle_signed_with_another_key_is_refused_by_update(
     root, env = provision_rooted(tmp_path, tiny_dep_bundles["1.0.0"])
     canary = tmp_path / "injected-code-ran"
     attacker = make_signing_key(tmp_path / "attacker")
-    bad = repack(
-        tiny_dep_bundles["2.0.0"],
-        tmp_path / "bad.tar.gz",
-        _inject(canary),
-        resum=True,
-        sign_with=attacker.private,
-    )
+    bad = signed_rebuild(tiny_dep_bundles["2.0.0"], tmp_path / "bad.tar.gz", _inject(canary), attacker)
     result = run_script("update.sh", "--root", root, bad, env=env)
     assert result.returncode != 0
     assert "not valid for this device's trusted key" in result.stderr

@@ -19,9 +19,9 @@ from tests.firmware.conftest import (
     Device,
     SigningKey,
     provision_rooted,
-    repack,
     run_script,
     serving_sha256,
+    signed_rebuild,
 )
 
 
@@ -67,13 +67,7 @@ def test_a_bad_model_under_root_is_never_switched_to(
         model = next((top / "models").iterdir()) / "model.tflite"
         model.write_bytes(model.read_bytes()[:-16] + b"\0" * 16)
 
-    bad = repack(
-        tiny_dep_bundles["2.0.0"],
-        tmp_path / "bad.tar.gz",
-        swap_model,
-        resum=True,
-        sign_with=signing_key.private,
-    )
+    bad = signed_rebuild(tiny_dep_bundles["2.0.0"], tmp_path / "bad.tar.gz", swap_model, signing_key)
     result = run_script("update.sh", "--root", root, bad, env=env)
     assert result.returncode != 0
     assert "failed verification" in result.stderr
@@ -130,13 +124,7 @@ def test_a_model_that_fails_verification_is_never_switched_to(
         model = next((top / "models").iterdir()) / "model.tflite"
         model.write_bytes(model.read_bytes()[:-16] + b"\0" * 16)  # no longer the measured model
 
-    bad = repack(
-        edge_bundles["2.0.0"],
-        tmp_path / "bad-model.tar.gz",
-        swap_model,
-        resum=True,
-        sign_with=signing_key.private,
-    )
+    bad = signed_rebuild(edge_bundles["2.0.0"], tmp_path / "bad-model.tar.gz", swap_model, signing_key)
     restarts = device.restarts()
     result = device.update(bad)
     assert result.returncode != 0
@@ -169,13 +157,7 @@ def test_a_release_that_fails_its_health_check_is_rolled_back(
         manifest = re.sub(r"(?m)^model_sha256=.*$", f"model_sha256={sha256_of_bytes(broken_model)}", manifest)
         (top / "MANIFEST").write_text(manifest)
 
-    tarball = repack(
-        edge_bundles["2.0.0"],
-        tmp_path / "broken.tar.gz",
-        break_model,
-        resum=True,
-        sign_with=signing_key.private,
-    )
+    tarball = signed_rebuild(edge_bundles["2.0.0"], tmp_path / "broken.tar.gz", break_model, signing_key)
 
     result = device.update(tarball, HEALTH_TIMEOUT_SEC="15")
     assert result.returncode != 0
@@ -197,13 +179,7 @@ def test_a_different_bundle_named_like_the_running_release_is_refused(
     def change(top: Path) -> None:
         (top / "app/extra.py").write_text("# a rebuild that kept the old version name\n")
 
-    renamed = repack(
-        tiny_dep_bundles["2.0.0"],
-        tmp_path / "same-name.tar.gz",
-        change,
-        resum=True,
-        sign_with=signing_key.private,
-    )
+    renamed = signed_rebuild(tiny_dep_bundles["2.0.0"], tmp_path / "same-name.tar.gz", change, signing_key)
     for args in ([renamed], ["--reinstall", renamed]):
         result = run_script("update.sh", "--root", root, *args, env=env)
         assert result.returncode != 0

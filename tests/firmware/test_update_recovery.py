@@ -23,8 +23,8 @@ from tests.firmware.conftest import (
     Device,
     SigningKey,
     free_port,
-    repack,
     serving_sha256,
+    signed_rebuild,
 )
 
 
@@ -49,13 +49,7 @@ def broken_bundle(tiny_dep_bundles: dict[str, Path], tmp_path: Path, signing_key
     def break_it(top: Path) -> None:
         (top / "BROKEN").write_text("the app of this release cannot start\n")
 
-    return repack(
-        tiny_dep_bundles["3.0.0"],
-        tmp_path / "broken.tar.gz",
-        break_it,
-        resum=True,
-        sign_with=signing_key.private,
-    )
+    return signed_rebuild(tiny_dep_bundles["3.0.0"], tmp_path / "broken.tar.gz", break_it, signing_key)
 
 
 def _model_sha(device: Device, version: str) -> str:
@@ -120,9 +114,7 @@ def test_rollback_goes_only_to_a_release_that_passed_its_health_check(
         for name in ("MANIFEST", "VERSION"):
             (top / name).write_text((top / name).read_text().replace("3.0.0", "4.0.0"))
 
-    newer = repack(
-        tiny_dep_bundles["3.0.0"], tmp_path / "4.tar.gz", rename, resum=True, sign_with=signing_key.private
-    )
+    newer = signed_rebuild(tiny_dep_bundles["3.0.0"], tmp_path / "4.tar.gz", rename, signing_key)
     assert device.update(newer).returncode == 0
     assert device.current() == "4.0.0"
 
@@ -162,12 +154,8 @@ def test_a_failed_update_that_migrated_the_database_is_rolled_back_with_its_snap
     def migrate_then_fail(top: Path) -> None:
         (top / "BROKEN").write_text("migrate\n")
 
-    broken = repack(
-        tiny_dep_bundles["3.0.0"],
-        tmp_path / "migrating.tar.gz",
-        migrate_then_fail,
-        resum=True,
-        sign_with=signing_key.private,
+    broken = signed_rebuild(
+        tiny_dep_bundles["3.0.0"], tmp_path / "migrating.tar.gz", migrate_then_fail, signing_key
     )
     result = device.update(broken)
     assert result.returncode != 0 and "rolled back" in result.stderr

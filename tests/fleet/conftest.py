@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.webapp import export, images
-from edge.webapp.store import Case
+from tests.kiosk_exports import confirmed_case
 from tests.tiny_bundle import synthetic_xray
 
 
@@ -34,30 +34,7 @@ def make_export(kiosk_dir: Path, films: list[Film], out: Path) -> Path:
     for number, film in enumerate(films, 1):
         pixels = film_pixels(film.seed)
         sha = hashlib.sha256(pixels.tobytes()).hexdigest()
-        name = images.save(kiosk_dir, sha, images.deidentified_png(pixels))
-        cases.append(
-            Case(
-                case_ref=film.ref,
-                status="ok",
-                label=film.label,
-                probability=0.5,
-                threshold=0.5,
-                reason=None,
-                detail="",
-                quality_flags=(),
-                model_name="tiny",
-                model_sha256="0" * 64,
-                runtime="test",
-                input_sha256=sha,
-                image_file=name,
-                elapsed_ms=1.0,
-                id=number,
-                created_utc="2026-11-30T10:00:00+00:00",
-                confirmed_label=film.label,
-                confirmed_utc="2026-11-30T10:05:00+00:00",
-                confirmed_by="nurse",
-            )
-        )
+        cases.append(confirmed_case(kiosk_dir, number, pixels, sha, film.ref, film.label))
     with out.open("wb") as handle:
         export.write_dataset_zip(cases, kiosk_dir, handle)
     return out

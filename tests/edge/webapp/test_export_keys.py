@@ -14,34 +14,15 @@ import numpy as np
 
 from edge.webapp import export, images
 from edge.webapp.store import Case
+from tests.kiosk_exports import confirmed_case
 
 
-def confirmed_case(data_dir: Path, case_id: int, seed: int, case_ref: str | None, label: str) -> Case:
+def seeded_case(data_dir: Path, case_id: int, seed: int, case_ref: str | None, label: str) -> Case:
+    """A confirmed case whose film and upload checksum `seed` draws."""
     images.init_dir(data_dir)
     pixels = np.random.default_rng(seed).integers(0, 256, (40, 30), dtype=np.uint8)
     sha = hashlib.sha256(f"upload {seed}".encode()).hexdigest()
-    name = images.save(data_dir, sha, images.deidentified_png(pixels))
-    return Case(
-        case_ref=case_ref,
-        status="ok",
-        label=label,
-        probability=0.5,
-        threshold=0.5,
-        reason=None,
-        detail="",
-        quality_flags=(),
-        model_name="tiny",
-        model_sha256="0" * 64,
-        runtime="test",
-        input_sha256=sha,
-        image_file=name,
-        elapsed_ms=1.0,
-        id=case_id,
-        created_utc="2026-11-30T10:00:00+00:00",
-        confirmed_label=label,
-        confirmed_utc="2026-11-30T10:05:00+00:00",
-        confirmed_by="nurse",
-    )
+    return confirmed_case(data_dir, case_id, pixels, sha, case_ref, label)
 
 
 def exported(data_dir: Path, cases: list[Case]) -> tuple[zipfile.ZipFile, dict[str, dict[str, str]]]:
@@ -55,10 +36,10 @@ def exported(data_dir: Path, cases: list[Case]) -> tuple[zipfile.ZipFile, dict[s
 def test_manifest_has_file_checksums_and_keyed_patient_hashes_never_the_reference(tmp_path: Path) -> None:
     kiosk = tmp_path / "kiosk"
     cases = [
-        confirmed_case(kiosk, 1, 1, "REG-0042", "PNEUMONIA"),
-        confirmed_case(kiosk, 2, 2, "REG-0042", "PNEUMONIA"),  # the same child's second film
-        confirmed_case(kiosk, 3, 3, "REG-0077", "NORMAL"),
-        confirmed_case(kiosk, 4, 4, None, "NORMAL"),  # no reference typed: no key
+        seeded_case(kiosk, 1, 1, "REG-0042", "PNEUMONIA"),
+        seeded_case(kiosk, 2, 2, "REG-0042", "PNEUMONIA"),  # the same child's second film
+        seeded_case(kiosk, 3, 3, "REG-0077", "NORMAL"),
+        seeded_case(kiosk, 4, 4, None, "NORMAL"),  # no reference typed: no key
     ]
     archive, rows = exported(kiosk, cases)
     files = {Path(name).name: archive.read(name) for name in archive.namelist() if name.endswith(".png")}
@@ -79,9 +60,9 @@ def test_manifest_has_file_checksums_and_keyed_patient_hashes_never_the_referenc
 
 
 def test_keys_are_stable_at_one_kiosk_and_differ_between_kiosks(tmp_path: Path) -> None:
-    first = exported(tmp_path / "a", [confirmed_case(tmp_path / "a", 1, 1, "REG-1", "NORMAL")])[1]
-    again = exported(tmp_path / "a", [confirmed_case(tmp_path / "a", 1, 1, "REG-1", "NORMAL")])[1]
-    other = exported(tmp_path / "b", [confirmed_case(tmp_path / "b", 1, 1, "REG-1", "NORMAL")])[1]
+    first = exported(tmp_path / "a", [seeded_case(tmp_path / "a", 1, 1, "REG-1", "NORMAL")])[1]
+    again = exported(tmp_path / "a", [seeded_case(tmp_path / "a", 1, 1, "REG-1", "NORMAL")])[1]
+    other = exported(tmp_path / "b", [seeded_case(tmp_path / "b", 1, 1, "REG-1", "NORMAL")])[1]
     key = next(iter(first.values()))["patient_keys"]
     assert next(iter(again.values()))["patient_keys"] == key
     assert next(iter(other.values()))["patient_keys"] != key  # another clinic's secret: unlinkable

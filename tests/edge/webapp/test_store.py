@@ -12,24 +12,12 @@ import pytest
 from PIL import Image
 
 from edge.webapp import images, store
+from tests.kiosk_exports import scored_upload
 
 
 def new_case(n: int) -> store.NewCase:
-    return store.NewCase(
-        case_ref=f"T-{n}",
-        status="ok",
-        label="NORMAL",
-        probability=0.1,
-        threshold=0.5,
-        reason=None,
-        detail="NORMAL",
-        quality_flags=(),
-        model_name="m",
-        model_sha256="0" * 64,
-        runtime="r",
-        input_sha256=f"{n:064x}",
-        image_file=None,
-        elapsed_ms=1.0,
+    return scored_upload(
+        f"{n:064x}", case_ref=f"T-{n}", probability=0.1, detail="NORMAL", model_name="m", runtime="r"
     )
 
 

@@ -1,0 +1,69 @@
+"""Command-line pieces shared by the offline tools (`python -m trainer`, `quantize`, `fleet`).
+
+They live here because edge is the one package all three import: the shift options name the
+evaluations of `edge.shift`, and each tool's entry point parses and starts logging the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+#: The trainer's and fleet's log line; quantize adds the logger's name.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+def parse_command(
+    prog: str,
+    description: str | None,
+    adders: Iterable[Callable[[argparse._SubParsersAction], None]],
+    argv: Sequence[str] | None,
+    log_format: str = LOG_FORMAT,
+) -> argparse.Namespace:
+    """Parse `prog COMMAND ...` and start INFO logging, so every tool's main reads and logs alike."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in adders:
+        add(commands)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=log_format)
+    return args
+
+
+def add_command(
+    commands: argparse._SubParsersAction,
+    name: str,
+    summary: str,
+    func: Callable[[argparse.Namespace], int],
+    description: str | None = None,
+    formatter_class: type[argparse.HelpFormatter] = argparse.ArgumentDefaultsHelpFormatter,
+) -> argparse.ArgumentParser:
+    """A subcommand that runs `func` (read back as `args.func`), its defaults shown in --help."""
+    parser = commands.add_parser(name, help=summary, description=description, formatter_class=formatter_class)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_shift_options(
+    parser: argparse.ArgumentParser,
+    fullres_help: str,
+    suite_help: str,
+    fullres_copies_help: str | None = None,
+) -> None:
+    """--site, --fullres (and --fullres-copies) and --suite-films: the inputs of `edge.shift`'s checks.
+
+    One definition keeps their names, types and defaults the same in `trainer evaluate` and
+    `quantize benchmark`; only the help differs, where the two commands read the films differently.
+    """
+    parser.add_argument(
+        "--site",
+        type=Path,
+        default=None,
+        help="new-cohort films (NORMAL/, PNEUMONIA/), e.g. site-calibration",
+    )
+    parser.add_argument("--fullres", type=Path, default=None, help=fullres_help)
+    if fullres_copies_help is not None:
+        parser.add_argument("--fullres-copies", type=Path, default=None, help=fullres_copies_help)
+    parser.add_argument("--suite-films", type=int, default=0, help=suite_help)
