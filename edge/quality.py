@@ -229,16 +229,19 @@ def check_image(image: XrayImage, limits: QualityThresholds) -> GateResult:
 
 def check_film_layout(pixels: np.ndarray, subspace: FilmSubspace) -> GateResult:
     """`not_a_chest_film` when the thumbnail lies far from the training films' subspace."""
-    residual = subspace.residual(pixels)
-    if residual <= subspace.limit:
-        return GateResult()
-    return GateResult(
-        (NOT_A_CHEST_FILM,),
-        (
-            f"the picture is not laid out like a frontal chest film (film-layout residual "
-            f"{residual:.2f}, limit {subspace.limit:.2f})",
-        ),
+    return _above_limit(
+        NOT_A_CHEST_FILM,
+        "the picture is not laid out like a frontal chest film",
+        ("film-layout residual", subspace.residual(pixels), subspace.limit),
     )
+
+
+def _above_limit(flag: str, what: str, measured: tuple[str, float, float]) -> GateResult:
+    """`flag` when a score is above its limit, saying what that means and the figures behind it."""
+    name, score, limit = measured
+    if score <= limit:
+        return GateResult()
+    return GateResult((flag,), (f"{what} ({name} {score:.2f}, limit {limit:.2f})",))
 
 
 @dataclass(frozen=True)
@@ -338,15 +341,10 @@ def check_embedding(embedding: np.ndarray, ood: OodStats | None, limits: Quality
     """The check after the model: is the image's embedding near the training X-rays'?"""
     if ood is None or not limits.check_ood:
         return GateResult()
-    score = ood.score(embedding)
-    if score <= ood.threshold:
-        return GateResult()
-    return GateResult(
-        (OUT_OF_DISTRIBUTION,),
-        (
-            f"the image does not look like the chest X-rays the model was trained on "
-            f"(out-of-distribution score {score:.2f}, limit {ood.threshold:.2f})",
-        ),
+    return _above_limit(
+        OUT_OF_DISTRIBUTION,
+        "the image does not look like the chest X-rays the model was trained on",
+        ("out-of-distribution score", ood.score(embedding), ood.threshold),
     )
 
 
