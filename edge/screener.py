@@ -22,6 +22,7 @@ import numpy as np
 
 from edge import INTENDED_USE
 from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY, Bundle, load_bundle
+from edge.film_subspace import default_subspace
 from edge.heatmap import LAYER_LONG_SIDE, render
 from edge.preprocess import XrayImage, load_xray, to_model_input
 from edge.quality import GateResult, OodStats, QualityThresholds, check_embedding, check_image
@@ -117,6 +118,9 @@ class Screener:
                 f"the ood section of {bundle.root} has {self._ood.mean.size} dimensions but the model's "
                 f"embedding has shape {self.model.output_shapes[OUTPUT_EMBEDDING]}; re-export the bundle"
             )
+
+        if self.options.quality.check_film_layout:
+            default_subspace()  # a missing or damaged film_subspace.npz stops the start, not an upload
 
     @classmethod
     def from_path(cls, model_dir: Path | str, options: ScreenerOptions | None = None) -> Screener:
