@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.film_subspace import FilmSubspace, film_vector, fit_subspace
-from edge.kermany import Sample, scan_split
+from edge.kermany import IMAGE_SUFFIXES, Sample, scan_split
 from edge.metrics import wilson_interval
 from edge.preprocess import ImageError, XrayImage, load_xray
 from edge.provenance import git_commit
@@ -134,9 +134,7 @@ def fit(data: Path, settings: FitSettings) -> tuple[FilmSubspace, list[Measured]
 
 def measure_folder(subspace: FilmSubspace, folder: Path, every: int = 1) -> list[Measured]:
     """A folder of genuine films, unchanged and re-acquired by the suite: measured, never tuned on."""
-    paths = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in {".jpeg", ".jpg", ".png"}
-    )
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     films = decode(paths)
     return [
         Measured(
