@@ -24,7 +24,8 @@ def _add_pool(commands: argparse._SubParsersAction) -> None:
         "verify kiosk exports and add their confirmed films to a sharded pool",
         _pool,
         description=(
-            "Verify every export (zip, manifest, checksums) and add the new exports' new films to "
+            "Verify every export (zip, manifest, checksums, the kiosk's signature and that its key is "
+            "the one the trust file holds for that kiosk) and add the new exports' new films to "
             "OUT as TFRecord shards, with records.csv (site, pseudonymous patient keys) and pool.json. "
             "A refused export stops the run before anything is written."
         ),
@@ -34,14 +35,36 @@ def _add_pool(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="pool folder, e.g. pool/")
     parser.add_argument("--input-size", type=int, default=224, help="model input stored per film")
     parser.add_argument("--shard-films", type=int, default=1024, help="films per TFRecord shard")
+    parser.add_argument(
+        "--trusted-kiosks",
+        type=Path,
+        metavar="FILE",
+        help='trust file, JSON {"KIOSK_ID": "SHA256:<hex>"} from provisioning records (for signed exports)',
+    )
+    parser.add_argument(
+        "--trust-on-first-use",
+        action="store_true",
+        help="record a kiosk not in the trust file on its first export (then refuse any other key for it)",
+    )
+    parser.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="pool unsigned exports from kiosks older than signing (recorded in pool.json)",
+    )
 
 
 def _pool(args: argparse.Namespace) -> int:
+    from edge.signing import SigningError
     from fleet.pool import ExportError, pool
+    from fleet.trust import TrustedKiosks, TrustError
 
+    if args.trust_on_first_use and args.trusted_kiosks is None:
+        sys.exit("pool: --trust-on-first-use needs --trusted-kiosks FILE to record the kiosks in")
     try:
-        state = pool(args.exports, args.out, args.input_size, args.shard_films)
-    except (ExportError, FileNotFoundError) as e:
+        file = args.trusted_kiosks
+        trusted = TrustedKiosks.load(file, args.trust_on_first_use) if file else None
+        state = pool(args.exports, args.out, args.input_size, args.shard_films, trusted, args.allow_unsigned)
+    except (ExportError, TrustError, SigningError, FileNotFoundError) as e:
         sys.exit(f"pool: {e}")
     print(f"pool {args.out}: {state['films']}")
     return 0

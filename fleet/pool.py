@@ -6,8 +6,11 @@ was. Films are identified by the hash of their decoded pixels, so the same film 
 kept once (a second site's patient key is linked to it, so the child stays on one side of a split);
 a film confirmed with different labels at different sites is kept out of training. Exports already
 pooled (same zip sha256) are skipped, and each run appends new shards only: re-running with one more
-export adds that export's films and rewrites nothing else. Checksums catch damage and partial copies,
-not forgery: an export re-made with consistent checksums passes (signing exports is future work).
+export adds that export's films and rewrites nothing else. Checksums catch damage and partial copies;
+the kiosk's Ed25519 signature of export.json (which holds manifest.csv's sha256, which holds every
+film's) catches alteration, and the trust file (fleet/trust.py) says whose keys are the programme's
+kiosks, so a forged export is refused. Unsigned exports (kiosks older than signing) are refused
+unless allowed, and pool.json records which exports were pooled unsigned.
 
 Each new film is stored once as its model input (a lossless PNG): in a TFRecord shard, which the
 multi-worker trainer reads, and the same bytes under films/{NORMAL,PNEUMONIA}/, the Kermany layout
@@ -29,11 +32,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge import signing
 from edge.files import atomic_write_bytes
 from edge.kermany import LABELS
 from edge.preprocess import ImageError, load_xray, to_model_input
 from edge.provenance import sha256_file
 from fleet.records import STATUS_CONFLICT, STATUS_OK, Record, read_records, write_records
+from fleet.trust import TrustedKiosks, TrustError
 
 if TYPE_CHECKING:
     from fleet.shards import ShardWriter
@@ -44,7 +49,7 @@ POOL_FILE = "pool.json"
 POOL_FORMAT = "pneumoedge-pool"
 EXPORT_FORMAT = "pneumoedge-confirmed-export"  # edge/webapp/export.py writes it (no Flask import here)
 EXPORT_VERSION = 1
-MANIFEST, ABOUT = "manifest.csv", "export.json"
+MANIFEST, ABOUT, SIGNATURE, PUBLIC_KEY = "manifest.csv", "export.json", "export.sig", "kiosk.pub"
 MANIFEST_NEEDS = ("file", "label", "status", "sha256", "patient_keys")
 SHOWN_PROBLEMS = 5
 
@@ -63,33 +68,38 @@ class ExportFilm:
 
 @dataclass(frozen=True)
 class Export:
-    """A verified export: the zip's own hash, the kiosk (site) that made it, and its films."""
+    """A verified export: the zip's own hash, the kiosk (site) that made it, its films, and the
+    fingerprint of the key that signed it (None: unsigned, allowed by the caller)."""
 
     path: Path
     sha256: str
     site: str
     films: list[ExportFilm]
+    signing_key: str | None
 
 
-def verify_export(path: Path) -> Export:
-    """Check the archive, its export.json and every manifest checksum; raise ExportError otherwise."""
+def verify_export(path: Path, allow_unsigned: bool = False) -> Export:
+    """Check the archive, its export.json, its signature and every manifest checksum; raise
+    ExportError otherwise. Whether the signing key is trusted is the caller's check (TrustedKiosks)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return _verify(archive, path)
+            return _verify(archive, path, allow_unsigned)
     except (OSError, zipfile.BadZipFile) as e:
         raise ExportError(
             f"{path.name} is not a complete zip archive ({e}); copy it from the kiosk again"
         ) from e
 
 
-def _verify(archive: zipfile.ZipFile, path: Path) -> Export:
+def _verify(archive: zipfile.ZipFile, path: Path, allow_unsigned: bool) -> Export:
     damaged = archive.testzip()
     if damaged is not None:
         raise ExportError(f"{path.name}: {damaged} is damaged (CRC mismatch); copy the export again")
     about = _about(archive, path.name)
+    rows = _manifest(archive, path.name)
+    signing_key = _signing_key(archive, about, path.name, allow_unsigned)
     films, problems = [], []
-    listed = {ABOUT, MANIFEST}
-    for row in _manifest(archive, path.name):
+    listed = {ABOUT, MANIFEST} | ({SIGNATURE, PUBLIC_KEY} if signing_key else set())
+    for row in rows:
         if row["status"] != "exported":
             continue  # conflicting diagnoses or a missing image: not a confirmed film
         member = f"{row['label']}/{row['file']}"
@@ -110,7 +120,7 @@ def _verify(archive: zipfile.ZipFile, path: Path) -> Export:
         shown = "; ".join(problems[:SHOWN_PROBLEMS])
         more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""
         raise ExportError(f"{path.name} is refused, nothing was pooled: {shown}{more}")
-    return Export(path, sha256_file(path), str(about["kiosk"]), films)
+    return Export(path, sha256_file(path), str(about["kiosk"]), films, signing_key)
 
 
 def _about(archive: zipfile.ZipFile, name: str) -> dict[str, Any]:
@@ -125,6 +135,39 @@ def _about(archive: zipfile.ZipFile, name: str) -> dict[str, Any]:
     return about
 
 
+def _signing_key(
+    archive: zipfile.ZipFile, about: dict[str, Any], name: str, allow_unsigned: bool
+) -> str | None:
+    """The fingerprint of the key whose signature of export.json (and so of manifest.csv's sha256)
+    checks out; None for an unsigned export when allowed; ExportError otherwise."""
+    refused = f"{name} is refused, nothing was pooled"
+    if SIGNATURE not in archive.namelist():
+        if allow_unsigned:
+            log.warning("%s is not signed; pooled because unsigned exports are allowed", name)
+            return None
+        raise ExportError(
+            f"{refused}: it is not signed (no {SIGNATURE}): made by a kiosk older than export signing, "
+            "or stripped of its signature; update the kiosk and export again, or pool with "
+            "--allow-unsigned to accept unsigned exports"
+        )
+    if PUBLIC_KEY not in archive.namelist():
+        raise ExportError(f"{refused}: it has {SIGNATURE} but no {PUBLIC_KEY} to check it with")
+    public = archive.read(PUBLIC_KEY)
+    try:
+        fingerprint = signing.fingerprint(public)
+    except signing.SigningError as e:
+        raise ExportError(f"{refused}: {PUBLIC_KEY}: {e}") from e
+    if not signing.verify(public, archive.read(ABOUT), archive.read(SIGNATURE)):
+        raise ExportError(f"{refused}: the signature of {ABOUT} does not check out (altered after signing)")
+    if about.get("signing_key") != fingerprint:
+        raise ExportError(f"{refused}: {ABOUT} names the key {about.get('signing_key')}, not {PUBLIC_KEY}")
+    if about.get("manifest_sha256") != hashlib.sha256(archive.read(MANIFEST)).hexdigest():
+        raise ExportError(
+            f"{refused}: {MANIFEST} does not match its sha256 in {ABOUT} (altered after signing)"
+        )
+    return fingerprint
+
+
 def _manifest(archive: zipfile.ZipFile, name: str) -> list[dict[str, str]]:
     if MANIFEST not in archive.namelist():
         raise ExportError(f"{name} has no {MANIFEST}: not a kiosk export, or a partial one")
@@ -136,11 +179,19 @@ def _manifest(archive: zipfile.ZipFile, name: str) -> list[dict[str, str]]:
 
 
 def pool(
-    exports: Sequence[Path], pool_dir: Path, input_size: int = 224, shard_films: int = 1024
+    exports: Sequence[Path],
+    pool_dir: Path,
+    input_size: int = 224,
+    shard_films: int = 1024,
+    trusted: TrustedKiosks | None = None,
+    allow_unsigned: bool = False,
 ) -> dict[str, Any]:
-    """Verify every export, then add the new ones' new films as new shards; returns pool.json."""
+    """Verify every export and its kiosk's key, then add the new ones' new films as new shards;
+    returns pool.json. `trusted` is needed for signed exports; kiosks it records on first use are
+    saved once every export is verified, before the pool is written."""
     state = _load_state(pool_dir, input_size)
-    verified = [verify_export(Path(p)) for p in exports]  # all or nothing: verify before writing
+    verified = [verify_export(Path(p), allow_unsigned) for p in exports]  # all or nothing: verify first
+    _check_trust(verified, trusted)
     pool_dir.mkdir(parents=True, exist_ok=True)
     from fleet.shards import ShardWriter  # TensorFlow loads only once every export is verified
 
@@ -168,6 +219,21 @@ def pool(
     state["updated_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     atomic_write_bytes(pool_dir / POOL_FILE, (json.dumps(state, indent=2) + "\n").encode(), mode=0o644)
     return state
+
+
+def _check_trust(exports: list[Export], trusted: TrustedKiosks | None) -> None:
+    """Refuse the run unless every signed export's key is the one trusted for its kiosk."""
+    for export in exports:
+        if export.signing_key is None:
+            continue
+        if trusted is None:
+            raise TrustError(
+                f"{export.path.name} is signed by kiosk {export.site} (key {export.signing_key}): "
+                "pass --trusted-kiosks FILE, the programme's kiosk keys"
+            )
+        trusted.check(export.path.name, export.site, export.signing_key)
+    if trusted is not None:
+        trusted.save()
 
 
 def _load_state(pool_dir: Path, input_size: int) -> dict[str, Any]:
@@ -203,7 +269,14 @@ class _Additions:
                 if hashlib.sha256(data).hexdigest() != film.sha256:  # changed since it was verified
                     raise ExportError(f"{export.path.name}: {film.member} changed while it was pooled")
                 counts[self._add_film(export, film, data)] += 1
-        return {"file": export.path.name, "sha256": export.sha256, "site": export.site, "counts": counts}
+        return {
+            "file": export.path.name,
+            "sha256": export.sha256,
+            "site": export.site,
+            "signing_key": export.signing_key,
+            "allowed_unsigned": export.signing_key is None,
+            "counts": counts,
+        }
 
     def _add_film(self, export: Export, film: ExportFilm, data: bytes) -> str:
         """Add one film; returns what became of it (a key of the export's counts)."""

@@ -10,6 +10,13 @@ file's sha256 and a pseudonymous patient key: an HMAC-SHA256 of the case referen
 that never leaves this kiosk (EXPORT_KEY_FILE in the data folder, made on first use), so one child's
 films stay together without the reference ever leaving the clinic. `export.json` names the kiosk by
 a value derived from the same secret.
+
+Every export is signed so the programme can tell a kiosk's export from a forged one: `export.json`
+holds the sha256 of `manifest.csv` (which holds every film's sha256) and the fingerprint of this
+kiosk's Ed25519 key, `export.sig` is the signature of export.json's exact bytes and `kiosk.pub` the
+public key. The private key (SIGNING_KEY_FILE, 0600, made on the first export) never leaves the
+kiosk. Signing needs the `openssl` command (edge.signing); without it the export fails before a
+byte is written.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from edge import signing
 from edge.files import atomic_write_bytes
 from edge.provenance import sha256_file
 from edge.webapp import images
@@ -55,6 +63,8 @@ CSV_COLUMNS = (
 )
 MANIFEST_COLUMNS = ("file", "label", "status", "cases", "last_confirmed_utc", "sha256", "patient_keys")
 EXPORT_KEY_FILE = "export-key"
+SIGNING_KEY_FILE = "signing-key.pem"
+MANIFEST, ABOUT, SIGNATURE, PUBLIC_KEY = "manifest.csv", "export.json", "export.sig", "kiosk.pub"
 EXPORT_FORMAT = "pneumoedge-confirmed-export"
 
 
@@ -82,35 +92,69 @@ class _Image:
 
 
 def write_dataset_zip(cases: Iterable[Case], data_dir: Path | str, out: IO[bytes]) -> int:
-    """Write the Kermany-layout zip of confirmed, assessable cases to `out`; return the images written."""
-    by_sha = _group_confirmed(cases)
+    """Write the signed Kermany-layout zip of confirmed, assessable cases to `out`; return the images
+    written. Everything is signed before the zip is begun, so a signing failure (signing.SigningError)
+    leaves `out` untouched rather than half-made."""
     key = load_or_create_export_key(data_dir)
+    signing_key = load_or_create_signing_key(data_dir)
+    public = signing.public_key(signing_key)
+    films, manifest = _manifest(_group_confirmed(cases), data_dir, key)
+    about = {
+        "format": EXPORT_FORMAT,
+        "version": 1,
+        "kiosk": kiosk_id(key),
+        "films": len(films),
+        "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+        "signing_key": signing.fingerprint(public),
+    }
+    about_bytes = (json.dumps(about, indent=2) + "\n").encode()
+    signature = signing.sign(signing_key, about_bytes)
+    # PNGs are already compressed: storing them is as small and much faster.
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
+        for member, path in films:
+            archive.write(path, member)
+        for name, data in (
+            (MANIFEST, manifest),
+            (ABOUT, about_bytes),
+            (SIGNATURE, signature),
+            (PUBLIC_KEY, public),
+        ):
+            archive.writestr(name, data)
+    return len(films)
+
+
+def _manifest(
+    by_sha: dict[str, _Image], data_dir: Path | str, key: bytes
+) -> tuple[list[tuple[str, Path]], bytes]:
+    """The films to export (zip member, stored file) and manifest.csv's bytes, which list them."""
     manifest = io.StringIO()
     writer = csv.writer(manifest, lineterminator="\r\n")
     writer.writerow(MANIFEST_COLUMNS)
-    written = 0
-    # PNGs are already compressed: storing them is as small and much faster.
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
-        for sha, entry in sorted(by_sha.items()):
-            label = next(iter(entry.labels)) if len(entry.labels) == 1 else ""
-            path = images.path_of(data_dir, entry.file)
-            if not label:
-                status = "conflicting diagnoses: " + " / ".join(sorted(entry.labels))
-            elif not path.is_file():
-                status = "image missing"
-                log.warning("stored image for input %s is missing; left out of the export", sha[:12])
-            else:
-                archive.write(path, f"{label}/{entry.file}")
-                status = "exported"
-                written += 1
-            file_sha = sha256_file(path) if status == "exported" else ""
-            keys = ";".join(sorted(patient_key(key, ref) for ref in entry.case_refs))
-            row = (entry.file, label, status, entry.cases, entry.last_confirmed_utc, file_sha, keys)
-            writer.writerow(row)
-        archive.writestr("manifest.csv", manifest.getvalue())
-        about = {"format": EXPORT_FORMAT, "version": 1, "kiosk": kiosk_id(key), "films": written}
-        archive.writestr("export.json", json.dumps(about, indent=2) + "\n")
-    return written
+    films = []
+    for sha, entry in sorted(by_sha.items()):
+        label = next(iter(entry.labels)) if len(entry.labels) == 1 else ""
+        path = images.path_of(data_dir, entry.file)
+        if not label:
+            status = "conflicting diagnoses: " + " / ".join(sorted(entry.labels))
+        elif not path.is_file():
+            status = "image missing"
+            log.warning("stored image for input %s is missing; left out of the export", sha[:12])
+        else:
+            films.append((f"{label}/{entry.file}", path))
+            status = "exported"
+        file_sha = sha256_file(path) if status == "exported" else ""
+        keys = ";".join(sorted(patient_key(key, ref) for ref in entry.case_refs))
+        writer.writerow((entry.file, label, status, entry.cases, entry.last_confirmed_utc, file_sha, keys))
+    return films, manifest.getvalue().encode("utf-8")
+
+
+def load_or_create_signing_key(data_dir: Path | str) -> Path:
+    """This kiosk's Ed25519 private key file, made once, readable by the kiosk's user only and never
+    exported: the programme trusts exports signed by it (its fingerprint is in export.json)."""
+    path = Path(data_dir) / SIGNING_KEY_FILE
+    if not path.is_file():
+        atomic_write_bytes(path, signing.make_private_key())  # 0600
+    return path
 
 
 def load_or_create_export_key(data_dir: Path | str) -> bytes:

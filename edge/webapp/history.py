@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import tempfile
 from collections.abc import Mapping
 from datetime import datetime
@@ -13,6 +14,7 @@ from flask_babel import gettext
 from werkzeug.wrappers import Response
 
 from edge.kermany import LABELS
+from edge.signing import SigningError
 from edge.webapp import fhir, localtime, store
 from edge.webapp.errors import error_response
 from edge.webapp.export import cases_csv, write_dataset_zip
@@ -21,6 +23,7 @@ from edge.webapp.scoring import kiosk_info
 from edge.webapp.security import current_actor
 from edge.webapp.uploads import CASE_REF_MAX
 
+log = logging.getLogger(__name__)
 bp = Blueprint("history", __name__)
 
 PAGE_SIZE = 25
@@ -103,10 +106,15 @@ def export_fhir() -> Response:
 def export_dataset() -> Response:
     """Every confirmed, assessable case's de-identified image, in NORMAL/ and PNEUMONIA/ folders."""
     data_dir = current_app.config["DATA_DIR"]
-    store.append_audit(store.get_db(), current_actor(), "export_dataset")
     # Unnamed, so nothing is left behind: the response closes (and so deletes) it once sent.
     spool = tempfile.TemporaryFile(dir=data_dir)  # noqa: SIM115
-    write_dataset_zip(store.iter_cases(store.get_db(), store.CaseQuery(confirmed=True)), data_dir, spool)
+    try:
+        write_dataset_zip(store.iter_cases(store.get_db(), store.CaseQuery(confirmed=True)), data_dir, spool)
+    except SigningError as e:  # no openssl 3: an unsigned export would be refused by the programme
+        spool.close()
+        log.error("the confirmed-images export cannot be signed: %s", e)
+        abort(503, description=gettext("Cannot export: %(reason)s.", reason=e))
+    store.append_audit(store.get_db(), current_actor(), "export_dataset")
     spool.seek(0)
     return send_file(
         spool,

@@ -1,14 +1,18 @@
-"""Kiosk exports made by the kiosk's own export code, from synthetic films, for the fleet tests."""
+"""Kiosk exports made by the kiosk's own export code (signed with the kiosk's own key), from synthetic
+films, for the fleet tests; and the trust file the programme writes from those kiosks' provisioning."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edge import signing
 from edge.webapp import export, images
+from fleet.trust import TrustedKiosks
 from tests.kiosk_exports import confirmed_case
 from tests.tiny_bundle import synthetic_xray
 
@@ -50,3 +54,15 @@ def site_films(site: int, patients: int, first_seed: int) -> list[Film]:
             films.append(Film(seed * 2 + (label == "PNEUMONIA"), f"REG-{site}-{child}", label))
             seed += 1
     return films
+
+
+def provisioned(trust_file: Path, *kiosk_dirs: Path) -> TrustedKiosks:
+    """The trust file holding these kiosks' ids and key fingerprints, as their provisioning records
+    give them (read from each kiosk's own data folder, never from an export)."""
+    keys = {}
+    for kiosk_dir in kiosk_dirs:
+        kiosk = export.kiosk_id(export.load_or_create_export_key(kiosk_dir))
+        public = signing.public_key(export.load_or_create_signing_key(kiosk_dir))
+        keys[kiosk] = signing.fingerprint(public)
+    trust_file.write_text(json.dumps(keys), encoding="utf-8")
+    return TrustedKiosks.load(trust_file)

@@ -11,7 +11,7 @@ from fleet.__main__ import main
 from fleet.leave_site_out import site_folds, summarise
 from fleet.records import patient_groups, read_records, trainable
 
-from .conftest import Film, make_export, site_films
+from .conftest import Film, make_export, provisioned, site_films
 
 
 @pytest.fixture
@@ -23,7 +23,8 @@ def three_sites(tmp_path: Path) -> Path:
         make_export(tmp_path / "k2", site_films(2, 4, 100), tmp_path / "2.zip"),
         make_export(tmp_path / "k3", [*site_films(3, 4, 200), *referred], tmp_path / "3.zip"),
     ]
-    pooling.pool(exports, tmp_path / "pool", 32)
+    trusted = provisioned(tmp_path / "trusted.json", *(tmp_path / k for k in ("k1", "k2", "k3")))
+    pooling.pool(exports, tmp_path / "pool", 32, trusted=trusted)
     return tmp_path / "pool"
 
 
@@ -53,7 +54,9 @@ def test_the_worst_site_is_reported() -> None:
 
 def test_a_one_site_pool_is_refused(tmp_path: Path) -> None:
     export = make_export(tmp_path / "k", site_films(1, 4, 0), tmp_path / "1.zip")
-    pooling.pool([export], tmp_path / "pool", 32)
+    pooling.pool(
+        [export], tmp_path / "pool", 32, trusted=provisioned(tmp_path / "trusted.json", tmp_path / "k")
+    )
     with pytest.raises(ValueError, match="at least two sites"):
         site_folds(read_records(tmp_path / "pool"))
     with pytest.raises(SystemExit, match="at least two sites"):

@@ -15,10 +15,16 @@ from PIL import Image
 from fleet import pool as pooling
 from fleet.__main__ import main
 from fleet.records import STATUS_CONFLICT, group_split, patient_groups, read_records, trainable
+from fleet.trust import TrustedKiosks
 
-from .conftest import Film, make_export, site_films
+from .conftest import Film, make_export, provisioned, site_films
 
 SIZE = 32
+POOL_CLI = ["pool", "--input-size", str(SIZE)]
+
+
+def trust_option(trusted: TrustedKiosks) -> list[str]:
+    return ["--trusted-kiosks", str(trusted.path)]
 
 
 def rewrite(source: Path, out: Path, change: dict[str, bytes | None]) -> Path:
@@ -44,10 +50,16 @@ def two_sites(tmp_path: Path) -> tuple[Path, Path]:
     return a, b
 
 
+@pytest.fixture
+def trusted(two_sites: tuple[Path, Path], tmp_path: Path) -> TrustedKiosks:
+    """The programme's trust file for both kiosks of `two_sites`."""
+    return provisioned(tmp_path / "trusted.json", tmp_path / "kiosk-a", tmp_path / "kiosk-b")
+
+
 def test_duplicates_across_sites_are_kept_once_and_link_the_patients(
-    two_sites: tuple[Path, Path], tmp_path: Path
+    two_sites: tuple[Path, Path], tmp_path: Path, trusted: TrustedKiosks
 ) -> None:
-    state = pooling.pool(list(two_sites), tmp_path / "pool", SIZE)
+    state = pooling.pool(list(two_sites), tmp_path / "pool", SIZE, trusted=trusted)
     records = read_records(tmp_path / "pool")
     assert state["films"] == {"ok": len(records), "conflicting": 0, "sites": 2}
     assert [e["counts"]["duplicates"] for e in state["exports"]] == [0, 1]
@@ -60,8 +72,10 @@ def test_duplicates_across_sites_are_kept_once_and_link_the_patients(
     assert "REG-" not in text  # only keyed hashes leave the kiosks
 
 
-def test_no_patient_is_on_both_sides_of_any_split(two_sites: tuple[Path, Path], tmp_path: Path) -> None:
-    pooling.pool(list(two_sites), tmp_path / "pool", SIZE)
+def test_no_patient_is_on_both_sides_of_any_split(
+    two_sites: tuple[Path, Path], tmp_path: Path, trusted: TrustedKiosks
+) -> None:
+    pooling.pool(list(two_sites), tmp_path / "pool", SIZE, trusted=trusted)
     records = trainable(read_records(tmp_path / "pool"))
     assert len(set(patient_groups(records).values())) < len(records)  # children with two films exist
     for seed in range(10):
@@ -76,7 +90,8 @@ def test_a_film_confirmed_differently_at_two_sites_is_not_trained_on(tmp_path: P
         tmp_path / "ka", [Film(5, "R1", "PNEUMONIA"), Film(6, "R2", "NORMAL")], tmp_path / "a.zip"
     )
     b = make_export(tmp_path / "kb", [Film(5, "R9", "NORMAL")], tmp_path / "b.zip")
-    pooling.pool([a, b], tmp_path / "pool", SIZE)
+    trusted = provisioned(tmp_path / "trusted.json", tmp_path / "ka", tmp_path / "kb")
+    pooling.pool([a, b], tmp_path / "pool", SIZE, trusted=trusted)
     records = read_records(tmp_path / "pool")
     assert [r.status for r in records].count(STATUS_CONFLICT) == 1
     assert len(trainable(records)) == 1
@@ -95,7 +110,7 @@ def test_a_film_confirmed_differently_at_two_sites_is_not_trained_on(tmp_path: P
     ],
 )
 def test_a_damaged_or_partial_export_is_refused_and_nothing_is_pooled(
-    two_sites: tuple[Path, Path], tmp_path: Path, damage: str, message: str
+    two_sites: tuple[Path, Path], tmp_path: Path, trusted: TrustedKiosks, damage: str, message: str
 ) -> None:
     good, other = two_sites
     bad = tmp_path / "bad.zip"
@@ -111,20 +126,22 @@ def test_a_damaged_or_partial_export_is_refused_and_nothing_is_pooled(
         }
         rewrite(good, bad, changes[damage])
     with pytest.raises(pooling.ExportError, match=re.escape(message)):
-        pooling.pool([other, bad], tmp_path / "pool", SIZE)
+        pooling.pool([other, bad], tmp_path / "pool", SIZE, trusted=trusted)
     assert not (tmp_path / "pool").exists()  # `other` was not pooled either: nothing was written
     with pytest.raises(SystemExit, match=r"refused|not a complete|without pseudonymous"):
-        main(["pool", str(other), str(bad), "--out", str(tmp_path / "pool"), "--input-size", str(SIZE)])
+        main([*POOL_CLI, str(other), str(bad), "--out", str(tmp_path / "pool"), *trust_option(trusted)])
 
 
-def test_rerun_with_one_more_export_adds_only_its_films(two_sites: tuple[Path, Path], tmp_path: Path) -> None:
+def test_rerun_with_one_more_export_adds_only_its_films(
+    two_sites: tuple[Path, Path], tmp_path: Path, trusted: TrustedKiosks
+) -> None:
     a, b = two_sites
     out = tmp_path / "pool"
-    first = pooling.pool([a], out, SIZE, shard_films=4)
+    first = pooling.pool([a], out, SIZE, shard_films=4, trusted=trusted)
     shards_before = {name: (out / name).read_bytes() for name in first["shards"]}
     records_before = read_records(out)
 
-    second = pooling.pool([a, b], out, SIZE, shard_films=4)
+    second = pooling.pool([a, b], out, SIZE, shard_films=4, trusted=trusted)
     assert {name: (out / name).read_bytes() for name in first["shards"]} == shards_before  # untouched
     new_shards = second["shards"][len(first["shards"]) :]
     assert new_shards and second["shards"][: len(first["shards"])] == first["shards"]
@@ -133,21 +150,25 @@ def test_rerun_with_one_more_export_adds_only_its_films(two_sites: tuple[Path, P
     assert [r.export for r in added] == [second["exports"][1]["sha256"]] * 9
     assert {r.shard for r in added} == set(new_shards)
 
-    third = pooling.pool([a, b], out, SIZE, shard_films=4)  # nothing new: nothing written
+    third = pooling.pool([a, b], out, SIZE, shard_films=4, trusted=trusted)  # nothing new: nothing written
     assert third["shards"] == second["shards"] and len(read_records(out)) == len(records)
     assert json.loads((out / "pool.json").read_text())["exports"] == second["exports"]
 
 
-def test_a_pool_of_another_input_size_is_refused(two_sites: tuple[Path, Path], tmp_path: Path) -> None:
-    pooling.pool([two_sites[0]], tmp_path / "pool", SIZE)
+def test_a_pool_of_another_input_size_is_refused(
+    two_sites: tuple[Path, Path], tmp_path: Path, trusted: TrustedKiosks
+) -> None:
+    pooling.pool([two_sites[0]], tmp_path / "pool", SIZE, trusted=trusted)
     with pytest.raises(pooling.ExportError, match="32 px"):
-        pooling.pool([two_sites[1]], tmp_path / "pool", 64)
+        pooling.pool([two_sites[1]], tmp_path / "pool", 64, trusted=trusted)
 
 
-def test_the_shards_hold_the_model_input_label_and_hash(two_sites: tuple[Path, Path], tmp_path: Path) -> None:
+def test_the_shards_hold_the_model_input_label_and_hash(
+    two_sites: tuple[Path, Path], tmp_path: Path, trusted: TrustedKiosks
+) -> None:
     from fleet.shards import read_films
 
-    state = pooling.pool([two_sites[0]], tmp_path / "pool", SIZE)
+    state = pooling.pool([two_sites[0]], tmp_path / "pool", SIZE, trusted=trusted)
     records = {r.content_sha256: r for r in read_records(tmp_path / "pool")}
     films = list(read_films([tmp_path / "pool" / s for s in state["shards"]], set(records)))
     assert sorted(sha for sha, _, _ in films) == sorted(records)

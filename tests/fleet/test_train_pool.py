@@ -14,7 +14,7 @@ from edge.run_dir import read_split
 from fleet import pool as pooling
 from quantize.images import decode
 
-from .conftest import make_export, site_films
+from .conftest import make_export, provisioned, site_films
 
 pytestmark = pytest.mark.slow  # a MobileNet at 32 px for 1 + 1 epochs: about a minute on 2 loaded cores
 
@@ -38,7 +38,8 @@ RUN_FILES = {  # trainer/train.py's run directory, plus the resumable backups
 def test_pool_training_writes_the_single_machine_run_directory(tmp_path: Path) -> None:
     a = make_export(tmp_path / "ka", site_films(1, 12, 0), tmp_path / "a.zip")
     b = make_export(tmp_path / "kb", site_films(2, 12, 100), tmp_path / "b.zip")
-    pooling.pool([a, b], tmp_path / "pool", 32)
+    trusted = provisioned(tmp_path / "trusted.json", tmp_path / "ka", tmp_path / "kb")
+    pooling.pool([a, b], tmp_path / "pool", 32, trusted=trusted)
     run = tmp_path / "run"
     command = [sys.executable, "-m", "fleet", "train", "--pool", str(tmp_path / "pool"), "--out", str(run)]
     small = ["--architecture", "mobilenet", "--alpha", "0.25", "--input-size", "32", "--batch-size", "8"]

@@ -210,7 +210,13 @@ def test_upload_result_confirm_history_and_exports(
     assert [(r["case_ref"], r["confirmed_label"]) for r in rows] == [("BROWSER-1", "PNEUMONIA")]
     browser.find_element(By.ID, "export-dataset").click()
     names = zipfile.ZipFile(wait_for_download(downloads, ".zip")).namelist()
-    assert names == [f"PNEUMONIA/{case['input_sha256']}.png", "manifest.csv", "export.json"]
+    assert names == [
+        f"PNEUMONIA/{case['input_sha256']}.png",
+        "manifest.csv",
+        "export.json",
+        "export.sig",
+        "kiosk.pub",
+    ]
 
     browser.get(f"{base}/cases/{case_id}/report")
     assert "screening report" in wait_for(browser, "h1").text

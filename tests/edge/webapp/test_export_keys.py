@@ -1,4 +1,5 @@
-"""The confirmed-case export's pseudonymous patient keys and file checksums, for pooling many kiosks."""
+"""The confirmed-case export's pseudonymous patient keys, file checksums and signature, for pooling
+many kiosks."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from edge import signing
 from edge.webapp import export, images
 from edge.webapp.store import Case
 from tests.kiosk_exports import confirmed_case
@@ -55,6 +58,8 @@ def test_manifest_has_file_checksums_and_keyed_patient_hashes_never_the_referenc
         "version": 1,
         "kiosk": export.kiosk_id((kiosk / export.EXPORT_KEY_FILE).read_bytes()),
         "films": 4,
+        "manifest_sha256": hashlib.sha256(archive.read("manifest.csv")).hexdigest(),
+        "signing_key": signing.fingerprint(archive.read("kiosk.pub")),
     }
     assert stat.S_IMODE((kiosk / export.EXPORT_KEY_FILE).stat().st_mode) == 0o600
 
@@ -66,3 +71,37 @@ def test_keys_are_stable_at_one_kiosk_and_differ_between_kiosks(tmp_path: Path) 
     key = next(iter(first.values()))["patient_keys"]
     assert next(iter(again.values()))["patient_keys"] == key
     assert next(iter(other.values()))["patient_keys"] != key  # another clinic's secret: unlinkable
+
+
+def test_the_export_is_signed_by_the_kiosks_key_which_never_leaves_it(tmp_path: Path) -> None:
+    kiosk = tmp_path / "kiosk"
+    first = exported(kiosk, [seeded_case(kiosk, 1, 1, "REG-1", "NORMAL")])[0]
+    key_file = kiosk / export.SIGNING_KEY_FILE
+    key = key_file.read_bytes()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and b"PRIVATE KEY" in key
+    again = exported(kiosk, [seeded_case(kiosk, 2, 2, "REG-2", "PNEUMONIA")])[0]
+    assert key_file.read_bytes() == key  # made once: every export is signed by the same key
+    assert first.read("kiosk.pub") == again.read("kiosk.pub") == signing.public_key(key_file)
+    for archive in (first, again):
+        assert {"export.sig", "kiosk.pub"} <= set(archive.namelist())
+        assert signing.verify(
+            archive.read("kiosk.pub"), archive.read("export.json"), archive.read("export.sig")
+        )
+        for name in archive.namelist():
+            data = archive.read(name)
+            assert b"PRIVATE" not in data and key not in data
+    other = exported(tmp_path / "b", [seeded_case(tmp_path / "b", 1, 1, "REG-1", "NORMAL")])[0]
+    assert other.read("kiosk.pub") != first.read("kiosk.pub")  # one key per kiosk
+
+
+def test_without_openssl_the_export_fails_clearly_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kiosk = tmp_path / "kiosk"
+    case = seeded_case(kiosk, 1, 1, "REG-1", "NORMAL")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # a kiosk image without the openssl command
+    signing.check_openssl.cache_clear()
+    out = io.BytesIO()
+    with pytest.raises(signing.SigningError, match="openssl command is not installed"):
+        export.write_dataset_zip([case], kiosk, out)
+    assert out.getvalue() == b"" and not (kiosk / export.SIGNING_KEY_FILE).exists()

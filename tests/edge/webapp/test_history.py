@@ -16,13 +16,14 @@ import pytest
 from flask.testing import FlaskClient
 from PIL import Image
 
+from edge import signing
 from edge.kermany import scan_split
 from edge.preprocess import load_xray
 from edge.webapp import history, store
 from edge.webapp.export import CSV_COLUMNS
 
 from .bad_uploads import dicom
-from .helpers import NURSE, post_file
+from .helpers import NURSE, audit_rows, post_file
 from .test_pages import alert_text
 
 XrayFactory = Callable[..., bytes]
@@ -154,6 +155,22 @@ def test_dataset_export_is_the_kermany_layout_of_confirmed_deidentified_images(
         "exported",
         "exported",
     ]
+
+
+def test_without_openssl_the_dataset_export_says_why_and_is_not_audited(
+    client: FlaskClient,
+    data_dir: Path,
+    xray_bytes: XrayFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    confirm(client, assess(client, xray(xray_bytes, 0)), "NORMAL")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # a kiosk image without the openssl command
+    signing.check_openssl.cache_clear()
+    response = client.get("/history/confirmed-dataset.zip")
+    assert response.status_code == 503 and response.mimetype == "text/html"
+    assert "Cannot export: the openssl command is not installed" in response.get_data(as_text=True)
+    assert "export_dataset" not in [row["action"] for row in audit_rows(data_dir)]
 
 
 def test_dicom_patient_fields_and_file_names_are_never_stored(
