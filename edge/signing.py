@@ -38,7 +38,7 @@ def public_key(private_key: Path) -> bytes:
 
 
 def fingerprint(public_pem: bytes) -> str:
-    """ "SHA256:<hex>" of the Ed25519 public key's DER, as key_fingerprint in signing.sh prints it."""
+    """The key's "SHA256:<hex>" (sha256 of its DER), as key_fingerprint in signing.sh prints it."""
     match = PEM_PUBLIC_KEY.search(public_pem)
     try:
         der = base64.b64decode(b"".join(match.group(1).split()), validate=True) if match else b""
