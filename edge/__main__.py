@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from edge import INTENDED_USE, score_cli, serve_cli, site_cli
+from edge import INTENDED_USE, identity_cli, score_cli, serve_cli, site_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     score_cli.register(subparsers)
     serve_cli.register(subparsers)
     site_cli.register(subparsers)
+    identity_cli.register(subparsers)
     return parser
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from edge import signing
+from edge.__main__ import main
 from edge.webapp import export, images
 from edge.webapp.store import Case
 from tests.kiosk_exports import confirmed_case
@@ -105,3 +106,16 @@ def test_without_openssl_the_export_fails_clearly_and_writes_nothing(
     with pytest.raises(signing.SigningError, match="openssl command is not installed"):
         export.write_dataset_zip([case], kiosk, out)
     assert out.getvalue() == b"" and not (kiosk / export.SIGNING_KEY_FILE).exists()
+
+
+def test_identity_prints_the_trust_file_line_that_the_first_export_carries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kiosk = tmp_path / "kiosk"
+    assert main(["identity", "--data-dir", str(kiosk)]) == 0
+    printed = json.loads("{" + capsys.readouterr().out.strip() + "}")
+    archive, _ = exported(kiosk, [seeded_case(kiosk, 1, 1, "REG-0042", "NORMAL")])
+    about = json.loads(archive.read("export.json"))
+    assert printed == {about["kiosk"]: about["signing_key"]}  # made before the export, the same keys
+    assert main(["identity", "--data-dir", str(kiosk)]) == 0
+    assert json.loads("{" + capsys.readouterr().out.strip() + "}") == printed
