@@ -4,7 +4,8 @@ The test `systemctl` stub starts it instead of serve.sh when FAKE_KIOSK is set. 
 the release `$INSTALL_PREFIX/current` points at when it starts, and serves that release's model sha256
 (from its MANIFEST) on $APP_HOST:$APP_PORT. A release holding a file named BROKEN makes it exit at
 once, like an app that cannot start; if that file says `migrate`, it first moves the records
-database in $DATA_DIR to a newer schema, as a newer release would. Standard library only: it runs
+database in $DATA_DIR to a newer schema, as a newer release would; if it says `hang`, the app stays
+up but never answers, so a health check waits out its whole timeout. Standard library only: it runs
 with the device's Python.
 """
 
@@ -15,6 +16,7 @@ import json
 import os
 import sqlite3
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -29,6 +31,9 @@ def model_sha256(release: Path) -> str:
 
 def main() -> int:
     release = (Path(os.environ["INSTALL_PREFIX"]) / "current").resolve()
+    if (release / "BROKEN").exists() and "hang" in (release / "BROKEN").read_text():
+        while True:  # alive, never listening: stopped by the systemctl stub's signal
+            time.sleep(60)
     if (release / "BROKEN").exists():
         database = Path(os.environ["DATA_DIR"]) / "pneumoedge.sqlite3"
         if "migrate" in (release / "BROKEN").read_text() and database.exists():

@@ -52,6 +52,16 @@ def broken_bundle(tiny_dep_bundles: dict[str, Path], tmp_path: Path, signing_key
     return signed_rebuild(tiny_dep_bundles["3.0.0"], tmp_path / "broken.tar.gz", break_it, signing_key)
 
 
+@pytest.fixture
+def hanging_bundle(tiny_dep_bundles: dict[str, Path], tmp_path: Path, signing_key: SigningKey) -> Path:
+    """A genuine, signed release 3.0.0 whose app starts but never answers: the health check waits."""
+
+    def break_it(top: Path) -> None:
+        (top / "BROKEN").write_text("hang: the app of this release starts but never answers\n")
+
+    return signed_rebuild(tiny_dep_bundles["3.0.0"], tmp_path / "hanging.tar.gz", break_it, signing_key)
+
+
 def _model_sha(device: Device, version: str) -> str:
     manifest = (device.prefix / "releases" / version / "MANIFEST").read_text()
     return manifest.split("model_sha256=")[1].split()[0]
@@ -80,14 +90,16 @@ def _kill_during_health_check(device: Device, bundle: Path, tmp_path: Path) -> N
 
 @pytest.mark.parametrize("how", ["boot unit (--resume)", "same update again"])
 def test_an_update_killed_during_its_health_check_is_rolled_back(
-    how: str, device: Device, broken_bundle: Path, tmp_path: Path
+    how: str, device: Device, hanging_bundle: Path, tmp_path: Path
 ) -> None:
+    # The app must stay up: one that exits is detected at once (below) and the update would roll
+    # back before the kill, so the test would race the health check instead of cutting it short.
     good_sha = serving_sha256(device.url)
-    _kill_during_health_check(device, broken_bundle, tmp_path)
+    _kill_during_health_check(device, hanging_bundle, tmp_path)
     pending = device.prefix / ".pending-update"
     assert device.current() == "3.0.0" and pending.is_file()  # what a power cut leaves behind
 
-    args = ["--resume"] if how.startswith("boot") else [broken_bundle]
+    args = ["--resume"] if how.startswith("boot") else [hanging_bundle]
     resumed = device.update(*args, HEALTH_TIMEOUT_SEC="3", KEEP_RELEASES="1")
     assert resumed.returncode != 0
     assert "interrupted update to 3.0.0 failed its health check and was rolled back" in resumed.stderr
