@@ -51,6 +51,13 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
         "--prune-min-weights", type=int, default=defaults.min_weights, help="smaller layers stay dense"
     )
     parser.add_argument("--threads", type=int, default=2, help="TFLite threads while scoring")
+    parser.add_argument(
+        "--adapt-batchnorm",
+        type=Path,
+        default=None,
+        help="a site's films (NORMAL/, PNEUMONIA/; labels unread): re-estimate BatchNorm statistics on them "
+        "(AdaBN) before converting; refit the head afterwards with `python -m edge adapt`",
+    )
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -60,6 +67,7 @@ def _export(args: argparse.Namespace) -> int:
         ood_images=args.ood_images,
         threads=args.threads,
         data_root=args.data,
+        adapt_batchnorm=args.adapt_batchnorm,
         prune=PruneSettings(
             sparsity=args.sparsity,
             epochs=args.prune_epochs,

@@ -39,18 +39,40 @@ def test_calibrated_bundle_records_the_rule_the_films_and_the_evidence(
     assert main(["calibrate", str(site), "--model", str(tiny_bundle_int8.root), "--out", str(out)]) == 0
     bundle = load_bundle(out)
     section = bundle.metadata["calibration"]
-    assert section["method"] == "platt" and section["site"] == "clinic-a"
+    assert section["method"] == "head-refit+platt" and section["site"] == "clinic-a"
     assert section["films"]["total"] == 115
     assert bundle.threshold == section["threshold"]
-    assert section["recall"] >= 0.98
-    assert "recall >= 0.98" in section["rule"]
+    assert section["recall_lower_bound_95"] >= 0.95
+    assert "one-sided 95% lower bound >= 0.95" in section["rule"]
+    assert section["head_refit"]["refit"] and section["head_refit"]["strength"] > 0
+    assert bundle.metadata["head"] != tiny_bundle_int8.metadata["head"]  # the site's head is shipped
+    cross_validated = section["metrics_cross_validated"]["recall"]["value"]
+    assert cross_validated == section["expected_recall"]
     assert bundle.model_sha256 == tiny_bundle_int8.model_sha256  # the same model file
     assert "threshold" in capsys.readouterr().err
     # the kiosk states which calibration is in force with every result
     result = Screener(bundle).assess((site / "NORMAL" / "normal-0.jpeg").read_bytes())
     assert "site calibration 'clinic-a'" in result.calibration
+    assert "expected recall on new films" in result.calibration
     assert result.calibration in result.detail
     assert np.isfinite(result.logit)
+
+
+def test_keep_head_sets_only_platt_and_the_threshold(tiny_bundle_int8, site, tmp_path):
+    out = tmp_path / "platt-only"
+    args = ["calibrate", str(site), "--model", str(tiny_bundle_int8.root), "--out", str(out), "--keep-head"]
+    assert main(args) == 0
+    bundle = load_bundle(out)
+    assert bundle.metadata["calibration"]["method"] == "platt"
+    assert bundle.metadata["head"] == tiny_bundle_int8.metadata["head"]
+
+
+def test_a_promise_the_films_cannot_support_is_refused(tiny_bundle_int8, site, tmp_path, capsys):
+    out = tmp_path / "calibrated"
+    args = ["calibrate", str(site), "--model", str(tiny_bundle_int8.root), "--out", str(out)]
+    assert main([*args, "--recall-floor", "0.99"]) == 1
+    assert "cannot support the promise recall >= 0.99" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_too_few_films_are_refused_and_nothing_is_written(tiny_bundle_int8, tmp_path, capsys):
