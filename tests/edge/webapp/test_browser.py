@@ -206,8 +206,9 @@ def test_upload_result_confirm_history_and_exports(
     screenshot(browser, tmp_path, "history")
 
     browser.find_element(By.ID, "export-csv").click()
-    rows = list(csv.DictReader(io.StringIO(wait_for_download(downloads, ".csv").read_text())))
+    *rows, trailer = csv.DictReader(io.StringIO(wait_for_download(downloads, ".csv").read_text()))
     assert [(r["case_ref"], r["confirmed_label"]) for r in rows] == [("BROWSER-1", "PNEUMONIA")]
+    assert trailer["id"] == "# audit_chain_head"
     browser.find_element(By.ID, "export-dataset").click()
     names = zipfile.ZipFile(wait_for_download(downloads, ".zip")).namelist()
     assert names == [

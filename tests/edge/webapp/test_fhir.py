@@ -85,4 +85,4 @@ def test_an_unconfirmed_case_cannot_be_made_into_a_report(
         case = store.get_case(store.get_db(), case_id)
     with pytest.raises(ValueError, match="no confirmed diagnosis"):
         fhir.diagnostic_report(case, False, INTENDED_USE)
-    assert fhir.bundle([case], set(), "2026-01-31T00:00:00.000Z", INTENDED_USE)["entry"] == []
+    assert fhir.bundle([case], set(), "2026-01-31T00:00:00.000Z", INTENDED_USE, None)["entry"] == []
