@@ -243,7 +243,7 @@ def log_in(browser: WebDriver) -> None:
 
 
 #: The longest case reference the kiosk takes (64 characters), with no space to break it at.
-LONG_REF = "OPD-2026-00123-WARD7-BED12-FOLLOWUP3-RADIOLOGY-REVIEW-0000000001"
+LONG_REF = "OPD-2026-00123-WARD7-BED12-FOLLOWUP3-RADIOLOGY-REVIEW-A0001-B001"  # 64, passes the guard
 PAPERS = {"A4": (8.27, 11.69), "Letter": (8.5, 11.0)}  # inches
 
 
