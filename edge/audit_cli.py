@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the kiosk's data folder (on a device: /var/lib/pneumoedge)",
     )
     parser.add_argument(
+        "--database",
+        type=Path,
+        help="check this database file instead of the data folder's (say, a snapshot kept by a rollback)",
+    )
+    parser.add_argument(
         "--expect",
         type=_head,
         action="append",
@@ -44,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = store.db_path(args.data_dir)
+    path = args.database or store.db_path(args.data_dir)
     if not path.is_file():
         print(f"audit-verify: no kiosk database at {path}", file=sys.stderr)
         return 2

@@ -270,3 +270,17 @@ def test_every_export_carries_the_chain_head(client: FlaskClient, data_dir: Path
     assert (
         audit_rows(data_dir)[-1]["action"] == "export_dataset" and audit_rows(data_dir)[-1]["actor"] == NURSE
     )
+
+
+def test_a_database_file_elsewhere_is_checked_with_database(
+    kiosk: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A snapshot kept by a rollback (firmware_scripts/kiosk_db.py) is checked where it lies."""
+    copy = tmp_path / "snapshots" / "from-2.0.0.sqlite3"
+    copy.parent.mkdir()
+    with raw(kiosk) as conn, contextlib.closing(sqlite3.connect(copy)) as target:
+        conn.backup(target)
+    status = main(["audit-verify", "--data-dir", str(tmp_path / "nowhere"), "--database", str(copy)])
+    assert status == 0 and "audit log intact: 6 entries" in capsys.readouterr().out
+    assert main(["audit-verify", "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "no kiosk database at" in capsys.readouterr().err
