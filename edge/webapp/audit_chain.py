@@ -73,7 +73,8 @@ class ChainReport:
         if self.problem is not None:
             return f"BROKEN at entry #{self.broken_at}: {self.problem}"
         if self.missing_triggers:
-            return f"chain intact, but its protection is missing: {', '.join(self.missing_triggers)} dropped"
+            missing = ", ".join(self.missing_triggers)
+            return f"chain intact, but its protection is missing: {missing} dropped or changed"
         if self.head is None:
             return "intact: no entries yet"
         return f"intact: {self.entries} entries, head #{self.head.id} sha256 {self.head.sha256}"
