@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from edge import INTENDED_USE, identity_cli, score_cli, serve_cli, site_cli
+from edge import INTENDED_USE, audit_cli, identity_cli, score_cli, serve_cli, site_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cli.register(subparsers)
     site_cli.register(subparsers)
     identity_cli.register(subparsers)
+    audit_cli.register(subparsers)
     return parser
 
 

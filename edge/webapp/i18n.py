@@ -54,6 +54,8 @@ ROLE_TEXT = {
 ACTION_TEXT = {
     "api_list_results": lazy_gettext("api list results"),
     "api_view_result": lazy_gettext("api view result"),
+    "audit_chain_start": lazy_gettext("audit chain started"),
+    "audit_protection_restored": lazy_gettext("audit protection put back"),
     "confirm": lazy_gettext("confirm"),
     "correct": lazy_gettext("correct"),
     "export_csv": lazy_gettext("export csv"),
