@@ -10,11 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY, BundleError, load_bundle
+from edge.bundle import (
+    OUTPUT_CAM,
+    OUTPUT_EMBEDDING,
+    OUTPUT_FEATURES,
+    OUTPUT_PROBABILITY,
+    Bundle,
+    BundleError,
+    load_bundle,
+)
+from edge.calibration import Head
 from edge.kermany import LABELS
 from edge.metrics import choose_threshold
 from edge.preprocess import load_model_input
 from edge.runtime import TfliteModel
+from edge.screener import Screener
 from quantize.calibrate import score_model
 from tests.quantize.conftest import TINY_SIZE
 from tests.tiny_bundle import xray_bytes
@@ -44,13 +54,27 @@ def test_every_variant_is_a_verified_bundle_with_named_outputs(tiny_models, vari
     model = TfliteModel(bundle.model_path)
     assert bundle.name == f"tiny-{variant}"
     assert bundle.metadata["variant"] == variant
-    assert model.output_names == (OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY)
+    assert model.output_names == (OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_FEATURES, OUTPUT_PROBABILITY)
     outputs = model.run(_images(1)[0])
     assert {k: list(v.shape) for k, v in outputs.items()} == {
         k: v["shape"] for k, v in bundle.metadata["outputs"].items()
     }
     assert outputs[OUTPUT_CAM].shape == (1, 4, 4)  # read from the model, not assumed 7x7
     assert outputs[OUTPUT_EMBEDDING].shape == (1, 24)
+    assert outputs[OUTPUT_FEATURES].shape == (1, 4, 4, 24)
+
+
+@pytest.mark.parametrize("variant", ["float32", "int8"])
+def test_the_kiosk_draws_the_cam_with_the_bundles_own_head(tiny_models, variant):
+    """From the features output, so a head refitted on a site's films explains its own decision."""
+    bundle = _bundle(tiny_models, variant)
+    screener = Screener(bundle)
+    outputs = screener.model.run(_images(1)[0])
+    tolerance = 1e-4 if variant == "float32" else 0.1  # the int8 cam output has its own quantisation
+    assert screener._cam(outputs) == pytest.approx(outputs[OUTPUT_CAM][0], abs=tolerance)
+    refitted = Head(-bundle.head.kernel, -bundle.head.bias)
+    site = Screener(Bundle(bundle.root, {**bundle.metadata, "head": refitted.to_metadata()}))
+    assert site._cam(outputs) == pytest.approx(-screener._cam(outputs), abs=1e-9)
 
 
 @pytest.mark.parametrize("variant", ["int8", "pruned-int8"])
