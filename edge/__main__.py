@@ -7,7 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from edge import INTENDED_USE, identity_cli, score_cli, serve_cli, site_cli
+from edge import INTENDED_USE
+from edge.commands import calibrate, identity, score, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,10 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity"
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    score_cli.register(subparsers)
-    serve_cli.register(subparsers)
-    site_cli.register(subparsers)
-    identity_cli.register(subparsers)
+    score.register(subparsers)
+    serve.register(subparsers)
+    calibrate.register(subparsers)
+    identity.register(subparsers)
     return parser
 
 

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from edge.cli_options import add_command, parse_command
-from trainer.__main__ import HelpFormatter, add_config_options, config_from_args
+from lab.cli_options import HelpFormatter, add_command, parse_command
+from trainer.options import add_config_options, config_from_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +107,7 @@ def _add_pool_training(
 
 def _train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from trainer.distributed import train_pool
+    from fleet.distributed import train_pool
 
     try:
         train_pool(config, args.pool, args.out)

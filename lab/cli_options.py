@@ -1,7 +1,7 @@
 """Command-line pieces shared by the offline tools (`python -m trainer`, `quantize`, `fleet`).
 
-They live here because edge is the one package all three import: the shift options name the
-evaluations of `edge.shift`, and each tool's entry point parses and starts logging the same way.
+They live in `lab`, the package all three import: the shift options name the evaluations of
+`lab.shift`, and each tool's entry point parses and starts logging the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +13,15 @@ from pathlib import Path
 
 #: The trainer's and fleet's log line; quantize adds the logger's name.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every default in --help, except None: the option's help says what happens then."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.required:
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def parse_command(
@@ -52,7 +61,7 @@ def add_shift_options(
     suite_help: str,
     fullres_copies_help: str | None = None,
 ) -> None:
-    """--site, --fullres (and --fullres-copies) and --suite-films: the inputs of `edge.shift`'s checks.
+    """--site, --fullres (and --fullres-copies) and --suite-films: the inputs of `lab.shift`'s checks.
 
     One definition keeps their names, types and defaults the same in `trainer evaluate` and
     `quantize benchmark`; only the help differs, where the two commands read the films differently.

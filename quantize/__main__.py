@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from edge.bundle import BundleError
-from edge.cli_options import add_command, add_shift_options, parse_command
+from lab.cli_options import add_command, add_shift_options, parse_command
 from quantize.settings import VARIANTS, ExportSettings, PruneSettings
 
 DEFAULT_DATA = Path("../shared/data/chest_xray")

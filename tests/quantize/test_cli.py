@@ -20,8 +20,8 @@ def test_sparsity_outside_zero_one_is_refused(sparsity):
 
 
 def test_only_conv_and_dense_layers_with_enough_weights_are_pruned():
+    from lab.tf_env import keras
     from quantize.prune import is_prunable
-    from quantize.tf_env import keras
 
     inputs = keras.Input((16, 16, 4))
     small = keras.layers.Conv2D(2, 1)

@@ -93,7 +93,7 @@ def test_split_file_keeps_patients_whole_and_drops_the_copy(run_dir: Path):
 
 def test_model_loads_and_scores_a_preprocessed_film(run_dir: Path, data_root: Path):
     from edge.preprocess import load_model_input
-    from trainer.tf_env import keras
+    from lab.tf_env import keras
 
     model = keras.models.load_model(run_dir / "model.keras")
     assert model.input_shape == (None, INPUT_SIZE, INPUT_SIZE, 1)
