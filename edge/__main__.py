@@ -1,4 +1,4 @@
-"""`python -m edge`: the kiosk's command line. Each subcommand lives in its own module's `register`."""
+"""`pneumoedge` (or `python -m edge`): the kiosk's command line, one module of edge/commands/ a command."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from edge.commands import calibrate, identity, score, serve
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m edge",
+        prog="pneumoedge",
         description=f"PneumoEdge: offline pediatric chest X-ray pneumonia screening. {INTENDED_USE}",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -1,4 +1,4 @@
-"""`python -m trainer {train,evaluate,sweep}`: the trainer's command line."""
+"""`pneumoedge-trainer` (or `python -m trainer`): train the kiosk's model, evaluate it, compare settings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from edge.kermany import check_layout
-from lab.cli_options import HelpFormatter, add_command, add_shift_options, parse_command
+from lab.cli_options import HelpFormatter, add_command, add_shift_options, parse_command, run_command
 from trainer.config import OPTIMIZERS
 from trainer.film_subspace_fit import FitSettings, fit, measure_folder
 from trainer.options import add_config_options, config_from_args
@@ -21,8 +21,8 @@ GRID_FIELDS = frozenset({"optimizer", "batch_size", "seed", "head_learning_rate"
 
 def main(argv: list[str] | None = None) -> int:
     adders = (_add_train, _add_evaluate, _add_sweep, _add_folds, _add_film_subspace)
-    args = parse_command("python -m trainer", __doc__, adders, argv)
-    return int(args.func(args) or 0)
+    args = parse_command("pneumoedge-trainer", __doc__, adders, argv)
+    return run_command(args, (FileNotFoundError, ValueError))
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
@@ -52,10 +52,7 @@ def _train(args: argparse.Namespace) -> int:
     _check_data("train", args.data, args.monitor)
     from trainer.train import train  # TensorFlow loads only once the options are known to be good
 
-    try:
-        train(config, args.data, args.out, args.monitor)
-    except FileNotFoundError as e:  # the data folder: scan_split says which layout it expected
-        sys.exit(f"train: {e}")
+    train(config, args.data, args.out, args.monitor)  # a missing folder: scan_split says which layout
     return 0
 
 
@@ -92,12 +89,9 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from trainer.evaluate import ShiftOptions, evaluate
 
-    try:
-        evaluate(
-            args.run, args.data, args.split, args.out, ShiftOptions(args.site, args.fullres, args.suite_films)
-        )
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"evaluate: {e}")
+    evaluate(
+        args.run, args.data, args.split, args.out, ShiftOptions(args.site, args.fullres, args.suite_films)
+    )
     return 0
 
 
@@ -124,10 +118,7 @@ def _folds(args: argparse.Namespace) -> int:
     _check_data("folds", args.data)
     from trainer.folds import run_folds
 
-    try:
-        run_folds(config, args.data, args.out)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"folds: {e}")
+    run_folds(config, args.data, args.out)
     return 0
 
 
@@ -217,10 +208,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from trainer.sweep import grid, sweep
 
     points = grid(args.optimizers, args.learning_rates, args.batch_sizes)
-    try:
-        sweep(config, args.data, args.out, args.runs_dir, points, args.seeds, args.fine_tune_ratio)
-    except FileNotFoundError as e:
-        sys.exit(f"sweep: {e}")
+    sweep(config, args.data, args.out, args.runs_dir, points, args.seeds, args.fine_tune_ratio)
     return 0
 
 
