@@ -31,8 +31,8 @@ TEST_TFLITE_VENV := .venv-test-edge-tflite-runtime
 TFLITE_CANDIDATES ?= python3.11 python3.10 python3.9 $(PYTHON)
 ifeq ($(origin TFLITE_PYTHON),undefined)
 TFLITE_PYTHON := $(shell for p in $(TFLITE_CANDIDATES); do \
-  $$p -c 'import sys; sys.exit(not (3, 9) <= sys.version_info[:2] <= (3, 11))' 2>/dev/null \
-  && command -v $$p && break; done)
+  case "$$($$p -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" in \
+  (3.9|3.10|3.11) command -v "$$p"; break;; esac; done)
 endif
 TFLITE_MISSING := tflite-runtime 2.14 has wheels for Python 3.9-3.11 only, and none of \
   $(TFLITE_CANDIDATES) is one (TFLITE_PYTHON=/path/to/python3.11 names one)
