@@ -71,6 +71,17 @@ def test_product_code_never_imports_tests() -> None:
     assert offenders == []
 
 
+def test_no_entry_module_is_used_as_a_library() -> None:
+    """A tool's `__main__` is its command line only: shared options live in modules of their own."""
+    offenders = []
+    for package in LAYERS:
+        for path in sorted((REPO / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("__main__"):
+                    offenders.append(f"{path.relative_to(REPO)}: {node.module}")
+    assert offenders == []
+
+
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     """One cycle of `graph` as a path that returns to its start, or None."""
     state: dict[str, str] = {}
