@@ -19,6 +19,8 @@ from lab.synthetic import xray_bytes
 from quantize.calibrate import score_model
 from tests.quantize.conftest import TINY_SIZE
 
+pytestmark = pytest.mark.slow  # trains and exports a tiny run (tiny_run): 47 s on 2 loaded cores
+
 VARIANTS = ("float32", "int8", "pruned-int8")
 
 

@@ -24,6 +24,8 @@ from tests.trainer.conftest import CORRUPT_NAME, write_kermany
 from trainer.__main__ import main
 from trainer.config import TrainConfig
 
+pytestmark = pytest.mark.slow  # trains a model in its fixture: 90 s on 2 loaded cores
+
 REPO = Path(__file__).resolve().parents[2]
 INPUT_SIZE = 96
 PLOTS = ("roc.png", "confusion.png", "training_curves.png")
