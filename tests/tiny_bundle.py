@@ -1,4 +1,4 @@
-"""Tiny but real model bundles and synthetic chest X-rays for tests.
+"""Tiny but real model bundles for tests, and the synthetic films they are made and checked with.
 
 `build_tiny_bundle` makes a small tf_keras model with the real serving signature, converts it with
 the real TFLite converter (full-integer int8 with a uint8 input, or plain float32) and writes a real,
