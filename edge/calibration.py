@@ -7,7 +7,7 @@ the pooled embedding keeps it, and 1,280 multiply-adds cost nothing.
 
 A bundle's `calibration` section maps the head's logit to a probability (Platt scaling,
 p = sigmoid(slope * logit + intercept)) and records the operating threshold and the films it was
-set on. `python -m edge calibrate` sets both on a clinic's own confirmed films (edge/site_cli.py).
+set on. `python -m edge calibrate` sets both on a clinic's own confirmed films (edge/commands/calibrate.py).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from quantize.tf_env import keras
+from lab.tf_env import keras
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,9 @@ import numpy as np
 from edge.bundle import Bundle, load_bundle, write_bundle
 from edge.calibration import Head
 from edge.provenance import git_commit, sha256_file
-from edge.run_dir import RunDir, read_run_dir
-from edge.shift import random_acquisition
+from lab.run_dir import RunDir, read_run_dir
+from lab.shift import random_acquisition
+from lab.tf_env import keras
 from quantize import calibrate
 from quantize.adabn import adapt_batchnorm
 from quantize.convert import to_tflite
@@ -28,7 +29,6 @@ from quantize.images import DecodedImages, LabelledFile, decode, scan_folder, wr
 from quantize.prune import measured_sparsity, prune
 from quantize.settings import INTEGER_VARIANTS, VARIANT_FLOAT, ExportSettings, PruneSettings
 from quantize.signature import INPUT_NAME, SignatureShapes, head_layer, shapes_of
-from quantize.tf_env import keras
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def _calibration_images(inputs: _Inputs, seed: int) -> np.ndarray:
 
 
 def _varied(images: np.ndarray, seed: int) -> np.ndarray:
-    """The clean training copies and each one re-acquired once (edge.shift.random_acquisition)."""
+    """The clean training copies and each one re-acquired once (lab.shift.random_acquisition)."""
     return np.concatenate([images, random_acquisition(images, seed)])
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_FEATURES, OUTPUT_PROBABILITY
-from quantize.tf_env import keras, tf
+from lab.tf_env import keras, tf
 
 INPUT_NAME = "image"
 HEAD_LAYER = "probability"

@@ -13,8 +13,8 @@ import numpy as np
 from edge import signing
 from edge.webapp import export, images
 from fleet.trust import TrustedKiosks
+from lab.synthetic import synthetic_xray
 from tests.kiosk_exports import confirmed_case
-from tests.tiny_bundle import synthetic_xray
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("tensorflow", reason="AdaBN runs on the build machine, in the training environment")
 
 from quantize.adabn import adapt_batchnorm, batchnorm_layers
-from quantize.tf_env import keras
+from lab.tf_env import keras
 
 
 def _model() -> keras.Model:

@@ -25,9 +25,11 @@ from edge.metrics import choose_threshold
 from edge.preprocess import load_model_input
 from edge.runtime import TfliteModel
 from edge.screener import Screener
+from lab.synthetic import xray_bytes
 from quantize.calibrate import score_model
 from tests.quantize.conftest import TINY_SIZE
-from tests.tiny_bundle import xray_bytes
+
+pytestmark = pytest.mark.slow  # trains and exports a tiny run (tiny_run): 47 s on 2 loaded cores
 
 VARIANTS = ("float32", "int8", "pruned-int8")
 
@@ -155,7 +157,7 @@ def test_ood_gate_refuses_about_half_a_percent_of_training_images(tiny_models, v
     assert len(ood["mean"]) == len(ood["std"]) == 24
     assert min(ood["std"]) > 0
     assert ood["false_reject_rate"] <= 0.005 + 1 / ood["threshold_images"]
-    # 40 training images split in two, each set clean and once re-acquired (edge.shift.random_acquisition)
+    # 40 training images split in two, each set clean and once re-acquired (lab.shift.random_acquisition)
     assert ood["fit_images"] == ood["threshold_images"] == 40
     assert 0.0 <= ood["validation_false_reject_rate"] <= 1.0
     assert ood["threshold"] > 0

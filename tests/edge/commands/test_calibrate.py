@@ -11,7 +11,7 @@ import pytest
 from edge.__main__ import main
 from edge.bundle import load_bundle
 from edge.screener import Screener
-from tests.tiny_bundle import xray_bytes
+from lab.synthetic import xray_bytes
 
 
 def _films(root: Path, normal: int, pneumonia: int) -> Path:
