@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.metrics import choose_threshold, wilson_interval
+from edge.metrics import wilson_interval
 
 #: Fewest films of each class a site sample needs before anything is set on it: with 50 pneumonia
 #: films one miss moves recall by 2 points, the step size of the recall rule itself.

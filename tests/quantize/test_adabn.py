@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="AdaBN runs on the build machine, in the training environment")
 
-from quantize.adabn import adapt_batchnorm, batchnorm_layers
 from lab.tf_env import keras
+from quantize.adabn import adapt_batchnorm, batchnorm_layers
 
 
 def _model() -> keras.Model:
