@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 SCRIPTS = PYPROJECT["project"]["scripts"]
 COMMANDS = {
-    "pneumoedge": ["score", "serve", "calibrate", "identity"],
+    "pneumoedge": ["score", "serve", "calibrate", "identity", "audit-verify"],
     "pneumoedge-trainer": ["train", "evaluate", "sweep", "folds", "film-subspace"],
     "pneumoedge-quantize": ["export", "ood", "benchmark"],
     "pneumoedge-fleet": ["pool", "train", "leave-site-out", "promote"],
