@@ -168,22 +168,31 @@ class _Fitted:
 
 
 def _fit(films: SiteFilms, prior: Head, refit: bool) -> _Fitted:
-    """The site's head and out-of-fold logits: refitted with the trained head as prior, or kept."""
+    """The site's head and out-of-fold logits: refitted with the trained head as prior, or kept.
+
+    The refit is kept only when its out-of-fold AUC beats the trained head's on the same films
+    (which nothing was fitted on, so the two are comparable): a site sample that cannot improve
+    the ranking leaves the trained head alone.
+    """
+    kept = {"trained_head_auc_on_these_films": roc_auc(films.labels, prior.logits(films.embeddings))}
     if not refit:
-        record = {"refit": False, "auc_on_these_films": roc_auc(films.labels, prior.logits(films.embeddings))}
+        record = {"refit": False, "reason": "--keep-head", **kept}
         return _Fitted(prior, prior.logits(films.embeddings), record)
     choice = choose_strength(films, prior)
-    head = fit_head(films, prior, choice.strength)
     record = {
-        "refit": True,
         "rule": "logistic regression, Gaussian prior centred on the trained head; strength with the best "
-        f"mean out-of-fold AUC ({FOLDS} folds by patient, {REPEATS} draws)",
-        "strength": choice.strength,
+        f"mean out-of-fold AUC ({FOLDS} folds by patient, {REPEATS} draws), kept only if that AUC beats "
+        "the trained head's on the same films",
         "cross_validated_auc_by_strength": {str(k): v for k, v in choice.auc_by_strength.items()},
-        "trained_head_auc_on_these_films": choice.prior_auc,
         "trained_head_sha256": _head_sha256(prior),
-        "kernel_change_norm": float(np.linalg.norm(head.kernel - prior.kernel)),
+        **kept,
     }
+    if choice.auc_by_strength[choice.strength] <= choice.prior_auc:
+        record.update(refit=False, reason="no refit ranked these films better than the trained head")
+        return _Fitted(prior, prior.logits(films.embeddings), record)
+    head = fit_head(films, prior, choice.strength)
+    change = float(np.linalg.norm(head.kernel - prior.kernel))
+    record.update(refit=True, strength=choice.strength, kernel_change_norm=change)
     return _Fitted(head, out_of_fold_logits(films, prior, choice.strength), record)
 
 
@@ -245,7 +254,7 @@ def _summary(section: dict[str, Any], root: Path) -> str:
     low, high = section["expected_recall_ci95"]
     slow, shigh = section["expected_specificity_ci95"]
     head = section["head_refit"]
-    refit = f"head refitted (prior strength {head['strength']:g})" if head["refit"] else "trained head kept"
+    refit = f"head refitted (prior strength {head['strength']:g})" if head["refit"] else head["reason"]
     return (
         f"calibrated bundle written to {root}\n"
         f"  {section['description']}\n"

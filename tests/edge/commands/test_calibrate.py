@@ -10,6 +10,9 @@ import pytest
 
 from edge.__main__ import main
 from edge.bundle import load_bundle
+from edge.calibration import Head
+from edge.commands.calibrate import _fit
+from edge.head_refit import STRENGTHS, SiteFilms
 from edge.screener import Screener
 from lab.synthetic import xray_bytes
 
@@ -44,8 +47,10 @@ def test_calibrated_bundle_records_the_rule_the_films_and_the_evidence(
     assert bundle.threshold == section["threshold"]
     assert section["recall_lower_bound_95"] >= 0.95
     assert "one-sided 95% lower bound >= 0.95" in section["rule"]
-    assert section["head_refit"]["refit"] and section["head_refit"]["strength"] > 0
-    assert bundle.metadata["head"] != tiny_bundle_int8.metadata["head"]  # the site's head is shipped
+    refit = section["head_refit"]
+    assert set(refit["cross_validated_auc_by_strength"]) == {str(s) for s in STRENGTHS}
+    # the site's head is shipped when it ranked the films better out of fold, else the trained one
+    assert (bundle.metadata["head"] != tiny_bundle_int8.metadata["head"]) == refit["refit"]
     cross_validated = section["metrics_cross_validated"]["recall"]["value"]
     assert cross_validated == section["expected_recall"]
     assert bundle.model_sha256 == tiny_bundle_int8.model_sha256  # the same model file
@@ -56,6 +61,19 @@ def test_calibrated_bundle_records_the_rule_the_films_and_the_evidence(
     assert "expected recall on new films" in result.calibration
     assert result.calibration in result.detail
     assert np.isfinite(result.logit)
+
+
+def test_a_refit_is_kept_only_when_it_ranks_held_out_films_better():
+    rng = np.random.default_rng(0)
+    trained = rng.normal(0.0, 1.0, 30)
+    embeddings = rng.normal(0.0, 1.0, (240, 30))
+    patients = tuple(f"p{i}" for i in range(240))
+    prior = Head(trained, 0.0)
+    for direction, refit in ((trained, False), (trained + rng.normal(0.0, 2.0, 30), True)):
+        labels = rng.random(240) < 1.0 / (1.0 + np.exp(-embeddings @ direction / 2.0))
+        fitted = _fit(SiteFilms(embeddings, labels, patients), prior, refit=True)
+        assert fitted.record["refit"] is refit
+        assert (fitted.head is prior) is not refit
 
 
 def test_keep_head_sets_only_platt_and_the_threshold(tiny_bundle_int8, site, tmp_path):
