@@ -102,10 +102,12 @@ def _moments(model: keras.Model, films: np.ndarray) -> Moments:
     for start in range(0, len(films), 32):
         outputs = probe(films[start : start + 32].astype(np.float32), training=False)
         batch = [_channel_sums(tf.reshape(o, [-1, o.shape[-1]]).numpy()) for o in outputs]
-        sums = (
-            batch if not sums else [[a + b for a, b in zip(x, y, strict=True)] for x, y in zip(sums, batch)]
-        )
+        sums = batch if not sums else [_add(x, y) for x, y in zip(sums, batch, strict=True)]
     return [(s1 / n, np.maximum(s2 / n - (s1 / n) ** 2, 1e-12)) for s1, s2, n in sums]
+
+
+def _add(left: list, right: list) -> list:
+    return [a + b for a, b in zip(left, right, strict=True)]
 
 
 def _add(left: list, right: list) -> list:
