@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY
+from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_FEATURES, OUTPUT_PROBABILITY
 from edge.preprocess import load_model_input
 from edge.runtime import (
     KERNELS_BUILTIN,
@@ -28,7 +28,7 @@ from edge.runtime import (
 )
 from lab.synthetic import xray_bytes
 
-OUTPUTS = (OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY)
+OUTPUTS = (OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_FEATURES, OUTPUT_PROBABILITY)
 
 
 def test_signature_outputs_keep_their_names(tiny_bundle_int8, tiny_bundle_float):
@@ -48,6 +48,7 @@ def test_outputs_are_dequantised_float32_of_the_right_shape(tiny_bundle_int8):
     assert {name: out.shape for name, out in outputs.items()} == {
         OUTPUT_CAM: (1, 7, 7),
         OUTPUT_EMBEDDING: (1, 16),
+        OUTPUT_FEATURES: (1, 7, 7, 16),
         OUTPUT_PROBABILITY: (1, 1),
     }
     assert all(out.dtype == np.float32 for out in outputs.values())
