@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "TIMEZONE": "UTC",
     # `serve` only: the address waitress listens on; beyond loopback needs an access code.
     "HOST": "127.0.0.1",
+    # Names the kiosk answers to besides localhost, 127.0.0.1, ::1 and HOST (unless HOST is a
+    # wildcard such as 0.0.0.0): e.g. ("kiosk.local", "192.168.10.20"); any other Host is refused.
+    "ALLOWED_HOSTS": (),
     # `serve` only: the TCP port.
     "PORT": 8080,
     # `serve` only: waitress's request-handling threads.
@@ -134,6 +137,10 @@ def _zone(value: Any) -> bool:
     return True
 
 
+def _names(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(name, str) and name.strip() for name in value)
+
+
 def _text(value: Any) -> bool:
     return isinstance(value, (str, Path)) and str(value) != ""
 
@@ -147,6 +154,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "MIN_FREE_MB": (_number(0), "a number of at least 0"),
     "RETENTION_DAYS": (_number(0), "a number of days of at least 0 (0 keeps everything)"),
     "HOST": (_text, "an address"),
+    "ALLOWED_HOSTS": (_names, "a list of host names or addresses, like ('kiosk.local', '192.168.10.20')"),
     "PORT": (_whole(0, 65535), "a whole number from 0 to 65535"),
     "THREADS": (_whole(1), "a whole number of at least 1"),
     "CASE_REF_PATTERN": (_text, "a regular expression"),

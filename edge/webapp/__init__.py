@@ -22,10 +22,12 @@ from edge import kiosk_settings
 from edge.screener import Screener, ScreenerOptions
 from edge.webapp import (
     api,
+    api_tokens,
     auth,
     clock,
     errors,
     history,
+    hosts,
     i18n,
     images,
     localtime,
@@ -34,6 +36,7 @@ from edge.webapp import (
     security,
     storage,
     store,
+    token_pages,
 )
 from edge.webapp.audit import bp as audit_bp
 from edge.webapp.case_refs import init_case_refs
@@ -65,6 +68,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     init_case_refs(app)
     store.init_app(app)
+    api_tokens.init_app(app)
     images.init_dir(data_dir)
     storage.init_app(app)
     scoring.init_app(app, screener, getattr(edge, "__version__", "unknown"))
@@ -77,10 +81,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.context_processor(
         lambda: {"kiosk": scoring.kiosk_info(), "clock": clock.check_clock(app.config["CLOCK_NOT_BEFORE"])}
     )
-    for blueprint in (pages.bp, history.bp, auth.bp, api.bp):
+    for blueprint in (pages.bp, history.bp, auth.bp, api.bp, token_pages.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(audit_bp)
     security.csrf.exempt(api.bp)
+    names = hosts.allowed_names(app.config["HOST"], app.config["ALLOWED_HOSTS"])
+    app.wsgi_app = hosts.HostGuard(app.wsgi_app, names)  # type: ignore[method-assign]
     return app
 
 

@@ -199,6 +199,22 @@ def reserve_attempt(conn: sqlite3.Connection, keys: list[str], now: float | None
             )
 
 
+def locked_for(conn: sqlite3.Connection, keys: list[str], now: float | None = None) -> float:
+    """Seconds until the lockout of any of `keys` ends (0: none is locked out). Only reads.
+
+    Checked before any credential is looked at, so a locked-out client learns nothing, not even
+    from the right code: it gets the same refusal, with this as its Retry-After.
+    """
+    now = time.time() if now is None else now
+    waits = [
+        LOCKOUT_S - (now - row["last_failure"])
+        for key in keys
+        for row in conn.execute("SELECT failures, last_failure FROM login_failures WHERE key = ?", (key,))
+        if row["failures"] >= MAX_FAILURES
+    ]
+    return max([0.0, *waits])
+
+
 def clear_attempts(conn: sqlite3.Connection, keys: list[str]) -> None:
     with write(conn):
         conn.executemany("DELETE FROM login_failures WHERE key = ?", [(key,) for key in keys])

@@ -1,7 +1,8 @@
 """The JSON API for clinic systems (docs/openapi.yaml) and the health check.
 
-Exempt from CSRF because it takes no cookies: when an access code is set, every call but /healthz
-must send it as `Authorization: Bearer <code>` (checked in edge.webapp.security).
+Every call but /healthz needs a credential (an API token, the access code, or the kiosk's own
+logged-in pages' session: edge.webapp.security); what each call reads or creates is in the audit log
+under the credential's holder. Exempt from CSRF: cross-site requests are refused outright.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def heatmap(case_id: int) -> Response:
     png = None if case is None else heatmap_overlay(current_app.config["DATA_DIR"], store.get_db(), case)
     if png is None:
         abort(404, description=f"Case #{case_id} has no heatmap (none exists, or it could not be assessed).")
+    store.append_audit(store.get_db(), current_actor(), "api_view_heatmap", case_id)
     return current_app.response_class(png, mimetype="image/png")
 
 

@@ -37,7 +37,8 @@ def login() -> Response | tuple[str, int] | str:
         staff = accounts.authenticate(conn, name, request.form.get("pin", ""), client)
     except LockedOutError:
         message = gettext("Too many wrong PINs. Wait %(s)d seconds and try again.", s=round(LOCKOUT_S))
-        return render_template("login.html", next=target, name=name, error=message), 429
+        page = render_template("login.html", next=target, name=name, error=message)
+        return page, 429, {"Retry-After": str(round(LOCKOUT_S))}
     if staff is None:
         store.append_audit(conn, store.Actor(None, "unknown"), "login_failed", detail=f"from {client}")
         error = gettext("That name and PIN do not match an active login. Check both and try again.")

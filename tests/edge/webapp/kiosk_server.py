@@ -54,6 +54,7 @@ class KioskServer:
         self.extra_args = extra_args
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
+        self.api_token: str | None = None  # made once the kiosk runs: the API needs a credential
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
 
     def start(self) -> KioskServer:
@@ -74,7 +75,19 @@ class KioskServer:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         self._wait_until_healthy()
+        if self.api_token is None:
+            self.api_token = self.make_api_token("integration tests")
         return self
+
+    def make_api_token(self, name: str) -> str:
+        """An API token, made in the kiosk's database as an administrator would on the Staff page."""
+        from edge.webapp import api_tokens, store
+
+        conn = store.connect(store.db_path(self.data_dir))
+        try:
+            return api_tokens.create(conn, name, store.Actor(None, "test set-up"))[1]
+        finally:
+            conn.close()
 
     def _wait_until_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -115,8 +128,9 @@ class KioskServer:
             all_headers = dict(headers or {})
             if content_type:
                 all_headers["Content-Type"] = content_type
-            if self.access_code and "Authorization" not in all_headers:
-                all_headers["Authorization"] = f"Bearer {self.access_code}"
+            credential = self.access_code or self.api_token
+            if credential and "Authorization" not in all_headers:
+                all_headers["Authorization"] = f"Bearer {credential}"
             conn.request(method, path, body=body, headers=all_headers)
             response = conn.getresponse()
             return Reply(response.status, dict(response.getheaders()), response.read())
