@@ -33,7 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "SCORING_SLOTS": 1,
     # A staff session ends after this many seconds without a request (the kiosk is shared).
     "IDLE_LOGOUT_S": 600,
-    # Below this much free space in the data folder new uploads are refused ("storage full").
+    # Below this much free space in the data folder new uploads are refused ("storage full"); at
+    # least 1: half of it (at most 16 MB) is the reserve that keeps logins working on a full disk.
     "MIN_FREE_MB": 200,
     # Delete de-identified images and heatmaps of cases older than this (0: keep them for ever).
     "RETENTION_DAYS": 0,
@@ -151,7 +152,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "MODEL_THREADS": (lambda value: value is None or _whole(1)(value), "None or a whole number >= 1"),
     "SCORING_SLOTS": (_whole(1), "a whole number of at least 1"),
     "IDLE_LOGOUT_S": (_number(0, strict=True), "a number of seconds above 0"),
-    "MIN_FREE_MB": (_number(0), "a number of at least 0"),
+    "MIN_FREE_MB": (_number(1), "a number of MB of at least 1 (a full disk cannot take a case)"),
     "RETENTION_DAYS": (_number(0), "a number of days of at least 0 (0 keeps everything)"),
     "HOST": (_text, "an address"),
     "ALLOWED_HOSTS": (_names, "a list of host names or addresses, like ('kiosk.local', '192.168.10.20')"),

@@ -93,9 +93,7 @@ def healthz() -> tuple[Response, int]:
         conn: sqlite3.Connection | None = store.get_db()
     except sqlite3.Error:
         conn = None
-    health = storage.check_health(
-        conn, current_app.config["DATA_DIR"], float(current_app.config["MIN_FREE_MB"])
-    )
+    health = storage.check_health(conn, current_app.config["DATA_DIR"], storage.reserve())
     body = {
         "status": "ok" if health.ok else "error",
         "database": health.database,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,13 @@ class Reply:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+def csrf_token(page: bytes) -> str:
+    match = re.search(rb'name="csrf_token" value="([^"]+)"', page)
+    if match is None:
+        raise RuntimeError("the page carries no CSRF token")
+    return match.group(1).decode()
 
 
 def free_port() -> int:
@@ -131,11 +140,32 @@ class KioskServer:
             credential = self.access_code or self.api_token
             if credential and "Authorization" not in all_headers:
                 all_headers["Authorization"] = f"Bearer {credential}"
+            if not all_headers.get("Authorization", True):
+                del all_headers["Authorization"]  # "": send none
             conn.request(method, path, body=body, headers=all_headers)
             response = conn.getresponse()
             return Reply(response.status, dict(response.getheaders()), response.read())
         finally:
             conn.close()
+
+    def log_in(self, name: str, pin: str) -> tuple[str, str]:
+        """Log in through the form as a browser does: (session cookie, CSRF token for later forms)."""
+        page = self.request("GET", "/login", headers={"Authorization": ""})
+        cookie = page.headers.get("Set-Cookie", "").split(";")[0]
+        form = {"name": name, "pin": pin, "csrf_token": csrf_token(page.body)}
+        reply = self.request(
+            "POST",
+            "/login",
+            urllib.parse.urlencode(form).encode(),
+            "application/x-www-form-urlencoded",
+            headers={"Cookie": cookie, "Authorization": ""},
+        )
+        if reply.status != 302:
+            raise RuntimeError(f"login answered {reply.status}: {reply.body[:300]!r}")
+        cookie = reply.headers.get("Set-Cookie", "").split(";")[0] or cookie
+        home = self.request("GET", "/", headers={"Cookie": cookie, "Authorization": ""})
+        cookie = home.headers.get("Set-Cookie", "").split(";")[0] or cookie  # now holds the CSRF secret
+        return cookie, csrf_token(home.body)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
