@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request, url_for
+from flask_babel import gettext
 from werkzeug.wrappers import Response
 
 from edge.webapp import clock, storage, store
@@ -44,8 +45,15 @@ def predict() -> Response:
 
 @bp.get("/api/v1/results")
 def results() -> Response:
-    """Cases newest first; filters as on the history page, but `case_ref` matches exactly."""
+    """Cases newest first; filters as on the history page, but `case_ref` matches exactly.
+
+    Unlike the page's form (which sends blank fields), a query value the API is given empty is
+    refused: a clinic system that sends `date_from=` meant some date, and must not get every case.
+    """
     try:
+        for name, value in request.args.items(multi=True):
+            if not value.strip():
+                raise QueryError(gettext("%(name)s is empty: give a value or leave it out", name=name))
         query = parse_case_query(request.args, exact_case_ref=True)
         limit = parse_int(request.args, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = parse_int(request.args, "offset", 0, 0, 2**31)
