@@ -184,8 +184,9 @@ def _build_app(settings: dict[str, Any], args: argparse.Namespace) -> Flask:
     from edge.webapp.accounts import AccountError
 
     data_dir = Path(settings["DATA_DIR"])
+    os.umask(0o077)  # whatever the kiosk writes (database, images, exports) is its user's alone
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         code = args.access_code or os.environ.get(ACCESS_CODE_ENV)
         if code:
             security.store_access_code(data_dir, code)

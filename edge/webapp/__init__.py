@@ -32,6 +32,7 @@ from edge.webapp import (
     images,
     localtime,
     pages,
+    percent,
     scoring,
     security,
     storage,
@@ -57,7 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     clock.parse_not_before(app.config["CLOCK_NOT_BEFORE"])  # a bad value stops start-up, clearly
 
     data_dir = Path(app.config["DATA_DIR"])
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = security.load_or_create_secret_key(data_dir)
     if "ACCESS_CODE_HASH" not in app.config:
@@ -78,6 +79,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app.url_map.converters["rowid"] = RowIdConverter
     localtime.init_app(app)
+    percent.init_app(app)
     app.context_processor(
         lambda: {"kiosk": scoring.kiosk_info(), "clock": clock.check_clock(app.config["CLOCK_NOT_BEFORE"])}
     )
@@ -91,7 +93,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 class RowIdConverter(IntegerConverter):
-    """A record number in a URL: beyond SQLite's integer range it matches no route (404), never a 500."""
+    """A record number in a URL: beyond SQLite's integer range it matches no route (404), never a 500.
+
+    ASCII digits only: werkzeug's `\\d` also matches other scripts' digits (`/cases/１` would be
+    case 1 under a name no link ever uses).
+    """
+
+    regex = r"[0-9]+"
 
     def __init__(self, map: Any) -> None:
         super().__init__(map, min=0, max=store.MAX_ROWID)

@@ -172,6 +172,7 @@ def current_staff() -> Staff | None:
                 token,
                 float(current_app.config["IDLE_LOGOUT_S"]),
                 current_app.config["PERMANENT_SESSION_LIFETIME"].total_seconds(),
+                current_app.extensions.setdefault("pneumoedge.sessions_seen", {}),
             )
             if staff is None:
                 session.clear()
