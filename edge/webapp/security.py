@@ -211,12 +211,18 @@ def _refuse_other_sites() -> Response | None:
 
 
 def _same_origin() -> bool:
+    """Sec-Fetch-Site when the browser sends it (every current one does); else the Origin's host.
+
+    With `Referrer-Policy: no-referrer` browsers send `Origin: null` even on the kiosk's own form
+    posts, so the Origin decides only for clients without Sec-Fetch-Site; there, "null" (also what a
+    sandboxed frame on another site sends) is refused.
+    """
     site = request.headers.get("Sec-Fetch-Site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("Origin")
     if origin is None:
-        return True
+        return True  # not sent by a browser, or a plain navigation by an old one
     return urlsplit(origin).netloc.lower() == request.host.lower()
 
 
