@@ -269,12 +269,20 @@ def _server(app: Flask, settings: dict[str, Any]) -> Any:
 def _serve(server: Any, app: Flask, settings: dict[str, Any]) -> int:
     signal.signal(signal.SIGTERM, _stop)
     info = app.extensions["pneumoedge.kiosk"]
+    if not is_loopback(settings["HOST"]) and not settings["ALLOWED_HOSTS"]:
+        log.warning(
+            "listening on %s, but only requests to localhost and %s are answered: list the names and "
+            "addresses clinic systems use in ALLOWED_HOSTS (instance file)",
+            settings["HOST"],
+            settings["HOST"],
+        )
     port = getattr(server, "effective_port", settings["PORT"])  # a multi-address server has no single port
     # The operator's start-up banner: shown whatever --log-level says.
+    credentials = "tokens made on the Staff page" + (" or the access code" if info.access_enabled else "")
     print(
         f"PneumoEdge kiosk on http://{settings['HOST']}:{port} with model {info.model_name} "
         f"(sha256 {info.model_sha256[:12]}), data in {app.config['DATA_DIR']}, "
-        f"access code {'required' if info.access_enabled else 'not set'}. Ctrl-C stops it.",
+        f"API credentials: {credentials}. Ctrl-C stops it.",
         flush=True,
     )
     server.run()
