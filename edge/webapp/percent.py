@@ -1,6 +1,6 @@
 """Probabilities as people read them: a percentage with one decimal that never claims certainty.
 
-A screening aid is never certain: a probability that would round to 100.0% is shown as "> 99.9%",
+Screening is never certain: a probability that would round to 100.0% is shown as "> 99.9%",
 and one that would round to 0.0% as "< 0.1%". The database, the CSV and the API keep the number.
 """
 
