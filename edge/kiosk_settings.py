@@ -42,8 +42,9 @@ DEFAULTS: dict[str, Any] = {
     "TIMEZONE": "UTC",
     # `serve` only: the address waitress listens on; beyond loopback needs an access code.
     "HOST": "127.0.0.1",
-    # Names the kiosk answers to besides localhost, 127.0.0.1, ::1 and HOST (unless HOST is a
-    # wildcard such as 0.0.0.0): e.g. ("kiosk.local", "192.168.10.20"); any other Host is refused.
+    # Names the kiosk answers to besides localhost, 127.0.0.1, ::1 and HOST (the names clinic
+    # systems use when it listens on the network), e.g. ("kiosk.local", "192.168.10.20"); any other
+    # Host is refused (edge/webapp/hosts.py).
     "ALLOWED_HOSTS": (),
     # `serve` only: the TCP port.
     "PORT": 8080,

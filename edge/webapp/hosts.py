@@ -21,18 +21,17 @@ from edge.webapp.security import SECURITY_HEADERS
 
 #: Names every kiosk answers to: this machine, by name and by its loopback addresses.
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
-#: Listening addresses that stand for "every interface", not a name anyone can use.
-_WILDCARDS = {"", "0.0.0.0", "::"}
-
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def allowed_names(listen_host: str, extra: Iterable[str]) -> frozenset[str]:
-    """The local names, the address the kiosk listens on (unless a wildcard) and the configured ones."""
-    names = {*LOCAL_NAMES, *extra}
-    if listen_host not in _WILDCARDS:
-        names.add(listen_host)
+    """The local names, the address the kiosk listens on and the configured ones.
+
+    A wildcard listening address (0.0.0.0, ::) is kept too: the device's own health checks use it
+    (firmware_scripts: http://$APP_HOST:$APP_PORT/healthz), and it is no name another site can own.
+    """
+    names = {*LOCAL_NAMES, listen_host, *extra}
     return frozenset(normalise(name) for name in names if normalise(name))
 
 

@@ -172,10 +172,11 @@ def test_a_foreign_or_malformed_host_is_a_400_with_the_security_headers(any_app:
 
 
 @pytest.mark.parametrize(
-    "host", ["localhost", "LOCALHOST:8080", "127.0.0.1:8080", "[::1]:8080", "kiosk.local"]
+    "host", ["localhost", "LOCALHOST:8080", "127.0.0.1:8080", "[::1]:8080", "kiosk.local", "0.0.0.0:8080"]
 )
 def test_the_kiosks_own_names_are_served(make_app: AppFactory, host: str) -> None:
-    client = make_app(ALLOWED_HOSTS=("kiosk.local",)).test_client()
+    """The local names, ALLOWED_HOSTS, and the address it listens on (the device's health check)."""
+    client = make_app(ALLOWED_HOSTS=("kiosk.local",), HOST="0.0.0.0").test_client()
     assert client.get("/healthz", headers={"Host": host}).status_code == 200
 
 
