@@ -1,7 +1,8 @@
 """A data folder on a real, small file system filled to 100%: staff can still log in and read.
 
 The kiosk runs as `python -m edge serve` with its data folder on an 8 MB tmpfs mounted for the test
-(root only: skipped, saying why, elsewhere). Another program fills the file system to the last
+(root only: skipped, saying why, elsewhere; the reserve's rules are also tested without root, on
+free space the test sets). Another program fills the file system to the last
 byte. Then logging in, the history, the result page and the API's reads must work; uploads are
 refused with the plain storage-full words; /healthz is unhealthy; every acknowledged case is still
 there. Once space is freed, uploads work again.
@@ -23,12 +24,14 @@ from edge.webapp import storage, store
 from tests.tiny_bundle import xray_bytes
 
 from .bad_uploads import MULTIPART, file_body
+from .helpers import NURSE, NURSE_PIN, AppFactory, add_staff, login, post_file
 from .kiosk_server import KioskServer
 from .test_pages import alert_text
 
 STAFF, PIN = "Ada Mensah", "482916"
 SIZE = "8m"
 FLOOR_MB = 2
+MB = 1024 * 1024
 
 
 @pytest.fixture
@@ -84,7 +87,7 @@ def test_a_full_data_folder_keeps_login_and_reading_working(tiny_bundle_int8: Bu
             status, case = upload(kiosk, seed, f"FULL-{seed}")
             assert status == 201
             acknowledged[case["id"]] = case["input_sha256"]
-        assert (data_dir / storage.RESERVE_FILE).stat().st_size == FLOOR_MB * 1024 * 1024 // 2
+        assert (data_dir / storage.RESERVE_FILE).stat().st_size == FLOOR_MB * MB // 2
 
         filler = fill(small_fs)
         assert os.statvfs(small_fs).f_bavail == 0  # 100% full
@@ -133,3 +136,30 @@ def test_a_full_data_folder_keeps_login_and_reading_working(tiny_bundle_int8: Bu
         assert upload(kiosk, 9, "FULL-9")[0] == 201
     finally:
         kiosk.stop()
+
+
+def test_the_reserve_is_released_below_the_floor_and_made_again(
+    make_app: AppFactory, data_dir: Path, small_xray: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reserve's rules without root: free space as the file system reports it, moved by the test."""
+    app = make_app(MIN_FREE_MB=FLOOR_MB)
+    reserve = data_dir / storage.RESERVE_FILE
+    assert reserve.stat().st_size == MB  # half the floor
+    add_staff(app, NURSE, NURSE_PIN)
+    client = app.test_client()
+    assert login(client).status_code == 302
+    free = [FLOOR_MB * MB - 1]  # just below the floor, the reserve still held
+    monkeypatch.setattr(storage, "free_bytes", lambda _folder: free[0])
+
+    assert client.get("/healthz").status_code == 503
+    assert not reserve.exists()
+    free[0] += MB  # the released reserve's space: counted as taken, so still "low"
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.get_json()["storage"] == "low"
+    assert post_file(client, "/api/v1/predict", small_xray).status_code == 507
+    assert client.get("/history").status_code == 200
+
+    free[0] = FLOOR_MB * MB + MB  # room for the floor and the reserve again
+    assert client.get("/healthz").status_code == 200
+    assert reserve.stat().st_size == MB
+    assert post_file(client, "/api/v1/predict", small_xray).status_code == 201
