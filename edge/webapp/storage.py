@@ -86,16 +86,21 @@ class SpaceReserve:
         return free_bytes(self.path.parent) - (0 if self.held() else self.size)
 
     def upkeep(self) -> None:
-        """Release the reserve below the floor; make it again once it fits above the floor."""
-        free = free_bytes(self.path.parent)
-        held = self.held()
-        if held and free < self.floor:
-            with self._lock:
-                self.path.unlink(missing_ok=True)
-            log.warning("free space is below the floor: the space reserve was released for logins and reads")
-        elif not held and free - self.size >= self.floor:
-            with self._lock:
-                self._make()
+        """Release the reserve below the floor; make it again once it fits above the floor.
+
+        Never fails a request: a data folder that cannot even be measured is /healthz's to report.
+        """
+        with self._lock:
+            try:
+                free = free_bytes(self.path.parent)
+                held = self.held()
+                if held and free < self.floor:
+                    self.path.unlink()
+                    log.warning("free space is below the floor: the space reserve was released for logins")
+                elif not held and free - self.size >= self.floor:
+                    self._make()
+            except OSError as e:
+                log.error("the space reserve could not be looked after (%s)", type(e).__name__)
 
     def _make(self) -> None:
         partial = self.path.with_name(f".{RESERVE_FILE}.partial")
