@@ -22,16 +22,31 @@ TRAIN_VENV := .venv
 # What the kiosk's venv installs from this checkout: reinstalled when any of it changes.
 KIOSK_SOURCES := pyproject.toml $(shell find edge models/mobilenetv2-int8 -type f ! -path '*/__pycache__/*')
 # The edge and kiosk tests also run where the kiosk runs: its own environment (ai-edge-litert, no
-# TensorFlow) and the 32-bit Pi's (tflite-runtime 2.14 + numpy 1.26, wheels for Python <= 3.11 only).
+# TensorFlow) and the 32-bit Pi's (tflite-runtime 2.14 + numpy 1.26, wheels for Python 3.9-3.11 only).
 TEST_LITERT_VENV := .venv-test-edge-litert
 TEST_TFLITE_VENV := .venv-test-edge-tflite-runtime
-TFLITE_PYTHON ?= $(PYTHON)
+# The interpreter for the tflite-runtime environment: the first of these that is Python 3.9-3.11.
+# Empty where there is none (Ubuntu 24.04, Debian 13): `make test` then skips that environment and
+# says why. TFLITE_PYTHON=/path/to/python3.11 names one.
+TFLITE_CANDIDATES ?= python3.11 python3.10 python3.9 $(PYTHON)
+ifeq ($(origin TFLITE_PYTHON),undefined)
+TFLITE_PYTHON := $(shell for p in $(TFLITE_CANDIDATES); do \
+  case "$$($$p -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" in \
+  (3.9|3.10|3.11) command -v "$$p"; break;; esac; done)
+endif
+TFLITE_MISSING := tflite-runtime 2.14 has wheels for Python 3.9-3.11 only, and none of \
+  $(TFLITE_CANDIDATES) is one (TFLITE_PYTHON=/path/to/python3.11 names one)
 EDGE_TESTS := tests/edge
+# The developer loop: what a change is checked with many times an hour (make test-dev).
+DEV_MARKERS := not slow and not data and not browser and not firmware
 
-.PHONY: help kiosk test test-fast test-edge-litert test-edge-tflite-runtime golden wheelhouse lint translations train folds film-subspace evaluate sweep export calibrate benchmark bench-kiosk bench-gate clean
+.PHONY: help kiosk test test-fast test-dev test-edge-litert test-edge-tflite-runtime golden wheelhouse lint translations train folds film-subspace evaluate sweep export calibrate benchmark bench-kiosk bench-gate clean
 
+# The variables a target's description names, printed with their values (HOST=... make help shows those).
+HELP_VARIABLES := HOST PORT MODEL RUN DATA SITE FULLRES
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-26s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-26s %s\n", $$1, $$2}' \
+	  | sed $(foreach v,$(HELP_VARIABLES),-e 's|$$($(v))|$($(v))|g')
 
 # The venvs install the pinned lock (requirements-*.txt), then the project itself without
 # dependencies: the kiosk's as a wheel, like a device (no TensorFlow); the training one editable.
@@ -56,6 +71,7 @@ $(TEST_LITERT_VENV)/.installed: requirements-edge.txt requirements-test-edge.txt
 	touch $@
 
 $(TEST_TFLITE_VENV)/.installed: requirements-edge-tflite-runtime.txt requirements-test-edge.txt
+	$(if $(TFLITE_PYTHON),,$(error $(TFLITE_MISSING)))
 	$(TFLITE_PYTHON) -m venv $(TEST_TFLITE_VENV)
 	$(TEST_TFLITE_VENV)/bin/pip install --quiet --upgrade pip
 	$(TEST_TFLITE_VENV)/bin/pip install --quiet -r requirements-edge-tflite-runtime.txt -r requirements-test-edge.txt
@@ -64,11 +80,14 @@ $(TEST_TFLITE_VENV)/.installed: requirements-edge-tflite-runtime.txt requirement
 kiosk: $(EDGE_VENV)/.installed ## set up the kiosk's environment and serve the shipped model on $(HOST):$(PORT)
 	$(EDGE_VENV)/bin/pneumoedge serve --model $(MODEL) --host $(HOST) --port $(PORT) --data-dir $(KIOSK_DATA)
 
-test: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete $(TEST_TFLITE_VENV)/.installed ## set up, lint, run the whole suite, then the edge tests in both kiosk environments
+test: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete $(if $(TFLITE_PYTHON),$(TEST_TFLITE_VENV)/.installed) ## set up, lint, run the whole suite (about 20-25 min here), then the edge tests in both kiosk environments
+	$(if $(TFLITE_PYTHON),,@echo "make test: skipped the edge tests under tflite-runtime (make test-edge-tflite-runtime): $(TFLITE_MISSING)")
 	$(MAKE) --no-print-directory lint
-	PNEUMOEDGE_WHEELHOUSE=$(WHEELHOUSE) PNEUMOEDGE_PARITY_PYTHONS=$(CURDIR)/$(TEST_TFLITE_VENV)/bin/python \
+	PNEUMOEDGE_WHEELHOUSE=$(WHEELHOUSE) \
+	  $(if $(TFLITE_PYTHON),PNEUMOEDGE_PARITY_PYTHONS=$(CURDIR)/$(TEST_TFLITE_VENV)/bin/python) \
 	  $(TRAIN_VENV)/bin/python -m pytest -m "slow or not slow"
-	$(MAKE) --no-print-directory test-edge-litert test-edge-tflite-runtime
+	$(MAKE) --no-print-directory test-edge-litert $(if $(TFLITE_PYTHON),test-edge-tflite-runtime)
+	$(if $(TFLITE_PYTHON),,@echo "make test: skipped the edge tests under tflite-runtime (make test-edge-tflite-runtime): $(TFLITE_MISSING)")
 
 test-edge-litert: $(TEST_LITERT_VENV)/.installed ## the edge and kiosk tests in the kiosk's environment (ai-edge-litert, no TensorFlow)
 	$(TEST_LITERT_VENV)/bin/python -c 'import importlib.util as u, sys; \
@@ -84,6 +103,10 @@ golden: $(EDGE_VENV)/.installed ## after a deliberate model change: rewrite the 
 test-fast: $(TRAIN_VENV)/.installed ## lint and the quick tests only (no slow offline-install or real-data tests)
 	$(MAKE) --no-print-directory lint
 	$(TRAIN_VENV)/bin/python -m pytest -m "not slow and not data"
+
+test-dev: $(TRAIN_VENV)/.installed ## the developer loop (under 2 min here): ruff, then the tests but firmware rehearsals, browser, slow and real-data ones
+	$(TRAIN_VENV)/bin/ruff check .
+	$(TRAIN_VENV)/bin/python -m pytest -q -m "$(DEV_MARKERS)"
 
 wheelhouse: $(WHEELHOUSE)/.complete ## download the kiosk's wheels and the build backend for this machine (offline bundle tests)
 

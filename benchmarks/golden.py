@@ -4,7 +4,7 @@
     python -m benchmarks.golden --write    # after a deliberate model change: rewrite the expectations
 
 In the manner of TensorFlow's Raspberry Pi example: five small synthetic chest films (224 x 224
-JPEGs drawn by tests/tiny_bundle.py, no patient data) under tests/fixtures/golden/, and the shipped
+JPEGs drawn by lab/synthetic.py, no patient data) under tests/fixtures/golden/, and the shipped
 bundle's status, refusal reason, label, probability and out-of-distribution score for each in
 expected.json. tests/edge/test_golden.py checks them in every test environment (ai-edge-litert,
 tflite-runtime, the training one), so a runtime, kernel, preprocessing or bundle change that moves
@@ -45,7 +45,7 @@ JPEG_QUALITY = 85
 
 def write_inputs() -> None:
     """Draw the golden films (needs only Pillow and numpy)."""
-    from tests.tiny_bundle import encode, synthetic_xray
+    from lab.synthetic import encode, synthetic_xray
 
     GOLDEN.mkdir(parents=True, exist_ok=True)
     for name, (seed, lesion) in FILMS.items():

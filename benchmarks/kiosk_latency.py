@@ -119,7 +119,7 @@ def base_image(width: int, height: int, synthetic: bool) -> tuple[np.ndarray, st
         with Image.open(candidates[0]) as img:
             gray = img.convert("L").resize((width, height), Image.Resampling.BICUBIC)
         return np.asarray(gray, dtype=np.uint8).copy(), f"{candidates[0].name} (real, upscaled)"
-    from tests.tiny_bundle import synthetic_xray  # the checkout's test helpers (editable install)
+    from lab.synthetic import synthetic_xray
 
     return synthetic_xray(seed=1, width=width, height=height), "a synthetic X-ray"
 

@@ -23,7 +23,7 @@ from edge.bundle import load_bundle
 from edge.kermany import scan_split
 from edge.preprocess import load_xray
 from edge.screener import default_model_dir
-from edge.shift import operating_figures, transformed
+from lab.shift import operating_figures, transformed
 from quantize.benchmark import kiosk_scorer
 
 DEFAULT_FILMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "site-calibration"

@@ -2,7 +2,7 @@
 
 Both runs train the same model (MobileNet v1 alpha 0.25 by default, random weights) on the same
 synthetic films with the same global batch for the same number of steps, through
-trainer.distributed (explicit per-worker shards, RING all-reduce over loopback gRPC). The first
+fleet.distributed (explicit per-worker shards, RING all-reduce over loopback gRPC). The first
 epoch (graph building, first collectives) is left out; the figure is films per second over the
 remaining epochs, as the chief measured them.
 
@@ -32,8 +32,8 @@ def worker(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(REPO))
     import numpy as np
 
-    from trainer.distributed import cluster_spec, distributed_batches, fit, make_strategy
-    from trainer.tf_env import keras, tf
+    from fleet.distributed import cluster_spec, distributed_batches, fit, make_strategy
+    from lab.tf_env import keras, tf
 
     _, _, chief = cluster_spec()
     strategy = make_strategy()

@@ -40,7 +40,7 @@ from edge.metrics import wilson_interval
 from edge.preprocess import ImageError, XrayImage, load_xray, to_model_input
 from edge.quality import INVERTED, ROTATED, OodStats, QualityThresholds, check_image, orientation_scores
 from edge.screener import STATUS_REJECTED, Screener, ScreenerOptions, default_model_dir
-from edge.shift import SUITE, Transform, crop_border, gamma, rotate
+from lab.shift import SUITE, Transform, crop_border, gamma, rotate
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 MAX_FALSE_REJECT_RATE = 0.01

@@ -1,4 +1,4 @@
-"""`python -m edge`: the kiosk's command line. Each subcommand lives in its own module's `register`."""
+"""`pneumoedge` (or `python -m edge`): the kiosk's command line, one module of edge/commands/ a command."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from edge import INTENDED_USE, identity_cli, score_cli, serve_cli, site_cli
+from edge import INTENDED_USE
+from edge.commands import audit, calibrate, identity, score, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m edge",
+        prog="pneumoedge",
         description=f"PneumoEdge: offline pediatric chest X-ray pneumonia screening. {INTENDED_USE}",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -20,10 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity"
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    score_cli.register(subparsers)
-    serve_cli.register(subparsers)
-    site_cli.register(subparsers)
-    identity_cli.register(subparsers)
+    score.register(subparsers)
+    serve.register(subparsers)
+    calibrate.register(subparsers)
+    identity.register(subparsers)
+    audit.register(subparsers)
     return parser
 
 

@@ -55,9 +55,10 @@ DEFAULTS: dict[str, Any] = {
     "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
     # A kiosk page may stay open all shift: tokens last as long as the session.
     "WTF_CSRF_TIME_LIMIT": None,
-    # The clinic's register numbers: a regular expression the whole case reference must match
-    # (this default: letters, digits and . _ - / or space, with at least one digit).
-    "CASE_REF_PATTERN": r"(?=.*[0-9])[A-Za-z0-9][A-Za-z0-9 ._/-]*",
+    # The clinic's register numbers: a regular expression the whole case reference must match;
+    # what it matches is accepted before the identifier rules (edge.webapp.case_refs). None: the
+    # clinic has none, and a reference needs at least one digit and must pass those rules.
+    "CASE_REF_PATTERN": None,
     # One of the clinic's register numbers, shown as the example of what to type.
     "CASE_REF_EXAMPLE": "OPD-2026-00123",
     # The facility's name, printed at the top of every report ("": a line to write it in).
@@ -159,7 +160,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ALLOWED_HOSTS": (_names, "a list of host names or addresses, like ('kiosk.local', '192.168.10.20')"),
     "PORT": (_whole(0, 65535), "a whole number from 0 to 65535"),
     "THREADS": (_whole(1), "a whole number of at least 1"),
-    "CASE_REF_PATTERN": (_text, "a regular expression"),
+    "CASE_REF_PATTERN": (lambda value: value is None or _text(value), "None or a regular expression"),
     "CASE_REF_EXAMPLE": (_text, "an example register number"),
     "FACILITY_NAME": (lambda value: isinstance(value, str), "text"),
     "TIMEZONE": (_zone, "an IANA time zone name such as 'Africa/Nairobi' (see /usr/share/zoneinfo)"),

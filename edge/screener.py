@@ -14,14 +14,14 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge import INTENDED_USE
-from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY, Bundle, load_bundle
+from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_FEATURES, OUTPUT_PROBABILITY, Bundle, load_bundle
 from edge.film_subspace import default_subspace
 from edge.heatmap import LAYER_LONG_SIDE, render
 from edge.preprocess import XrayImage, load_xray, to_model_input
@@ -77,11 +77,13 @@ class Assessment:
     model_sha256: str
     runtime: str
     elapsed_ms: float
+    #: the model's pooled features, for site calibration (never stored or shown)
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (without the PNG), with the intended-use statement."""
+        """JSON-ready fields (without the PNG and the embedding), with the intended-use statement."""
         fields = asdict(self)
-        del fields["heatmap_png"]
+        del fields["heatmap_png"], fields["embedding"]
         fields["quality_flags"] = list(self.quality_flags)
         fields["intended_use"] = INTENDED_USE
         return fields
@@ -151,9 +153,15 @@ class Screener:
         logit = float(self._head.logits(embedding)[0])
         layer = None
         if self.options.heatmap:
-            cam = outputs[OUTPUT_CAM].reshape(outputs[OUTPUT_CAM].shape[-2:])
+            cam = self._cam(outputs)
             layer = render(image.width, image.height, cam, self.options.heatmap_long_side).png
-        return self._scored(sha, started, logit, ood_score, layer)
+        return replace(self._scored(sha, started, logit, ood_score, layer), embedding=embedding.reshape(-1))
+
+    def _cam(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The (h, w) map in logit units, from the bundle's head where the model gives its features."""
+        if OUTPUT_FEATURES in outputs:
+            return self._head.logits(outputs[OUTPUT_FEATURES]).reshape(outputs[OUTPUT_FEATURES].shape[1:3])
+        return outputs[OUTPUT_CAM].reshape(outputs[OUTPUT_CAM].shape[-2:])
 
     def _rejected(
         self, sha: str, started: float, gate: GateResult, ood_score: float | None = None

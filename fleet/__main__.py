@@ -1,4 +1,4 @@
-"""`python -m fleet {pool,train,leave-site-out,promote}`: from many kiosks' exports to a promoted model."""
+"""`pneumoedge-fleet` (or `python -m fleet`): from many kiosks' exports to a promoted model."""
 
 from __future__ import annotations
 
@@ -7,14 +7,21 @@ import sys
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from edge.cli_options import add_command, parse_command
-from trainer.__main__ import HelpFormatter, add_config_options, config_from_args
+from edge.bundle import BundleError
+from edge.signing import SigningError
+from fleet.pool import ExportError
+from fleet.trust import TrustError
+from lab.cli_options import HelpFormatter, add_command, parse_command, run_command
+from trainer.options import add_config_options, config_from_args
+
+#: What a user causes and can fix: a refused export or bundle, an unknown key, a missing folder.
+USER_ERRORS = (ExportError, TrustError, SigningError, BundleError, FileNotFoundError, ValueError)
 
 
 def main(argv: list[str] | None = None) -> int:
     adders = (_add_pool, _add_train, _add_leave_site_out, _add_promote)
-    args = parse_command("python -m fleet", __doc__, adders, argv)
-    return int(args.func(args) or 0)
+    args = parse_command("pneumoedge-fleet", __doc__, adders, argv)
+    return run_command(args, USER_ERRORS)
 
 
 def _add_pool(commands: argparse._SubParsersAction) -> None:
@@ -54,18 +61,14 @@ def _add_pool(commands: argparse._SubParsersAction) -> None:
 
 
 def _pool(args: argparse.Namespace) -> int:
-    from edge.signing import SigningError
-    from fleet.pool import ExportError, pool
-    from fleet.trust import TrustedKiosks, TrustError
+    from fleet.pool import pool
+    from fleet.trust import TrustedKiosks
 
     if args.trust_on_first_use and args.trusted_kiosks is None:
         sys.exit("pool: --trust-on-first-use needs --trusted-kiosks FILE to record the kiosks in")
-    try:
-        file = args.trusted_kiosks
-        trusted = TrustedKiosks.load(file, args.trust_on_first_use) if file else None
-        state = pool(args.exports, args.out, args.input_size, args.shard_films, trusted, args.allow_unsigned)
-    except (ExportError, TrustError, SigningError, FileNotFoundError) as e:
-        sys.exit(f"pool: {e}")
+    file = args.trusted_kiosks
+    trusted = TrustedKiosks.load(file, args.trust_on_first_use) if file else None
+    state = pool(args.exports, args.out, args.input_size, args.shard_films, trusted, args.allow_unsigned)
     print(f"pool {args.out}: {state['films']}")
     return 0
 
@@ -107,12 +110,9 @@ def _add_pool_training(
 
 def _train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from trainer.distributed import train_pool
+    from fleet.distributed import train_pool
 
-    try:
-        train_pool(config, args.pool, args.out)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"train: {e}")
+    train_pool(config, args.pool, args.out)
     return 0
 
 
@@ -137,11 +137,8 @@ def _leave_site_out(args: argparse.Namespace) -> int:
     from fleet.leave_site_out import run_leave_site_out, site_folds
     from fleet.records import read_records
 
-    try:
-        site_folds(read_records(args.pool))  # refuse a one-site pool before TensorFlow starts
-        run_leave_site_out(config, args.pool, args.out)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"leave-site-out: {e}")
+    site_folds(read_records(args.pool))  # refuse a one-site pool before TensorFlow starts
+    run_leave_site_out(config, args.pool, args.out)
     return 0
 
 
@@ -177,7 +174,6 @@ def _add_promote(commands: argparse._SubParsersAction) -> None:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from edge.bundle import BundleError
     from fleet.promote import Rule, promote
 
     shift = {}
@@ -186,16 +182,9 @@ def _promote(args: argparse.Namespace) -> int:
         if not sep or not name or not folder:
             sys.exit(f"promote: --shift takes NAME=DIR, got {item!r}")
         shift[name] = Path(folder)
-    try:
-        section = promote(
-            args.candidate,
-            args.field,
-            args.locked,
-            shift,
-            Rule(args.margin, args.primary, args.boot, args.seed),
-        )
-    except (BundleError, FileNotFoundError, ValueError) as e:
-        sys.exit(f"promote: {e}")
+    section = promote(
+        args.candidate, args.field, args.locked, shift, Rule(args.margin, args.primary, args.boot, args.seed)
+    )
     print(f"{section['decision'].upper()}: " + " ".join(section["reasons"]))
     return 0 if section["decision"] == "promote" else 3
 

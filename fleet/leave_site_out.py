@@ -4,7 +4,7 @@ A model that learnt some clinics' look should be measured on a clinic it never s
 on every other site and is tested on the held-out one, beside the leave-batch-out folds of the
 training evaluation (trainer/folds.py). A patient group that reaches the held-out site (a film
 shared by two sites links their keys) is kept out of that fold's training side. The worst site is
-the figure to report. Each fold is a full training run (trainer.distributed.train_pool), so this is
+the figure to report. Each fold is a full training run (fleet.distributed.train_pool), so this is
 the expensive evaluation: run it on the cluster.
 """
 
@@ -57,7 +57,7 @@ def summarise(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def run_leave_site_out(config: TrainConfig, pool_dir: Path, out_dir: Path) -> dict[str, Any] | None:
     """Train and test every fold into OUT/without-SITE; the chief writes OUT/leave-site-out.json."""
-    from trainer.distributed import make_strategy, train_pool
+    from fleet.distributed import make_strategy, train_pool
 
     strategy = make_strategy()
     folds = site_folds(read_records(pool_dir))

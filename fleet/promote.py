@@ -34,7 +34,7 @@ from edge.kermany import LABELS, scan_split
 from edge.metrics import confusion, f1_score, roc_auc
 from edge.preprocess import ImageError
 from edge.screener import STATUS_OK, Screener, ScreenerOptions
-from edge.shift import refusals_as_errors
+from lab.shift import refusals_as_errors
 
 log = logging.getLogger(__name__)
 

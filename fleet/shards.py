@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from trainer.tf_env import tf
+from lab.tf_env import tf
 
 SHARDS_DIR = "shards"
 IMAGE, LABEL, SHA = "image", "label", "content_sha256"

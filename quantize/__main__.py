@@ -1,4 +1,4 @@
-"""`python -m quantize {export,benchmark}`: bundles from a training run, and their benchmark report."""
+"""`pneumoedge-quantize` (or `python -m quantize`): bundles from a training run, and their benchmark."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from edge.bundle import BundleError
-from edge.cli_options import add_command, add_shift_options, parse_command
+from lab.cli_options import add_command, add_shift_options, parse_command, run_command
 from quantize.settings import VARIANTS, ExportSettings, PruneSettings
 
 DEFAULT_DATA = Path("../shared/data/chest_xray")
@@ -18,13 +18,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def main(argv: list[str] | None = None) -> int:
     adders = (_add_export, _add_ood, _add_benchmark)
-    args = parse_command("python -m quantize", __doc__, adders, argv, LOG_FORMAT)
+    args = parse_command("pneumoedge-quantize", __doc__, adders, argv, LOG_FORMAT)
     logging.getLogger("edge.screener").setLevel(logging.WARNING)  # one line per film would drown the log
-    try:
-        return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, BundleError) as e:
-        logging.getLogger("quantize").error("%s", e)
-        return 2
+    return run_command(args, (FileNotFoundError, ValueError, BundleError))
 
 
 def _variants(text: str) -> tuple[str, ...]:
@@ -51,6 +47,13 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
         "--prune-min-weights", type=int, default=defaults.min_weights, help="smaller layers stay dense"
     )
     parser.add_argument("--threads", type=int, default=2, help="TFLite threads while scoring")
+    parser.add_argument(
+        "--adapt-batchnorm",
+        type=Path,
+        default=None,
+        help="a site's films (NORMAL/, PNEUMONIA/; labels unread): re-estimate BatchNorm statistics on them "
+        "(AdaBN) before converting; refit the head afterwards with `python -m edge adapt`",
+    )
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -60,6 +63,7 @@ def _export(args: argparse.Namespace) -> int:
         ood_images=args.ood_images,
         threads=args.threads,
         data_root=args.data,
+        adapt_batchnorm=args.adapt_batchnorm,
         prune=PruneSettings(
             sparsity=args.sparsity,
             epochs=args.prune_epochs,

@@ -27,7 +27,7 @@ from edge.metrics import binary_metrics, roc_curve
 from edge.preprocess import XrayImage
 from edge.runtime import RUNTIMES, TfliteModel
 from edge.screener import Screener, ScreenerOptions
-from edge.shift import Scorer, ShiftSets, build_shift_sets, shift_report
+from lab.shift import Scorer, ShiftSets, build_shift_sets, shift_report
 from quantize import calibrate
 from quantize.images import DecodedImages, LabelledFile, decode, read_file_list, scan_folder
 from quantize.latency import installed_runtimes, measure

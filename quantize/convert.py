@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from lab.tf_env import keras, tf
 from quantize.signature import serving_function
-from quantize.tf_env import keras, tf
 
 log = logging.getLogger(__name__)
 

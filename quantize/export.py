@@ -19,15 +19,16 @@ import numpy as np
 from edge.bundle import Bundle, load_bundle, write_bundle
 from edge.calibration import Head
 from edge.provenance import git_commit, sha256_file
-from edge.run_dir import RunDir, read_run_dir
-from edge.shift import random_acquisition
+from lab.run_dir import RunDir, read_run_dir
+from lab.shift import random_acquisition
+from lab.tf_env import keras
 from quantize import calibrate
+from quantize.adabn import adapt_batchnorm
 from quantize.convert import to_tflite
-from quantize.images import DecodedImages, LabelledFile, decode, write_file_list
+from quantize.images import DecodedImages, LabelledFile, decode, scan_folder, write_file_list
 from quantize.prune import measured_sparsity, prune
 from quantize.settings import INTEGER_VARIANTS, VARIANT_FLOAT, ExportSettings, PruneSettings
 from quantize.signature import INPUT_NAME, SignatureShapes, head_layer, shapes_of
-from quantize.tf_env import keras
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class _Inputs:
     ood_fit: DecodedImages
     ood_threshold: DecodedImages
     train: DecodedImages | None  # all training images, only when a pruned variant is asked for
+    site: DecodedImages | None  # a site's films for AdaBN (labels unread), only when asked for
 
 
 def export(run_path: Path, out_prefix: Path, settings: ExportSettings) -> list[Bundle]:
@@ -54,9 +56,10 @@ def export(run_path: Path, out_prefix: Path, settings: ExportSettings) -> list[B
     inputs = _decode_inputs(run, data_root, settings)
     model = keras.models.load_model(run.model_path, compile=False)
     write_file_list(out_prefix.parent / HELDOUT_FILE, run.split["val"])
+    adaptation = _adapted(model, inputs.site, run.seed, settings)
     bundles = []
     for variant in settings.variants:
-        bundles.append(_export_variant(run, model, variant, inputs, out_prefix, settings))
+        bundles.append(_export_variant(run, model, variant, inputs, out_prefix, settings, adaptation))
     _check_integer_f1(bundles)
     return bundles
 
@@ -88,18 +91,46 @@ def _decode_inputs(run: RunDir, data_root: Path, settings: ExportSettings) -> _I
         ood_fit=subset(ood_files[0::2]),
         ood_threshold=subset(ood_files[1::2]),
         train=train,
+        site=_site_films(settings.adapt_batchnorm, size),
     )
 
 
+def _site_films(folder: Path | None, size: int) -> DecodedImages | None:
+    if folder is None:
+        return None
+    root, files = scan_folder(folder)
+    return decode(root, files, size)
+
+
+def _adapted(
+    model: keras.Model, site: DecodedImages | None, seed: int, settings: ExportSettings
+) -> dict[str, Any] | None:
+    """AdaBN on the site's films when asked for; what to record in the bundle's provenance."""
+    if site is None:
+        return None
+    section = adapt_batchnorm(model, site.images, seed)
+    return {**section, "site": str(settings.adapt_batchnorm), "labels_read": False}
+
+
 def _export_variant(
-    run: RunDir, model: keras.Model, variant: str, inputs: _Inputs, out_prefix: Path, settings: ExportSettings
+    run: RunDir,
+    model: keras.Model,
+    variant: str,
+    inputs: _Inputs,
+    out_prefix: Path,
+    settings: ExportSettings,
+    adaptation: dict[str, Any] | None,
 ) -> Bundle:
     log.info("exporting %s", variant)
     provenance: dict[str, Any] = {}
     if variant.startswith("pruned"):
         model, provenance = _pruned(model, inputs.train, run.class_weights, settings.prune)
+        if inputs.site is not None:  # fine-tuning on training films ran with the adapted statistics
+            adapt_batchnorm(model, inputs.site.images, run.seed)
+    if adaptation is not None:
+        provenance["batchnorm_adaptation"] = adaptation
     integer = variant in INTEGER_VARIANTS
-    calibration = _varied(inputs.calibration.images, run.seed) if integer else None
+    calibration = _calibration_images(inputs, run.seed) if integer else None
     model_bytes = to_tflite(model, run.feature_layer, integer, calibration)
     kernel, bias = head_layer(model).get_weights()
     head = Head(np.asarray(kernel, dtype=np.float64).reshape(-1), float(bias[0]))
@@ -142,8 +173,14 @@ def _export_variant(
     return bundle
 
 
+def _calibration_images(inputs: _Inputs, seed: int) -> np.ndarray:
+    """Varied training films, plus the site's films when the statistics were adapted to them."""
+    varied = _varied(inputs.calibration.images, seed)
+    return varied if inputs.site is None else np.concatenate([varied, inputs.site.images])
+
+
 def _varied(images: np.ndarray, seed: int) -> np.ndarray:
-    """The clean training copies and each one re-acquired once (edge.shift.random_acquisition)."""
+    """The clean training copies and each one re-acquired once (lab.shift.random_acquisition)."""
     return np.concatenate([images, random_acquisition(images, seed)])
 
 

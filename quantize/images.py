@@ -1,6 +1,6 @@
 """Which image files a step uses, and their decoding through the kiosk's own preprocessing.
 
-A run's `split.csv` (edge/run_dir.py) names its training and validation files;
+A run's `split.csv` (lab/run_dir.py) names its training and validation files;
 `models/heldout-validation.csv` names the held-out validation files (sha256, label, path relative
 to the data root) so the benchmark can be rerun without the run directory. Files are checked
 against their sha256 before use: a benchmark on different bytes than the ones listed would
@@ -20,7 +20,7 @@ import numpy as np
 
 from edge.kermany import LABELS, scan_split
 from edge.preprocess import ImageError, load_model_input
-from edge.run_dir import LabelledFile, label_index
+from lab.run_dir import LabelledFile, label_index
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import logging
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
+from lab.tf_env import keras, tf
 from quantize.settings import PruneSettings
-from quantize.tf_env import keras, tf
 
 log = logging.getLogger(__name__)
 

@@ -180,7 +180,7 @@ def _shift_markdown(models: list[dict[str, Any]]) -> list[str]:
             "## Robustness suite (shift)",
             "",
             f"{shifted[0]['shift']['robustness']['description']}, each re-acquired by one change "
-            "(edge/shift.py). Cells: AUC / sensitivity / specificity at the bundle's threshold.",
+            "(lab/shift.py). Cells: AUC / sensitivity / specificity at the bundle's threshold.",
             "",
             "| change | " + " | ".join(m["name"] for m in shifted) + " |",
             "|---|" + "---|" * len(shifted),

@@ -35,6 +35,8 @@ class ExportSettings:
     ood_images: int = 1000  # training images for the ood mean/std, and as many others for its threshold
     threads: int = 2  # TFLite threads while scoring
     data_root: Path | None = None  # default: the run's data_root
+    #: A site's films (Kermany layout, labels unread) whose BatchNorm statistics replace ImageNet's (AdaBN)
+    adapt_batchnorm: Path | None = None
     prune: PruneSettings = field(default_factory=PruneSettings)
 
     def __post_init__(self) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY
-from quantize.tf_env import keras, tf
+from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_FEATURES, OUTPUT_PROBABILITY
+from lab.tf_env import keras, tf
 
 INPUT_NAME = "image"
 HEAD_LAYER = "probability"
@@ -37,6 +37,10 @@ class SignatureShapes:
                 "shape": [1, self.embedding],
                 "meaning": "global-average-pooled last-conv features, for the ood gate",
             },
+            OUTPUT_FEATURES: {
+                "shape": [1, *self.cam, self.embedding],
+                "meaning": "last-conv features: the kiosk's cam is features . the bundle's head (+ bias)",
+            },
         }
 
 
@@ -60,7 +64,7 @@ def shapes_of(model: keras.Model, feature_layer: str) -> SignatureShapes:
 
 
 def serving_function(model: keras.Model, feature_layer: str, head_name: str = HEAD_LAYER):
-    """A concrete function: image float32 (1, s, s, c) raw 0..255 -> {probability, cam, embedding}.
+    """A concrete function: image float32 (1, s, s, c) raw 0..255 -> {probability, cam, embedding, features}.
 
     `model` maps raw pixels to P(PNEUMONIA) through `feature_layer` (B, h, w, C), its global average
     and the one-unit sigmoid Dense `head_name`; the cam's mean over (h, w) is then the logit.
@@ -75,6 +79,11 @@ def serving_function(model: keras.Model, feature_layer: str, head_name: str = HE
         feature_map, probability = trunk(image, training=False)
         cam = tf.einsum("bhwc,c->bhw", feature_map, head.kernel[:, 0]) + head.bias[0]
         embedding = tf.reduce_mean(feature_map, axis=[1, 2])
-        return {OUTPUT_PROBABILITY: probability, OUTPUT_CAM: cam, OUTPUT_EMBEDDING: embedding}
+        return {
+            OUTPUT_PROBABILITY: probability,
+            OUTPUT_CAM: cam,
+            OUTPUT_EMBEDDING: embedding,
+            OUTPUT_FEATURES: feature_map,
+        }
 
     return serve.get_concrete_function()

@@ -14,6 +14,8 @@ import pytest
 
 from tests import tiny_bundle
 
+pytestmark = pytest.mark.slow  # rebuilds the tiny bundles with the TFLite converter: 45 s on 2 loaded cores
+
 pytest.importorskip("tensorflow", reason="rebuilding the tiny bundles needs the training environment")
 
 

@@ -1,16 +1,16 @@
-"""`python -m trainer {train,evaluate,sweep}`: the trainer's command line."""
+"""`pneumoedge-trainer` (or `python -m trainer`): train the kiosk's model, evaluate it, compare settings."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Collection
 from pathlib import Path
 
-from edge.cli_options import add_command, add_shift_options, parse_command
 from edge.kermany import check_layout
-from trainer.config import ARCHITECTURES, FINE_TUNE_FROM, OPTIMIZERS, SCHEDULES, TrainConfig
+from lab.cli_options import HelpFormatter, add_command, add_shift_options, parse_command, run_command
+from trainer.config import OPTIMIZERS
 from trainer.film_subspace_fit import FitSettings, fit, measure_folder
+from trainer.options import add_config_options, config_from_args
 
 DEFAULT_DATA = Path("../shared/data/chest_xray")
 #: The sweep's small backbone: MobileNet v1 alpha 0.25 with ImageNet weights (see ../shared/weights).
@@ -19,129 +19,10 @@ SWEEP_WEIGHTS = "../shared/weights/mobilenet_2_5_224_tf_no_top.h5"
 GRID_FIELDS = frozenset({"optimizer", "batch_size", "seed", "head_learning_rate", "fine_tune_learning_rate"})
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every default in --help, except None: the option's help says what happens then."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or action.required:
-            return action.help or ""
-        return super()._get_help_string(action)
-
-
 def main(argv: list[str] | None = None) -> int:
     adders = (_add_train, _add_evaluate, _add_sweep, _add_folds, _add_film_subspace)
-    args = parse_command("python -m trainer", __doc__, adders, argv)
-    return int(args.func(args) or 0)
-
-
-def add_config_options(parser: argparse.ArgumentParser, skip: Collection[str] = ()) -> None:
-    """Every TrainConfig field (except those in `skip`) as a kebab-case option with its default shown."""
-    defaults = TrainConfig()
-    options: list[tuple[str, dict]] = [
-        (
-            "--architecture",
-            {"choices": list(ARCHITECTURES), "default": defaults.architecture, "help": "backbone"},
-        ),
-        ("--alpha", {"type": float, "default": defaults.alpha, "help": "width multiplier"}),
-        (
-            "--weights",
-            {
-                "type": str,
-                "default": None,
-                "help": "ImageNet backbone .h5; without it the model trains from scratch",
-            },
-        ),
-        (
-            "--seed",
-            {"type": int, "default": defaults.seed, "help": "sets the split, initialisation, augmentation"},
-        ),
-        (
-            "--val-fraction",
-            {"type": float, "default": defaults.val_fraction, "help": "share of patients held out"},
-        ),
-        ("--batch-size", {"type": int, "default": defaults.batch_size, "help": "training batch size"}),
-        ("--optimizer", {"choices": OPTIMIZERS, "default": defaults.optimizer, "help": "sgd: momentum 0.9"}),
-        (
-            "--head-learning-rate",
-            {"type": float, "default": defaults.head_learning_rate, "help": "phase 1 rate"},
-        ),
-        ("--head-epochs", {"type": int, "default": defaults.head_epochs, "help": "phase 1: head only"}),
-        (
-            "--fine-tune-learning-rate",
-            {"type": float, "default": defaults.fine_tune_learning_rate, "help": "phase 2 rate"},
-        ),
-        (
-            "--epochs",
-            {
-                "dest": "fine_tune_epochs",
-                "type": int,
-                "default": defaults.fine_tune_epochs,
-                "help": "fine-tuning epochs after the head-only phase",
-            },
-        ),
-        (
-            "--fine-tune-from",
-            {"default": None, "help": f"first layer fine-tuned; default per architecture {FINE_TUNE_FROM}"},
-        ),
-        ("--dropout", {"type": float, "default": defaults.dropout, "help": "before the sigmoid unit"}),
-        ("--weight-decay", {"type": float, "default": defaults.weight_decay, "help": "adamw only"}),
-        (
-            "--schedule",
-            {
-                "choices": SCHEDULES,
-                "default": defaults.schedule,
-                "help": "fine-tuning learning-rate schedule",
-            },
-        ),
-        (
-            "--label-smoothing",
-            {"type": float, "default": defaults.label_smoothing, "help": "targets 0/1 become s/2, 1-s/2"},
-        ),
-        (
-            "--train-batchnorm",
-            {
-                "action": argparse.BooleanOptionalAction,
-                "default": defaults.train_batchnorm,
-                "help": "update BatchNorm statistics while fine-tuning (default: frozen, ImageNet's)",
-            },
-        ),
-        (
-            "--acquisition",
-            {
-                "action": argparse.BooleanOptionalAction,
-                "default": defaults.acquisition,
-                "help": "acquisition augmentation: resampling, JPEG, gamma, blur/sharpen, noise",
-            },
-        ),
-        (
-            "--min-recall",
-            {
-                "type": float,
-                "default": defaults.min_recall,
-                "help": "threshold rule: highest threshold keeping validation recall >= this",
-            },
-        ),
-        (
-            "--input-size",
-            {"type": int, "default": defaults.input_size, "help": "model input, pixels per side"},
-        ),
-        (
-            "--limit",
-            {"type": int, "default": None, "help": "use only N training files, stratified; default all"},
-        ),
-    ]
-    for flag, kwargs in options:
-        dest = kwargs.get("dest", flag[2:].replace("-", "_"))
-        if dest not in skip:
-            parser.add_argument(flag, **kwargs)
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    fields = TrainConfig.__dataclass_fields__
-    try:
-        return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    except ValueError as e:
-        sys.exit(f"invalid training option: {e}")
+    args = parse_command("pneumoedge-trainer", __doc__, adders, argv)
+    return run_command(args, (FileNotFoundError, ValueError))
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
@@ -171,10 +52,7 @@ def _train(args: argparse.Namespace) -> int:
     _check_data("train", args.data, args.monitor)
     from trainer.train import train  # TensorFlow loads only once the options are known to be good
 
-    try:
-        train(config, args.data, args.out, args.monitor)
-    except FileNotFoundError as e:  # the data folder: scan_split says which layout it expected
-        sys.exit(f"train: {e}")
+    train(config, args.data, args.out, args.monitor)  # a missing folder: scan_split says which layout
     return 0
 
 
@@ -211,12 +89,9 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from trainer.evaluate import ShiftOptions, evaluate
 
-    try:
-        evaluate(
-            args.run, args.data, args.split, args.out, ShiftOptions(args.site, args.fullres, args.suite_films)
-        )
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"evaluate: {e}")
+    evaluate(
+        args.run, args.data, args.split, args.out, ShiftOptions(args.site, args.fullres, args.suite_films)
+    )
     return 0
 
 
@@ -243,10 +118,7 @@ def _folds(args: argparse.Namespace) -> int:
     _check_data("folds", args.data)
     from trainer.folds import run_folds
 
-    try:
-        run_folds(config, args.data, args.out)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"folds: {e}")
+    run_folds(config, args.data, args.out)
     return 0
 
 
@@ -336,10 +208,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from trainer.sweep import grid, sweep
 
     points = grid(args.optimizers, args.learning_rates, args.batch_sizes)
-    try:
-        sweep(config, args.data, args.out, args.runs_dir, points, args.seeds, args.fine_tune_ratio)
-    except FileNotFoundError as e:
-        sys.exit(f"sweep: {e}")
+    sweep(config, args.data, args.out, args.runs_dir, points, args.seeds, args.fine_tune_ratio)
     return 0
 
 

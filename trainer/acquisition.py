@@ -4,7 +4,7 @@ The v0.1 model learnt the look of the training copies (one resampling path, JPEG
 exposure curve) and over-called pneumonia on a later cohort. Every training film is therefore drawn
 through a random acquisition: small rotation, shift and zoom (positioning), brightness and contrast,
 then, each with probability `p`, a gamma curve, sensor noise, blur or sharpening, a resampling chain
-with random kernels and JPEG re-encoding at a random quality. The robustness suite (edge/shift.py)
+with random kernels and JPEG re-encoding at a random quality. The robustness suite (lab/shift.py)
 measures the same families at fixed points; the ranges here are continuous and wider.
 
 It runs in Pillow and numpy, in worker processes, once before training: `copies` augmented versions

@@ -13,9 +13,9 @@ from tqdm import tqdm
 
 from edge.kermany import Sample, drop_duplicates, scan_split
 from edge.preprocess import ImageError, load_model_input
+from lab.tf_env import tf
 from trainer import acquisition
 from trainer.config import TrainConfig
-from trainer.tf_env import tf
 
 log = logging.getLogger(__name__)
 

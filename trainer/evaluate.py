@@ -26,11 +26,11 @@ from edge.kermany import LABELS, Sample, scan_split
 from edge.metrics import binary_metrics
 from edge.preprocess import XrayImage, to_model_input
 from edge.provenance import sha256_file
-from edge.run_dir import CONFIG_FILE, RunDir, read_run_dir
-from edge.shift import Scorer, build_shift_sets, shift_report
+from lab.run_dir import CONFIG_FILE, RunDir, read_run_dir
+from lab.shift import Scorer, build_shift_sets, shift_report
+from lab.tf_env import keras
 from trainer import data, plots
 from trainer.config import TrainConfig
-from trainer.tf_env import keras
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ METRIC_NAMES = ("accuracy", "precision", "recall", "specificity", "f1", "auc")
 
 @dataclass(frozen=True)
 class ShiftOptions:
-    """The evaluations that can see shift, beside the in-distribution one (edge/shift.py)."""
+    """The evaluations that can see shift, beside the in-distribution one (lab/shift.py)."""
 
     site: Path | None = None
     fullres: Path | None = None

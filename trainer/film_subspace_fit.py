@@ -1,7 +1,7 @@
 """Fit the kiosk's film-layout check (edge.film_subspace) on training films, and measure it.
 
 The components come from most training patients; the limit from the others, as the kiosk will
-meet them: unchanged and re-acquired by every change of the robustness suite (edge.shift.SUITE),
+meet them: unchanged and re-acquired by every change of the robustness suite (lab.shift.SUITE),
 times a margin. Nothing outside the training split chooses anything; the site and full-resolution
 films are only measured (with the same changes), so the figures printed for them are honest.
 NumPy and Pillow only: this runs in a minute on the training machine, without TensorFlow.
@@ -21,7 +21,7 @@ from edge.kermany import IMAGE_SUFFIXES, Sample, scan_split
 from edge.metrics import wilson_interval
 from edge.preprocess import ImageError, XrayImage, load_xray
 from edge.provenance import git_commit
-from edge.shift import SUITE
+from lab.shift import SUITE
 
 log = logging.getLogger(__name__)
 

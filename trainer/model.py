@@ -6,8 +6,8 @@ for the class activation map: head = global average pooling -> dropout -> one si
 
 from __future__ import annotations
 
+from lab.tf_env import keras
 from trainer.config import ARCHITECTURES, TrainConfig
-from trainer.tf_env import keras
 
 INPUT_NAME = "xray"
 EMBEDDING_LAYER = "embedding"

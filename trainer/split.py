@@ -1,6 +1,6 @@
 """Patient-level, stratified, seeded train/validation split, and the class weights it implies.
 
-split.csv, the file that records it, is part of the run directory (edge/run_dir.py)."""
+split.csv, the file that records it, is part of the run directory (lab/run_dir.py)."""
 
 from __future__ import annotations
 

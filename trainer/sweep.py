@@ -21,7 +21,7 @@ from typing import Any
 
 from edge import INTENDED_USE
 from edge.files import atomic_write_text
-from edge.run_dir import CONFIG_FILE, HISTORY_FILE, RUN_FILE
+from lab.run_dir import CONFIG_FILE, HISTORY_FILE, RUN_FILE
 from trainer.config import TrainConfig
 from trainer.plots import read_history
 
@@ -117,7 +117,7 @@ def sweep(
     fine_tune_ratio: float,
 ) -> list[dict[str, Any]]:
     """Train every point x seed (or reuse a finished run), rewriting the tables after each run."""
-    from trainer.tf_env import keras  # TensorFlow loads only when a sweep really runs
+    from lab.tf_env import keras  # TensorFlow loads only when a sweep really runs
     from trainer.train import train
 
     out_dir.mkdir(parents=True, exist_ok=True)

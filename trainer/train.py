@@ -1,6 +1,6 @@
 """One training run, start to finish, into a run directory that describes itself.
 
-Run directory (the contract is edge/run_dir.py): model.keras (best validation AUC), config.json,
+Run directory (the contract is lab/run_dir.py): model.keras (best validation AUC), config.json,
 run.json (command, commit, hashes, threshold, class weights, timings; written last), split.csv
 (patient-level), history.csv, val_predictions.csv, metrics.json, train.log, and the plots roc.png,
 confusion.png, training_curves.png (trainer/plots.py).
@@ -21,11 +21,11 @@ import numpy as np
 
 from edge.kermany import LABELS, Sample, manifest_sha256, scan_split
 from edge.metrics import binary_metrics, choose_threshold, roc_auc
-from edge.run_dir import CONFIG_FILE, HISTORY_FILE, SPLIT_FILE, run_record, write_run, write_split
+from lab.run_dir import CONFIG_FILE, HISTORY_FILE, SPLIT_FILE, run_record, write_run, write_split
+from lab.tf_env import keras, tf
 from trainer import data, model, plots
 from trainer.config import TrainConfig
 from trainer.split import class_weights, patient_split
-from trainer.tf_env import keras, tf
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
@@ -49,7 +49,7 @@ def train(
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / HISTORY_FILE).unlink(missing_ok=True)  # CSVLogger appends: a rerun must not mix in old rows
-    file_log = _log_to_file(out_dir / "train.log")
+    file_log = log_to_file(out_dir / "train.log")
     try:
         return _train(config, data_root, out_dir, started, monitor, split)
     finally:
@@ -92,7 +92,7 @@ def _train(
     probabilities = best.predict(val_set.images.astype(np.float32), batch_size=64, verbose=0).ravel()
     threshold = choose_threshold(val_set.labels, probabilities, config.min_recall)
     metrics = binary_metrics(val_set.labels, probabilities, threshold, seed=config.seed)
-    _write_predictions(out_dir / "val_predictions.csv", val_set, probabilities)
+    write_predictions(out_dir / "val_predictions.csv", val_set, probabilities)
     (out_dir / "metrics.json").write_text(json.dumps({"validation": metrics}, indent=2) + "\n")
 
     source = {
@@ -104,7 +104,7 @@ def _train(
         "skipped_files": [s.path.name for s, _ in train_set.skipped + val_set.skipped],
     }
     training = {
-        "counts": _counts(train_set.samples, val_set.samples),
+        "counts": class_counts(train_set.samples, val_set.samples),
         "class_weights": {LABELS[k]: v for k, v in weights.items()},
         "epochs_run": len(history),
         "monitor": str(monitor.resolve()) if monitor else None,
@@ -112,7 +112,7 @@ def _train(
     run = run_record("trainer", started, config, source, training, threshold, MODEL_FILE)
     write_run(out_dir, run)
     plots.plot_all(out_dir, val_set.labels, probabilities, metrics, config.head_epochs, "validation")
-    log.info("validation: %s", _summary(metrics))
+    log.info("validation: %s", metrics_summary(metrics))
     log.info("run written to %s in %.0f s", out_dir, run["wall_seconds"])
     return run
 
@@ -177,7 +177,7 @@ def _fit(
         verbose=1,
     )
     net.save(out_dir / MODEL_FILE)
-    return _rows(first.history) + _rows(second.history)
+    return history_rows(first.history) + history_rows(second.history)
 
 
 class _MonitorAuc(keras.callbacks.Callback):
@@ -193,7 +193,8 @@ class _MonitorAuc(keras.callbacks.Callback):
             logs["monitor_auc"] = roc_auc(self.images.labels, scores)
 
 
-def _rows(history: dict[str, list[float]]) -> list[dict[str, float]]:
+def history_rows(history: dict[str, list[float]]) -> list[dict[str, float]]:
+    """Keras history as history.csv rows, one per epoch (the pooled run writes the same file)."""
     keys = list(history)
     return [{k: float(history[k][i]) for k in keys} for i in range(len(history[keys[0]]))] if keys else []
 
@@ -209,7 +210,8 @@ def _stratified_head(samples: list, limit: int, seed: int) -> list:
     return picked
 
 
-def _write_predictions(path: Path, image_set: data.ImageSet, probabilities: np.ndarray) -> None:
+def write_predictions(path: Path, image_set: data.ImageSet, probabilities: np.ndarray) -> None:
+    """val_predictions.csv: what `trainer folds` and `fleet leave-site-out` read back."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(("sha256", "label", "probability"))
@@ -217,7 +219,9 @@ def _write_predictions(path: Path, image_set: data.ImageSet, probabilities: np.n
             writer.writerow((sample.sha256, LABELS[sample.label], f"{p:.6f}"))
 
 
-def _counts(train_samples: list, val_samples: list) -> dict[str, dict[str, int]]:
+def class_counts(train_samples: list, val_samples: list) -> dict[str, dict[str, int]]:
+    """Films per label and patients, per side of the split, for run.json."""
+
     def per_label(samples: list) -> dict[str, int]:
         counts = {label: sum(1 for s in samples if LABELS[s.label] == label) for label in LABELS}
         return {**counts, "patients": len({s.patient for s in samples})}
@@ -225,7 +229,8 @@ def _counts(train_samples: list, val_samples: list) -> dict[str, dict[str, int]]
     return {"train": per_label(train_samples), "val": per_label(val_samples)}
 
 
-def _summary(metrics: dict[str, Any]) -> str:
+def metrics_summary(metrics: dict[str, Any]) -> str:
+    """One log line of the validation figures."""
     keys = ("accuracy", "precision", "recall", "specificity", "f1", "auc")
     return ", ".join(f"{k} {metrics[k]['value']:.4f}" for k in keys)
 
@@ -240,7 +245,8 @@ def _cores() -> int:
     return os.cpu_count() or 0
 
 
-def _log_to_file(path: Path) -> logging.Handler:
+def log_to_file(path: Path) -> logging.Handler:
+    """Copy the log into the run directory's train.log (remove the handler when the run ends)."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)

@@ -1,6 +1,7 @@
 """The audit log as administrators read it: who did what and when, with the old and new value.
 
-Read-only (the log itself is append-only, enforced by SQLite triggers); reading it is audited too.
+Read-only (the log itself is append-only, enforced by SQLite triggers, and hash-chained: the page
+says whether the chain is intact, edge.webapp.audit_chain); reading it is audited too.
 It names cases by number, and never holds a patient identifier, PIN or file name.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 from flask_babel import gettext
 
-from edge.webapp import store
+from edge.webapp import audit_chain, store
 from edge.webapp.security import current_actor, current_staff
 
 bp = Blueprint("audit", __name__)
@@ -27,6 +28,7 @@ def index() -> str:
         abort(400, description=gettext("The case number must be a whole number, like 42."))
     case_id = int(raw) if raw else None
     conn = store.get_db()
-    entries = store.audit_entries(conn, case_id, limit=SHOWN)
     store.append_audit(conn, current_actor(), "view_audit", case_id)
-    return render_template("audit.html", entries=entries, case_id=case_id, shown=SHOWN)
+    chain = audit_chain.verify(conn)
+    entries = store.audit_entries(conn, case_id, limit=SHOWN)
+    return render_template("audit.html", entries=entries, case_id=case_id, shown=SHOWN, chain=chain)

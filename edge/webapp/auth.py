@@ -7,6 +7,7 @@ in the audit log. Administrators add staff, reset PINs and disable logins at /st
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -17,14 +18,14 @@ from flask_babel import gettext
 from werkzeug.wrappers import Response
 
 from edge.webapp import accounts, store
-from edge.webapp.accounts import LOCKOUT_S, AccountError, LockedOutError
+from edge.webapp.accounts import AccountError, LockedOutError
 from edge.webapp.security import current_actor, current_staff
 
 bp = Blueprint("auth", __name__)
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | tuple[str, int] | str:
+def login() -> Response | tuple[str, int] | tuple[str, int, dict[str, str]] | str:
     target = safe_next(request.values.get("next", ""))
     conn = store.get_db()
     if accounts.count_staff(conn) == 0:
@@ -34,11 +35,14 @@ def login() -> Response | tuple[str, int] | str:
     name = request.form.get("name", "")
     client = request.remote_addr or "unknown"
     try:
-        staff = accounts.authenticate(conn, name, request.form.get("pin", ""), client)
-    except LockedOutError:
-        message = gettext("Too many wrong PINs. Wait %(s)d seconds and try again.", s=round(LOCKOUT_S))
+        staff = accounts.authenticate(
+            conn, name, request.form.get("pin", ""), client, own_screen=_is_loopback(request.remote_addr)
+        )
+    except LockedOutError as e:
+        wait = max(1, math.ceil(e.retry_after_s))
+        message = gettext("Too many wrong PINs. Wait %(s)d seconds and try again.", s=wait)
         page = render_template("login.html", next=target, name=name, error=message)
-        return page, 429, {"Retry-After": str(round(LOCKOUT_S))}
+        return page, 429, {"Retry-After": str(wait)}
     if staff is None:
         store.append_audit(conn, store.Actor(None, "unknown"), "login_failed", detail=f"from {client}")
         error = gettext("That name and PIN do not match an active login. Check both and try again.")

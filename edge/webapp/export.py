@@ -16,7 +16,8 @@ holds the sha256 of `manifest.csv` (which holds every film's sha256) and the fin
 kiosk's Ed25519 key, `export.sig` is the signature of export.json's exact bytes and `kiosk.pub` the
 public key. The private key (SIGNING_KEY_FILE, 0600, made on the first export) never leaves the
 kiosk. Signing needs the `openssl` command (edge.signing); without it the export fails before a
-byte is written.
+byte is written. Every export also carries the audit log's chain head (edge.webapp.audit_chain): the
+CSV in its last line, the zip in export.json, so a later rewrite of the log can be found.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from edge import signing
 from edge.files import atomic_write_bytes
 from edge.provenance import sha256_file
 from edge.webapp import images
+from edge.webapp.audit_chain import Head
 from edge.webapp.store import Case
 
 log = logging.getLogger(__name__)
@@ -66,10 +68,13 @@ EXPORT_KEY_FILE = "export-key"
 SIGNING_KEY_FILE = "signing-key.pem"
 MANIFEST, ABOUT, SIGNATURE, PUBLIC_KEY = "manifest.csv", "export.json", "export.sig", "kiosk.pub"
 EXPORT_FORMAT = "pneumoedge-confirmed-export"
+#: The first cell of the CSV's last line, which holds the audit chain head.
+CSV_TRAILER = "# audit_chain_head"
 
 
-def cases_csv(cases: Iterable[Case]) -> str:
-    """One row per case; quality flags joined with ';'."""
+def cases_csv(cases: Iterable[Case], audit_head: Head | None) -> str:
+    """One row per case; quality flags joined with ';'. The last line, `# audit_chain_head,N:SHA256`,
+    is the audit log's head when the file was made (empty when the log is)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
@@ -77,6 +82,7 @@ def cases_csv(cases: Iterable[Case]) -> str:
         row = case.to_dict()
         row["quality_flags"] = ";".join(case.quality_flags)
         writer.writerow("" if row[column] is None else row[column] for column in CSV_COLUMNS)
+    writer.writerow((CSV_TRAILER, str(audit_head or "")))
     return buffer.getvalue()
 
 
@@ -91,10 +97,13 @@ class _Image:
     last_confirmed_utc: str = ""
 
 
-def write_dataset_zip(cases: Iterable[Case], data_dir: Path | str, out: IO[bytes]) -> int:
+def write_dataset_zip(
+    cases: Iterable[Case], data_dir: Path | str, out: IO[bytes], audit_head: Head | None
+) -> int:
     """Write the signed Kermany-layout zip of confirmed, assessable cases to `out`; return the images
     written. Everything is signed before the zip is begun, so a signing failure (signing.SigningError)
-    leaves `out` untouched rather than half-made."""
+    leaves `out` untouched rather than half-made. export.json carries `audit_head`, the audit log's
+    head (signed with the rest)."""
     key = load_or_create_export_key(data_dir)
     signing_key = load_or_create_signing_key(data_dir)
     public = signing.public_key(signing_key)
@@ -106,6 +115,7 @@ def write_dataset_zip(cases: Iterable[Case], data_dir: Path | str, out: IO[bytes
         "films": len(films),
         "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
         "signing_key": signing.fingerprint(public),
+        "audit_chain_head": str(audit_head) if audit_head else None,
     }
     about_bytes = (json.dumps(about, indent=2) + "\n").encode()
     signature = signing.sign(signing_key, about_bytes)

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from edge.webapp.audit_chain import Head
 from edge.webapp.store import Case
 
 MEDIA_TYPE = "application/fhir+json"
@@ -30,15 +31,19 @@ CONCLUSION_CODES = {
     "PNEUMONIA": {"system": SNOMED, "code": "233604007", "display": "Pneumonia (disorder)"},
     "NORMAL": {"system": SNOMED, "code": "168731009", "display": "Chest X-ray normal (finding)"},
 }
+#: The Bundle's meta tag holding the audit chain head, `N:SHA256` (entry number and hash).
+AUDIT_HEAD_SYSTEM = "urn:pneumoedge:audit-chain-head"
+AUDIT_HEAD = "PneumoEdge audit log chain head (entry:sha256) when exported"
 #: Names the kiosk's records in fullUrl and ids: the same case always gets the same id.
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:pneumoedge:case")
 
 
 def bundle(
-    cases: Iterable[Case], corrected: set[int], timestamp_utc: str, intended_use: str
+    cases: Iterable[Case], corrected: set[int], timestamp_utc: str, intended_use: str, audit_head: Head | None
 ) -> dict[str, Any]:
     """A `collection` Bundle of the confirmed cases' reports; `corrected` holds the ids of cases whose
-    confirmation was changed after it was first recorded (their reports are `amended`)."""
+    confirmation was changed after it was first recorded (their reports are `amended`). The audit
+    log's head when it was made (edge.webapp.audit_chain) is a tag in the Bundle's `meta`."""
     entries = [
         {
             "fullUrl": f"urn:uuid:{report_uuid(case)}",
@@ -47,7 +52,12 @@ def bundle(
         for case in cases
         if case.confirmed_label is not None
     ]
-    return {"resourceType": "Bundle", "type": "collection", "timestamp": timestamp_utc, "entry": entries}
+    result: dict[str, Any] = {"resourceType": "Bundle", "type": "collection", "timestamp": timestamp_utc}
+    if audit_head is not None:
+        result["meta"] = {
+            "tag": [{"system": AUDIT_HEAD_SYSTEM, "code": str(audit_head), "display": AUDIT_HEAD}]
+        }
+    return result | {"entry": entries}
 
 
 def report_uuid(case: Case) -> uuid.UUID:

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 
 from edge.kermany import LABELS
 from edge.signing import SigningError
-from edge.webapp import fhir, localtime, store
+from edge.webapp import audit_chain, fhir, localtime, store
 from edge.webapp.errors import error_response
 from edge.webapp.export import cases_csv, write_dataset_zip
 from edge.webapp.queries import QueryError, parse_case_query, parse_int
@@ -75,8 +75,9 @@ def export_csv() -> Response:
         query = _page_query()
     except QueryError as e:
         abort(400, description=gettext("Cannot export: %(reason)s.", reason=e))
-    store.append_audit(store.get_db(), current_actor(), "export_csv", detail=_described(request.args))
-    body = cases_csv(store.iter_cases(store.get_db(), query))
+    conn = store.get_db()
+    store.append_audit(conn, current_actor(), "export_csv", detail=_described(request.args))
+    body = cases_csv(store.iter_cases(conn, query), audit_chain.head(conn))
     response = current_app.response_class(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="pneumoedge-cases-{_today()}.csv"'
     return response
@@ -96,6 +97,7 @@ def export_fhir() -> Response:
         store.corrected_case_ids(conn),
         store.utc_now(),
         kiosk_info().intended_use,
+        audit_chain.head(conn),
     )
     response = current_app.response_class(json.dumps(body, indent=1), mimetype=fhir.MEDIA_TYPE)
     response.headers["Content-Disposition"] = f'attachment; filename="pneumoedge-fhir-{_today()}.json"'
@@ -108,13 +110,16 @@ def export_dataset() -> Response:
     data_dir = current_app.config["DATA_DIR"]
     # Unnamed, so nothing is left behind: the response closes (and so deletes) it once sent.
     spool = tempfile.TemporaryFile(dir=data_dir)  # noqa: SIM115
+    conn = store.get_db()
     try:
-        write_dataset_zip(store.iter_cases(store.get_db(), store.CaseQuery(confirmed=True)), data_dir, spool)
+        # The head before this export's own entry, which is written once the zip exists.
+        cases = store.iter_cases(conn, store.CaseQuery(confirmed=True))
+        write_dataset_zip(cases, data_dir, spool, audit_chain.head(conn))
     except SigningError as e:  # no openssl 3: an unsigned export would be refused by the programme
         spool.close()
         log.error("the confirmed-images export cannot be signed: %s", e)
         abort(503, description=gettext("Cannot export: %(reason)s.", reason=e))
-    store.append_audit(store.get_db(), current_actor(), "export_dataset")
+    store.append_audit(conn, current_actor(), "export_dataset")
     spool.seek(0)
     return send_file(
         spool,

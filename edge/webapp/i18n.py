@@ -57,6 +57,8 @@ ACTION_TEXT = {
     "api_view_heatmap": lazy_gettext("api view heatmap"),
     "api_token_create": lazy_gettext("api token create"),
     "api_token_revoke": lazy_gettext("api token revoke"),
+    "audit_chain_start": lazy_gettext("audit chain started"),
+    "audit_protection_restored": lazy_gettext("audit protection put back"),
     "confirm": lazy_gettext("confirm"),
     "correct": lazy_gettext("correct"),
     "export_csv": lazy_gettext("export csv"),

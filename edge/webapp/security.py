@@ -130,8 +130,9 @@ class AccessGuard:
         whatever the code, and after too many wrong ones."""
         conn = store.get_db()
         keys = [f"api:{client}"]
-        if accounts.locked_for(conn, keys):
-            raise LockedOutError(keys[0])
+        wait = accounts.locked_for(conn, keys)
+        if wait:
+            raise LockedOutError(keys[0], wait)
         digest = hashlib.sha256(code.encode("utf-8", "surrogateescape")).digest()
         if self._verified is not None and hmac.compare_digest(digest, self._verified):
             return True
@@ -186,11 +187,6 @@ def current_actor() -> store.Actor:
         return g.get("api_actor") or store.Actor(None, API_ACTOR)
     staff = current_staff()
     return staff.actor if staff is not None else store.Actor(None, API_ACTOR)
-
-
-def retry_after(client: str) -> int:
-    """Whole seconds until `client`'s API lockout ends (at least 1), for the Retry-After header."""
-    return max(1, math.ceil(accounts.locked_for(store.get_db(), [f"api:{client}"])))
 
 
 def _refuse_other_sites() -> Response | None:
@@ -259,8 +255,8 @@ def _require_api_credential() -> Response | None:
         return _api_denied(401, "unauthorised", "Send the API token as 'Authorization: Bearer <token>'.")
     try:
         actor = _bearer_actor(secret, client)
-    except LockedOutError:
-        wait = retry_after(client)
+    except LockedOutError as e:
+        wait = max(1, math.ceil(e.retry_after_s))  # whole seconds, for the Retry-After header
         response = _api_denied(429, "locked_out", f"Too many wrong API tokens; wait {wait} seconds.")
         response.headers["Retry-After"] = str(wait)
         return response
@@ -273,8 +269,9 @@ def _require_api_credential() -> Response | None:
 def _bearer_actor(secret: str, client: str) -> store.Actor | None:
     """Who holds this bearer secret: an API token's system, or the operator access code's."""
     conn = store.get_db()
-    if accounts.locked_for(conn, [f"api:{client}"]):
-        raise LockedOutError(client)
+    wait = accounts.locked_for(conn, [f"api:{client}"])
+    if wait:
+        raise LockedOutError(client, wait)
     token = api_tokens.find_active(conn, secret)
     if token is not None:
         return token.actor

@@ -22,10 +22,12 @@ from typing import Any
 from flask import Flask, current_app, g
 from flask_babel import gettext
 
+from edge.webapp import audit_chain
+
 DB_FILE = "pneumoedge.sqlite3"
 #: SQLite's largest row id: a larger number in a URL is no case (404), not an overflow (500).
 MAX_ROWID = 2**63 - 1
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Seconds a writer waits for another thread's transaction before giving up.
 BUSY_TIMEOUT_S = 30.0
 
@@ -232,8 +234,46 @@ def init_db(data_dir: Path | str) -> None:
             conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version=1; COMMIT;")
         if version < 2:
             conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA_V2} PRAGMA user_version=2; COMMIT;")
+        if version < 3:
+            _chain_the_audit_log(conn)
+        _restore_audit_protection(conn)
     finally:
         conn.close()
+
+
+def _chain_the_audit_log(conn: sqlite3.Connection) -> None:
+    """Version 3: the audit log's hash chain (edge.webapp.audit_chain). Entries already there are
+    chained once, here, and an entry says so: their history before this update cannot be vouched for."""
+    with _write(conn):
+        conn.execute("ALTER TABLE audit_log ADD COLUMN prev_sha256 TEXT")
+        conn.execute("ALTER TABLE audit_log ADD COLUMN row_sha256 TEXT")
+        for name in audit_chain.TRIGGERS:
+            conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+        chained = audit_chain.chain_existing(conn)
+        for sql in audit_chain.TRIGGERS.values():
+            conn.execute(sql)
+        if chained:
+            last = audit_chain.head(conn)
+            assert last is not None  # just chained
+            detail = (
+                f"{chained} entries up to #{last.id} were written before the audit log had a hash chain "
+                "and were chained at this software update"
+            )
+            append_audit(conn, Actor(None, "kiosk software update"), audit_chain.CHAIN_START, detail=detail)
+        conn.execute("PRAGMA user_version=3")
+
+
+def _restore_audit_protection(conn: sqlite3.Connection) -> None:
+    """Put back audit triggers someone dropped or changed, and record it in the log itself."""
+    missing = audit_chain.missing_triggers(conn)
+    if not missing:
+        return
+    with _write(conn):
+        for name in missing:
+            conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+            conn.execute(audit_chain.TRIGGERS[name])
+        detail = f"found missing or changed at start and put back: {', '.join(missing)}"
+        append_audit(conn, Actor(None, "kiosk start"), audit_chain.PROTECTION_RESTORED, detail=detail)
 
 
 def get_db() -> sqlite3.Connection:
@@ -377,21 +417,45 @@ def append_audit(
     new_value: str | None = None,
     detail: str | None = None,
 ) -> None:
-    """Add one entry to the append-only audit log (triggers refuse any UPDATE or DELETE of it).
+    """Add one entry to the append-only, hash-chained audit log (edge.webapp.audit_chain).
 
     Inside a transaction of the caller's, it commits with the change it describes; otherwise alone.
+    Either way it holds the write lock, so the next number and the previous hash cannot race.
     Never put a patient identifier here: cases are named by their number.
     """
-    sql = (
-        "INSERT INTO audit_log (at_utc, staff_id, actor, action, case_id, old_value, new_value, detail) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    )
-    params = (utc_now(), actor.staff_id, actor.name, action, case_id, old_value, new_value, detail)
     if conn.in_transaction:
-        conn.execute(sql, params)
+        _append_chained(conn, actor, action, case_id, old_value, new_value, detail)
     else:
         with _write(conn):
-            conn.execute(sql, params)
+            _append_chained(conn, actor, action, case_id, old_value, new_value, detail)
+
+
+def _append_chained(
+    conn: sqlite3.Connection,
+    actor: Actor,
+    action: str,
+    case_id: int | None,
+    old_value: str | None,
+    new_value: str | None,
+    detail: str | None,
+) -> None:
+    number, prev = audit_chain.next_link(conn)
+    values: dict[str, Any] = {
+        "id": number,
+        "at_utc": utc_now(),
+        "staff_id": actor.staff_id,
+        "actor": actor.name,
+        "action": action,
+        "case_id": case_id,
+        "old_value": old_value,
+        "new_value": new_value,
+        "detail": detail,
+    }
+    conn.execute(
+        f"INSERT INTO audit_log ({', '.join(audit_chain.FIELDS)}, prev_sha256, row_sha256) "
+        f"VALUES ({', '.join('?' * (len(audit_chain.FIELDS) + 2))})",
+        (*(values[name] for name in audit_chain.FIELDS), prev, audit_chain.entry_hash(prev, values)),
+    )
 
 
 @dataclass(frozen=True)

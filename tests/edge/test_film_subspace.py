@@ -11,7 +11,7 @@ from PIL import Image, ImageFilter
 from edge import film_subspace, quality
 from edge.film_subspace import FilmSubspace, film_vector, fit_subspace
 from edge.preprocess import XrayImage, load_xray
-from tests.tiny_bundle import synthetic_xray
+from lab.synthetic import synthetic_xray
 
 SHIPPED = film_subspace.default_subspace()
 LIMITS = quality.QualityThresholds()

@@ -11,7 +11,8 @@ import pytest
 from edge import formats
 from edge.formats import DICOM, JPEG, PNG, FormatError, Sniffed
 from edge.preprocess import ImageError, load_xray
-from tests.tiny_bundle import dicom_bytes, encode, synthetic_xray
+from lab.synthetic import encode, synthetic_xray
+from tests.tiny_bundle import dicom_bytes
 
 FILM = synthetic_xray(seed=3, width=200, height=240)
 

@@ -20,7 +20,7 @@ from edge.heatmap import (
     overlay,
     render,
 )
-from tests.tiny_bundle import synthetic_xray
+from lab.synthetic import synthetic_xray
 
 
 def decode_rgb(png: bytes) -> np.ndarray:

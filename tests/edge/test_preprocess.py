@@ -16,7 +16,8 @@ from pydicom.uid import JPEG2000Lossless
 
 from edge import preprocess
 from edge.preprocess import MAX_PIXELS, ImageError, XrayImage, load_model_input, load_xray, to_model_input
-from tests.tiny_bundle import PATIENT, dicom_bytes, encode, synthetic_xray
+from lab.synthetic import encode, synthetic_xray
+from tests.tiny_bundle import PATIENT, dicom_bytes
 
 
 def save(img: Image.Image, fmt: str, **kwargs: object) -> bytes:

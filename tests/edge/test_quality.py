@@ -10,7 +10,7 @@ import pytest
 from edge import quality
 from edge.preprocess import XrayImage, load_model_input, load_xray
 from edge.runtime import TfliteModel
-from tests.tiny_bundle import encode, synthetic_xray, xray_bytes
+from lab.synthetic import encode, synthetic_xray, xray_bytes
 
 LIMITS = quality.QualityThresholds()
 

@@ -26,7 +26,7 @@ from edge.runtime import (
     _Quantisation,
     load_interpreter_class,
 )
-from tests.tiny_bundle import xray_bytes
+from lab.synthetic import xray_bytes
 
 OUTPUTS = (OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY)
 

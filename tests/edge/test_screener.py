@@ -21,7 +21,8 @@ from edge.preprocess import ImageError, load_xray
 from edge.provenance import sha256_file
 from edge.quality import BLANK, COLOUR_PHOTO, NOT_A_CHEST_FILM, OUT_OF_DISTRIBUTION, QualityThresholds
 from edge.screener import INTENDED_USE, Screener, ScreenerOptions, default_model_dir
-from tests.tiny_bundle import PATIENT, dicom_bytes, encode, synthetic_xray, xray_bytes
+from lab.synthetic import encode, synthetic_xray, xray_bytes
+from tests.tiny_bundle import PATIENT, dicom_bytes
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,13 @@ SCRIPT_TIMEOUT_S = 300
 DEFAULT_WHEELHOUSE = Path.home() / ".cache" / "pneumoedge" / "wheelhouse"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test here `firmware`, so the developer loop (`make test-dev`) leaves the rehearsals out."""
+    for item in items:
+        if Path(__file__).parent in item.path.parents:
+            item.add_marker(pytest.mark.firmware)
+
+
 @dataclass(frozen=True)
 class SigningKey:
     """An Ed25519 key pair in PEM, as the office makes it with openssl (docs/deployment.md)."""

@@ -15,6 +15,8 @@ import pytest
 from edge.webapp import store
 from tests.firmware.conftest import provision_rooted, run_script
 
+NEWER = store.SCHEMA_VERSION + 1  # what a later release's migration would make
+
 
 def _count(path: Path) -> int:
     with contextlib.closing(sqlite3.connect(path)) as conn:
@@ -32,15 +34,15 @@ def _add_case(path: Path, ref: str) -> None:
 
 
 def _migrate_like_a_newer_release(path: Path) -> None:
-    """What a release with schema 3 does when it starts, then it records a case."""
+    """What a release with a newer schema does when it starts, then it records a case."""
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        conn.executescript("BEGIN; CREATE TABLE newer_feature (x); PRAGMA user_version=3; COMMIT;")
+        conn.executescript(f"BEGIN; CREATE TABLE newer_feature (x); PRAGMA user_version={NEWER}; COMMIT;")
     _add_case(path, "made-by-2.0.0")
 
 
 @pytest.fixture
 def rooted(tmp_path: Path, tiny_dep_bundles: dict[str, Path]) -> tuple[Path, dict[str, str], Path]:
-    """A --root device on 1.0.0 with a kiosk database (schema 2, one case); returns root, env, db."""
+    """A --root device on 1.0.0 with a kiosk database (this schema, one case); returns root, env, db."""
     root, env = provision_rooted(tmp_path, tiny_dep_bundles["1.0.0"])
     data = root / "var/lib/pneumoedge"
     store.init_db(data)
@@ -66,7 +68,7 @@ def test_a_rollback_after_a_schema_change_restores_a_database_the_old_release_re
     prefix = root / "opt/pneumoedge"
     assert run_script("update.sh", "--root", root, tiny_dep_bundles["2.0.0"], env=env).returncode == 0
     _migrate_like_a_newer_release(db)
-    with pytest.raises(RuntimeError, match="schema version 3"):
+    with pytest.raises(RuntimeError, match=f"schema version {NEWER}"):
         store.init_db(db.parent)  # what release 1.0.0 would do with the migrated database
     (prefix / "releases/1.0.0/.healthy").write_text("passed\n")  # as on a device
 
@@ -79,7 +81,7 @@ def test_a_rollback_after_a_schema_change_restores_a_database_the_old_release_re
         assert [r[0] for r in conn.execute("SELECT case_ref FROM cases")] == ["made-by-1.0.0"]
     (kept,) = (db.parent / "snapshots").glob("from-2.0.0-*.sqlite3")
     assert _count(kept) == 2  # the newer release's record is kept, not thrown away
-    assert "changed the database schema (2 -> 3)" in back.stderr
+    assert f"changed the database schema ({store.SCHEMA_VERSION} -> {NEWER})" in back.stderr
 
 
 def test_a_rollback_without_a_schema_change_keeps_the_live_database(

@@ -13,8 +13,8 @@ import numpy as np
 from edge import signing
 from edge.webapp import export, images
 from fleet.trust import TrustedKiosks
+from lab.synthetic import synthetic_xray
 from tests.kiosk_exports import confirmed_case
-from tests.tiny_bundle import synthetic_xray
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def make_export(kiosk_dir: Path, films: list[Film], out: Path) -> Path:
         sha = hashlib.sha256(pixels.tobytes()).hexdigest()
         cases.append(confirmed_case(kiosk_dir, number, pixels, sha, film.ref, film.label))
     with out.open("wb") as handle:
-        export.write_dataset_zip(cases, kiosk_dir, handle)
+        export.write_dataset_zip(cases, kiosk_dir, handle, None)
     return out
 
 

@@ -20,7 +20,8 @@ from edge.preprocess import load_model_input
 from edge.runtime import TfliteModel
 from fleet.__main__ import main
 from fleet.promote import Rule, promote
-from tests.tiny_bundle import INPUT_SIZE, encode, synthetic_xray
+from lab.synthetic import encode, synthetic_xray
+from tests.tiny_bundle import INPUT_SIZE
 
 
 def lesion(seed: int) -> tuple[float, float] | None:

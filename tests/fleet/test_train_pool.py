@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.run_dir import read_split
 from fleet import pool as pooling
+from lab.run_dir import read_split
 from quantize.images import decode
 
 from .conftest import make_export, provisioned, site_films

@@ -20,8 +20,8 @@ import pytest
 from edge.kermany import LABELS, Sample
 from edge.preprocess import load_model_input
 from edge.provenance import sha256_file
-from edge.run_dir import CONFIG_FILE, SPLIT_FILE, write_run, write_split
-from tests.tiny_bundle import xray_bytes
+from lab.run_dir import CONFIG_FILE, SPLIT_FILE, write_run, write_split
+from lab.synthetic import xray_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_SIZE = 64
@@ -59,7 +59,7 @@ def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _tiny_model(size: int):
-    from quantize.tf_env import keras
+    from lab.tf_env import keras
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((size, size, 1), name="xray")

@@ -20,8 +20,8 @@ def test_sparsity_outside_zero_one_is_refused(sparsity):
 
 
 def test_only_conv_and_dense_layers_with_enough_weights_are_pruned():
+    from lab.tf_env import keras
     from quantize.prune import is_prunable
-    from quantize.tf_env import keras
 
     inputs = keras.Input((16, 16, 4))
     small = keras.layers.Conv2D(2, 1)
@@ -35,7 +35,7 @@ def test_only_conv_and_dense_layers_with_enough_weights_are_pruned():
     assert not is_prunable(keras.layers.Rescaling(0.5))
 
 
-def test_export_of_a_missing_run_exits_2_with_the_fix(tmp_path, caplog):
-    assert main(["export", "--run", str(tmp_path / "nope"), "--out", str(tmp_path / "m" / "x")]) == 2
-    assert "is not a finished training run" in caplog.text
+def test_export_of_a_missing_run_says_why_in_one_line(tmp_path):
+    with pytest.raises(SystemExit, match=r"^export: .*is not a finished training run"):
+        main(["export", "--run", str(tmp_path / "nope"), "--out", str(tmp_path / "m" / "x")])
     assert not (tmp_path / "m").exists()

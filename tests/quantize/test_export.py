@@ -10,14 +10,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY, BundleError, load_bundle
+from edge.bundle import (
+    OUTPUT_CAM,
+    OUTPUT_EMBEDDING,
+    OUTPUT_FEATURES,
+    OUTPUT_PROBABILITY,
+    Bundle,
+    BundleError,
+    load_bundle,
+)
+from edge.calibration import Head
 from edge.kermany import LABELS
 from edge.metrics import choose_threshold
 from edge.preprocess import load_model_input
 from edge.runtime import TfliteModel
+from edge.screener import Screener
+from lab.synthetic import xray_bytes
 from quantize.calibrate import score_model
 from tests.quantize.conftest import TINY_SIZE
-from tests.tiny_bundle import xray_bytes
+
+pytestmark = pytest.mark.slow  # trains and exports a tiny run (tiny_run): 47 s on 2 loaded cores
 
 VARIANTS = ("float32", "int8", "pruned-int8")
 
@@ -44,13 +56,27 @@ def test_every_variant_is_a_verified_bundle_with_named_outputs(tiny_models, vari
     model = TfliteModel(bundle.model_path)
     assert bundle.name == f"tiny-{variant}"
     assert bundle.metadata["variant"] == variant
-    assert model.output_names == (OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_PROBABILITY)
+    assert model.output_names == (OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_FEATURES, OUTPUT_PROBABILITY)
     outputs = model.run(_images(1)[0])
     assert {k: list(v.shape) for k, v in outputs.items()} == {
         k: v["shape"] for k, v in bundle.metadata["outputs"].items()
     }
     assert outputs[OUTPUT_CAM].shape == (1, 4, 4)  # read from the model, not assumed 7x7
     assert outputs[OUTPUT_EMBEDDING].shape == (1, 24)
+    assert outputs[OUTPUT_FEATURES].shape == (1, 4, 4, 24)
+
+
+@pytest.mark.parametrize("variant", ["float32", "int8"])
+def test_the_kiosk_draws_the_cam_with_the_bundles_own_head(tiny_models, variant):
+    """From the features output, so a head refitted on a site's films explains its own decision."""
+    bundle = _bundle(tiny_models, variant)
+    screener = Screener(bundle)
+    outputs = screener.model.run(_images(1)[0])
+    tolerance = 1e-4 if variant == "float32" else 0.1  # the int8 cam output has its own quantisation
+    assert screener._cam(outputs) == pytest.approx(outputs[OUTPUT_CAM][0], abs=tolerance)
+    refitted = Head(-bundle.head.kernel, -bundle.head.bias)
+    site = Screener(Bundle(bundle.root, {**bundle.metadata, "head": refitted.to_metadata()}))
+    assert site._cam(outputs) == pytest.approx(-screener._cam(outputs), abs=1e-9)
 
 
 @pytest.mark.parametrize("variant", ["int8", "pruned-int8"])
@@ -131,7 +157,7 @@ def test_ood_gate_refuses_about_half_a_percent_of_training_images(tiny_models, v
     assert len(ood["mean"]) == len(ood["std"]) == 24
     assert min(ood["std"]) > 0
     assert ood["false_reject_rate"] <= 0.005 + 1 / ood["threshold_images"]
-    # 40 training images split in two, each set clean and once re-acquired (edge.shift.random_acquisition)
+    # 40 training images split in two, each set clean and once re-acquired (lab.shift.random_acquisition)
     assert ood["fit_images"] == ood["threshold_images"] == 40
     assert 0.0 <= ood["validation_false_reject_rate"] <= 1.0
     assert ood["threshold"] > 0

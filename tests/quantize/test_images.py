@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edge.run_dir import read_run_dir, read_split
+from lab.run_dir import read_run_dir, read_split
+from lab.synthetic import xray_bytes
 from quantize.images import LabelledFile, decode, read_file_list, scan_folder, write_file_list
-from tests.tiny_bundle import xray_bytes
 
 
 def test_file_list_round_trips(tmp_path):

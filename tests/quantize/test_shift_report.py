@@ -8,10 +8,10 @@ import numpy as np
 
 from edge.metrics import binary_metrics
 from edge.preprocess import XrayImage
-from edge.shift import fullres_agreement, robustness, worst_of
+from lab.shift import fullres_agreement, robustness, worst_of
+from lab.synthetic import synthetic_xray
 from quantize.benchmark import _add_agreement
 from quantize.report import _shift_markdown, _without_per_image
-from tests.tiny_bundle import synthetic_xray
 
 FILMS = [XrayImage(synthetic_xray(seed=s, width=224, height=224), "JPEG", 0.0) for s in range(6)]
 LABELS = np.array([0, 1, 0, 1, 0, 1], dtype=bool)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_bundle import encode, synthetic_xray
+from lab.synthetic import encode, synthetic_xray
 
 CORRUPT_NAME = "IM-0999-0001.jpeg"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.tiny_bundle import synthetic_xray
+from lab.synthetic import synthetic_xray
 from trainer.acquisition import AugmentRanges, augment, augmented_copies
 
 

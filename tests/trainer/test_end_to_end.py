@@ -24,6 +24,8 @@ from tests.trainer.conftest import CORRUPT_NAME, write_kermany
 from trainer.__main__ import main
 from trainer.config import TrainConfig
 
+pytestmark = pytest.mark.slow  # trains a model in its fixture: 90 s on 2 loaded cores
+
 REPO = Path(__file__).resolve().parents[2]
 INPUT_SIZE = 96
 PLOTS = ("roc.png", "confusion.png", "training_curves.png")
@@ -93,7 +95,7 @@ def test_split_file_keeps_patients_whole_and_drops_the_copy(run_dir: Path):
 
 def test_model_loads_and_scores_a_preprocessed_film(run_dir: Path, data_root: Path):
     from edge.preprocess import load_model_input
-    from trainer.tf_env import keras
+    from lab.tf_env import keras
 
     model = keras.models.load_model(run_dir / "model.keras")
     assert model.input_shape == (None, INPUT_SIZE, INPUT_SIZE, 1)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edge.kermany import Sample
-from edge.run_dir import read_split, write_split
+from lab.run_dir import read_split, write_split
 from trainer.split import class_weights, patient_split
 
 

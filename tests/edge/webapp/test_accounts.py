@@ -193,10 +193,10 @@ def test_the_first_administrator_is_created_on_the_kiosk_itself(app: Flask) -> N
     local = app.test_client()
     assert local.get("/").status_code == 302
     assert "Create administrator" in local.get("/login").data.decode()
-    created = local.post("/login", data={"name": "Ada Admin", "pin": "424242", "pin_again": "424242"})
+    created = local.post("/login", data={"name": "Ada Admin", "pin": "591736", "pin_again": "591736"})
     assert created.status_code == 302
     assert local.get("/staff").status_code == 200
-    again = app.test_client().post("/login", data={"name": "Bob", "pin": "434343", "pin_again": "434343"})
+    again = app.test_client().post("/login", data={"name": "Bob", "pin": "683915", "pin_again": "683915"})
     assert again.status_code == 401  # logins exist now: this is an ordinary (wrong) login
 
 
@@ -249,7 +249,7 @@ def test_parallel_wrong_pins_and_codes_get_exactly_the_allowed_tries(
         tmp_path / "data",
         access_code="clinic-code-2026",
         threads=8,
-        admin=("Ada", "424242"),
+        admin=("Ada", "582914"),
     ).start()
     try:
 

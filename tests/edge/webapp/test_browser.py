@@ -206,8 +206,9 @@ def test_upload_result_confirm_history_and_exports(
     screenshot(browser, tmp_path, "history")
 
     browser.find_element(By.ID, "export-csv").click()
-    rows = list(csv.DictReader(io.StringIO(wait_for_download(downloads, ".csv").read_text())))
+    *rows, trailer = csv.DictReader(io.StringIO(wait_for_download(downloads, ".csv").read_text()))
     assert [(r["case_ref"], r["confirmed_label"]) for r in rows] == [("BROWSER-1", "PNEUMONIA")]
+    assert trailer["id"] == "# audit_chain_head"
     browser.find_element(By.ID, "export-dataset").click()
     names = zipfile.ZipFile(wait_for_download(downloads, ".zip")).namelist()
     assert names == [
@@ -242,7 +243,7 @@ def log_in(browser: WebDriver) -> None:
 
 
 #: The longest case reference the kiosk takes (64 characters), with no space to break it at.
-LONG_REF = "OPD-2026-00123-WARD7-BED12-FOLLOWUP3-RADIOLOGY-REVIEW-0000000001"
+LONG_REF = "OPD-2026-00123-WARD7-BED12-FOLLOWUP3-RADIOLOGY-REVIEW-A0001-B001"  # 64, passes the guard
 PAPERS = {"A4": (8.27, 11.69), "Letter": (8.5, 11.0)}  # inches
 
 

@@ -124,7 +124,7 @@ def test_a_refusal_is_plain_with_a_thumbnail(kiosk: KioskServer, browser, tmp_pa
 
 def test_history_times_are_local_and_on_one_line_at_800_by_480(kiosk: KioskServer, browser) -> None:  # noqa: F811  (the imported fixture)
     for k in range(3):
-        predict(kiosk, xray_bytes(seed=50 + k, width=300, height=360), f"WARD12-LONG-REFERENCE-{k:04d}")
+        predict(kiosk, xray_bytes(seed=50 + k, width=300, height=360), f"WARD12-LONG7-REFERENCE-{k:04d}")
     browser.get(f"http://127.0.0.1:{kiosk.port}/history")
     log_in(browser)
     wait_for(browser, "td.time a")

@@ -17,8 +17,11 @@ import pytest
 from edge import signing
 from edge.__main__ import main
 from edge.webapp import export, images
+from edge.webapp.audit_chain import Head
 from edge.webapp.store import Case
 from tests.kiosk_exports import confirmed_case
+
+HEAD = Head(41, "ab" * 32)  # the audit log's head, signed into export.json
 
 
 def seeded_case(data_dir: Path, case_id: int, seed: int, case_ref: str | None, label: str) -> Case:
@@ -31,7 +34,7 @@ def seeded_case(data_dir: Path, case_id: int, seed: int, case_ref: str | None, l
 
 def exported(data_dir: Path, cases: list[Case]) -> tuple[zipfile.ZipFile, dict[str, dict[str, str]]]:
     buffer = io.BytesIO()
-    export.write_dataset_zip(cases, data_dir, buffer)
+    export.write_dataset_zip(cases, data_dir, buffer, HEAD)
     archive = zipfile.ZipFile(buffer)
     rows = csv.DictReader(io.StringIO(archive.read("manifest.csv").decode()))
     return archive, {row["file"]: row for row in rows}
@@ -61,6 +64,7 @@ def test_manifest_has_file_checksums_and_keyed_patient_hashes_never_the_referenc
         "films": 4,
         "manifest_sha256": hashlib.sha256(archive.read("manifest.csv")).hexdigest(),
         "signing_key": signing.fingerprint(archive.read("kiosk.pub")),
+        "audit_chain_head": f"41:{'ab' * 32}",
     }
     assert stat.S_IMODE((kiosk / export.EXPORT_KEY_FILE).stat().st_mode) == 0o600
 
@@ -104,7 +108,7 @@ def test_without_openssl_the_export_fails_clearly_and_writes_nothing(
     signing.check_openssl.cache_clear()
     out = io.BytesIO()
     with pytest.raises(signing.SigningError, match="openssl command is not installed"):
-        export.write_dataset_zip([case], kiosk, out)
+        export.write_dataset_zip([case], kiosk, out, None)
     assert out.getvalue() == b"" and not (kiosk / export.SIGNING_KEY_FILE).exists()
 
 

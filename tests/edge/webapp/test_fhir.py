@@ -31,7 +31,7 @@ def test_confirmed_cases_export_as_valid_diagnostic_reports(
 ) -> None:
     pneumonia = assess(client, xray_bytes(seed=31, width=300, height=360), case_ref="WARD3-0042")
     corrected = assess(client, xray_bytes(seed=32, width=300, height=360))
-    assess(client, xray_bytes(seed=33, width=300, height=360), case_ref="NOT-CONFIRMED-1")
+    assess(client, xray_bytes(seed=33, width=300, height=360), case_ref="UNCONFIRMED-1")
     assess(client, colour_photo, case_ref="REFUSED-1")
     confirm(client, pneumonia, "PNEUMONIA")
     confirm(client, corrected, "NORMAL")
@@ -85,4 +85,4 @@ def test_an_unconfirmed_case_cannot_be_made_into_a_report(
         case = store.get_case(store.get_db(), case_id)
     with pytest.raises(ValueError, match="no confirmed diagnosis"):
         fhir.diagnostic_report(case, False, INTENDED_USE)
-    assert fhir.bundle([case], set(), "2026-01-31T00:00:00.000Z", INTENDED_USE)["entry"] == []
+    assert fhir.bundle([case], set(), "2026-01-31T00:00:00.000Z", INTENDED_USE, None)["entry"] == []

@@ -117,8 +117,9 @@ def test_csv_export_lists_the_filtered_cases(client: FlaskClient, xray_bytes: Xr
     response = client.get("/history/export.csv?case_ref=csv")
     assert response.mimetype == "text/csv"
     assert "attachment" in response.headers["Content-Disposition"]
-    rows = list(csv.DictReader(io.StringIO(response.data.decode())))
+    *rows, trailer = list(csv.DictReader(io.StringIO(response.data.decode())))
     assert tuple(rows[0]) == CSV_COLUMNS
+    assert trailer["id"] == "# audit_chain_head"  # the audit log's head: test_audit_chain.py
     assert [(row["id"], row["case_ref"], row["confirmed_label"]) for row in rows] == [
         (str(first), "CSV-1", "PNEUMONIA")
     ]

@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from edge import kiosk_settings, serve_cli
+from edge import kiosk_settings
 from edge.__main__ import build_parser, main
 from edge.bundle import Bundle
+from edge.commands import serve
 from edge.webapp import create_app, scoring
 
 
 def serve_settings(*args: str) -> dict:
     """What `python -m edge serve ARGS` would run with."""
-    return serve_cli.settings_from(build_parser().parse_args(["serve", *args]))
+    return serve.settings_from(build_parser().parse_args(["serve", *args]))
 
 
 @pytest.fixture
@@ -92,7 +93,7 @@ def test_a_bad_value_in_the_instance_file_stops_the_start(
 ) -> None:
     file = tmp_path / "kiosk.py"
     file.write_text(line + "\n")
-    with caplog.at_level(logging.ERROR, logger="edge.serve_cli"):
+    with caplog.at_level(logging.ERROR, logger="edge.commands.serve"):
         code = main(["serve", "--config", str(file), "--data-dir", str(tmp_path / "data")])
     assert code == 2
     assert "cannot start: " + message.format(file=file) in caplog.text
@@ -100,7 +101,7 @@ def test_a_bad_value_in_the_instance_file_stops_the_start(
 
 
 def test_a_missing_config_file_stops_the_start(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
-    with caplog.at_level(logging.ERROR, logger="edge.serve_cli"):
+    with caplog.at_level(logging.ERROR, logger="edge.commands.serve"):
         code = main(["serve", "--config", str(tmp_path / "nowhere.py")])
     assert code == 2
     assert f"cannot start: the settings file {tmp_path / 'nowhere.py'} does not exist" in caplog.text

@@ -12,12 +12,12 @@ import pytest
 
 from edge.__main__ import main
 from edge.bundle import Bundle
-from edge.serve_cli import is_loopback
+from edge.commands.serve import is_loopback
 
 
 def serve(caplog: pytest.LogCaptureFixture, *args: str) -> tuple[int, str]:
     """Run the serve command in-process; every case here must stop before it starts serving."""
-    with caplog.at_level(logging.ERROR, logger="edge.serve_cli"):
+    with caplog.at_level(logging.ERROR, logger="edge.commands.serve"):
         code = main(["serve", *args])
     return code, caplog.text
 

@@ -1,7 +1,8 @@
 """The real kiosk: `python -m edge serve` (waitress, several threads) on a loopback port.
 
 Bad input over real HTTP, concurrent clients, and a SIGKILL under load: every result the kiosk
-acknowledged must be in the database afterwards, and the database must pass its integrity check.
+acknowledged must be in the database afterwards, with its audit entry in one unbroken hash chain,
+and the database must pass its integrity check.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from edge.bundle import Bundle
-from edge.webapp import store
+from edge.webapp import audit_chain, store
 from tests.tiny_bundle import xray_bytes
 
 from .bad_uploads import CATALOGUE, MULTIPART, BadUpload, file_body
@@ -43,6 +44,16 @@ def predict(kiosk: KioskServer, data: bytes, case_ref: str) -> dict:
     reply = kiosk.request("POST", "/api/v1/predict", file_body(data, case_ref=case_ref.encode()), MULTIPART)
     assert reply.status == 201, reply.body
     return reply.json()
+
+
+def chain_of(data_dir: Path) -> tuple[audit_chain.ChainReport, set[int]]:
+    """The audit chain's state, and the cases with a `screen` entry."""
+    conn = sqlite3.connect(store.db_path(data_dir))
+    try:
+        screened = {row[0] for row in conn.execute("SELECT case_id FROM audit_log WHERE action = 'screen'")}
+        return audit_chain.verify(conn), screened
+    finally:
+        conn.close()
 
 
 def committed_cases(data_dir: Path) -> dict[int, tuple[str, str]]:
@@ -85,6 +96,9 @@ def test_concurrent_clients_every_acknowledged_result_is_committed(
     stored = committed_cases(server.data_dir)
     for case in acknowledged:
         assert stored[case["id"]] == (case["case_ref"], case["input_sha256"])
+    chain, screened = chain_of(server.data_dir)
+    assert chain.intact, chain.summary()  # 4 writers at once: one unbroken chain
+    assert {case["id"] for case in acknowledged} <= screened
 
 
 def test_sigkill_under_load_loses_no_acknowledged_result(
@@ -128,7 +142,10 @@ def test_sigkill_under_load_loses_no_acknowledged_result(
         stored = committed_cases(kiosk.data_dir)
         for case in acknowledged:
             assert stored[case["id"]] == (case["case_ref"], case["input_sha256"])
-        assert predict(kiosk, uploads[0], "AFTER-RESTART-1")["status"] == "ok"
+        assert predict(kiosk, uploads[0], "RESTART-1")["status"] == "ok"
+        chain, screened = chain_of(kiosk.data_dir)
+        assert chain.intact, chain.summary()  # the kill left no half-written link
+        assert {case["id"] for case in acknowledged} <= screened
     finally:
         kiosk.stop()
 

@@ -32,7 +32,10 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     store.init_db(tmp_path)
     with sqlite3.connect(store.db_path(tmp_path)) as conn:
         conn.execute(f"PRAGMA user_version={store.SCHEMA_VERSION + 1}")
-    with pytest.raises(RuntimeError, match="schema version 3; this kiosk knows version 2"):
+    with pytest.raises(
+        RuntimeError,
+        match=f"schema version {store.SCHEMA_VERSION + 1}; this kiosk knows version {store.SCHEMA_VERSION}",
+    ):
         store.init_db(tmp_path)
 
 

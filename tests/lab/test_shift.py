@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge import shift
 from edge.preprocess import XrayImage
-from tests.tiny_bundle import synthetic_xray
+from lab import shift
+from lab.synthetic import synthetic_xray
 
 
 @pytest.fixture(scope="module")

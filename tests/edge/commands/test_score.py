@@ -14,8 +14,9 @@ import pytest
 
 from edge.__main__ import main
 from edge.bundle import MODEL_FILE
-from edge.score_cli import COLUMNS
-from tests.tiny_bundle import dicom_bytes, encode, synthetic_xray
+from edge.commands.score import COLUMNS
+from lab.synthetic import encode, synthetic_xray
+from tests.tiny_bundle import dicom_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 

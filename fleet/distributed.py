@@ -27,21 +27,21 @@ import numpy as np
 
 from edge.kermany import LABELS, Sample, manifest_sha256
 from edge.metrics import binary_metrics, choose_threshold
-from edge.run_dir import CONFIG_FILE, HISTORY_FILE, SPLIT_FILE, run_record, write_run, write_split
 from fleet import records as pool_records
 from fleet.pool import POOL_FILE
 from fleet.shards import read_films
+from lab.run_dir import CONFIG_FILE, HISTORY_FILE, SPLIT_FILE, run_record, write_run, write_split
+from lab.tf_env import keras, tf
 from trainer import data, model, plots
 from trainer.config import TrainConfig
 from trainer.split import class_weights
-from trainer.tf_env import keras, tf
 from trainer.train import (  # the single-machine run's writers: one run directory format
     MODEL_FILE,
-    _counts,
-    _log_to_file,
-    _rows,
-    _summary,
-    _write_predictions,
+    class_counts,
+    history_rows,
+    log_to_file,
+    metrics_summary,
+    write_predictions,
 )
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def train_pool(
     strategy = strategy or make_strategy()
     keras.utils.set_random_seed(config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    file_log = _log_to_file(out_dir / "train.log") if chief else None
+    file_log = log_to_file(out_dir / "train.log") if chief else None
     try:
         records = pool_records.trainable(pool_records.read_records(pool_dir))
         groups = pool_records.patient_groups(records)
@@ -199,7 +199,7 @@ def _two_phases(
     second = fit(
         net, batches, (config.head_epochs, total_epochs), steps, backup / "phase-2", callbacks, validation
     )
-    return _rows(first) + _rows(second)
+    return history_rows(first) + history_rows(second)
 
 
 def _finish(
@@ -222,7 +222,7 @@ def _finish(
     probabilities = plain.predict(val_set.images.astype(np.float32), batch_size=64, verbose=0).ravel()
     threshold = choose_threshold(val_set.labels, probabilities, config.min_recall)
     metrics = binary_metrics(val_set.labels, probabilities, threshold, seed=config.seed)
-    _write_predictions(out_dir / "val_predictions.csv", val_set, probabilities)
+    write_predictions(out_dir / "val_predictions.csv", val_set, probabilities)
     (out_dir / "metrics.json").write_text(json.dumps({"validation": metrics}, indent=2) + "\n")
     pool = json.loads((pool_dir / POOL_FILE).read_text(encoding="utf-8"))
     source = {
@@ -235,14 +235,14 @@ def _finish(
         "sites": pool_records.sites(pool_records.read_records(pool_dir)),
     }
     training = {
-        "counts": _counts(train_samples, val_samples),
+        "counts": class_counts(train_samples, val_samples),
         "class_weights": {LABELS[k]: v for k, v in weights.items()},
         "epochs_run": len(rows),
     }
     run = run_record("fleet", started, config, source, training, threshold, MODEL_FILE)
     write_run(out_dir, run)
     plots.plot_all(out_dir, val_set.labels, probabilities, metrics, config.head_epochs, "validation")
-    log.info("validation: %s", _summary(metrics))
+    log.info("validation: %s", metrics_summary(metrics))
     return run
 
 

@@ -1,18 +1,30 @@
 """Command-line pieces shared by the offline tools (`python -m trainer`, `quantize`, `fleet`).
 
-They live here because edge is the one package all three import: the shift options name the
-evaluations of `edge.shift`, and each tool's entry point parses and starts logging the same way.
+They live in `lab`, the package all three import: the shift options name the evaluations of
+`lab.shift`, and each tool's entry point parses and starts logging the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 #: The trainer's and fleet's log line; quantize adds the logger's name.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+#: --log-level's choices, as the kiosk's `pneumoedge --log-level` has them.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every default in --help, except None: the option's help says what happens then."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.required:
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def parse_command(
@@ -22,14 +34,29 @@ def parse_command(
     argv: Sequence[str] | None,
     log_format: str = LOG_FORMAT,
 ) -> argparse.Namespace:
-    """Parse `prog COMMAND ...` and start INFO logging, so every tool's main reads and logs alike."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    commands = parser.add_subparsers(dest="command", required=True)
+    """Parse `prog [--log-level LEVEL] COMMAND ...` and start logging, so every tool's main reads alike.
+
+    `prog` is the console script's name (pyproject.toml), so usage lines name what a user types.
+    """
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, help="log verbosity")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in adders:
         add(commands)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=log_format)
+    logging.basicConfig(level=args.log_level, format=log_format)
     return args
+
+
+def run_command(args: argparse.Namespace, errors: tuple[type[Exception], ...]) -> int:
+    """Run the parsed command; `errors`, what a user causes and can fix (a missing folder, a refused
+    export), end it with one line `COMMAND: why` and exit status 1 instead of a traceback."""
+    try:
+        return int(args.func(args) or 0)
+    except errors as e:
+        sys.exit(f"{args.command}: {e}")
 
 
 def add_command(
@@ -52,7 +79,7 @@ def add_shift_options(
     suite_help: str,
     fullres_copies_help: str | None = None,
 ) -> None:
-    """--site, --fullres (and --fullres-copies) and --suite-films: the inputs of `edge.shift`'s checks.
+    """--site, --fullres (and --fullres-copies) and --suite-films: the inputs of `lab.shift`'s checks.
 
     One definition keeps their names, types and defaults the same in `trainer evaluate` and
     `quantize benchmark`; only the help differs, where the two commands read the films differently.

@@ -1,6 +1,6 @@
 """One worker of the loopback multi-worker test: a tiny convnet on 32 px synthetic films, a few steps.
 
-Run as `python -m tests.trainer.multiworker_worker OUT EPOCHS` with TF_CONFIG set (or not, for the
+Run as `python -m tests.fleet.multiworker_worker OUT EPOCHS` with TF_CONFIG set (or not, for the
 single-process reference). Writes OUT/initial-INDEX.npz, OUT/weights-INDEX.npz and
 OUT/epochs-INDEX.json (epochs this process ran); only the chief writes OUT/history.csv.
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.distributed import cluster_spec, distributed_batches, fit, make_strategy
-from trainer.tf_env import keras, tf
+from fleet.distributed import cluster_spec, distributed_batches, fit, make_strategy
+from lab.tf_env import keras, tf
 
 FILMS, SIZE, GLOBAL_BATCH = 64, 32, 16
 

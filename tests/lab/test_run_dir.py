@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge.kermany import Sample
-from edge.run_dir import CONFIG_FILE, RUN_FILE, SPLIT_FILE, read_run_dir, read_split, write_run, write_split
+from lab.run_dir import CONFIG_FILE, RUN_FILE, SPLIT_FILE, read_run_dir, read_split, write_run, write_split
 
 RUN = {"feature_layer": "features", "input_size": 64, "labels": ["NORMAL", "PNEUMONIA"], "data_root": "/d"}
 

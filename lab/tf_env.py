@@ -1,7 +1,7 @@
 """Import TensorFlow with Keras 2 (tf-keras): tensorflow-model-optimization does not work with Keras 3.
 
-Every quantize module that needs TensorFlow takes `tf` and `keras` from here, so the switch happens
-before the first import. The benchmark and the image lists never import it.
+Every module of trainer, quantize and fleet that needs TensorFlow takes `tf` and `keras` from here, so
+the switch happens before the first import. The rest of `lab` never imports it.
 """
 
 import os

@@ -41,7 +41,7 @@ def worker(out: Path, epochs: int, tf_config: dict | None) -> subprocess.Popen:
     env.pop("TF_CONFIG", None)
     if tf_config is not None:
         env["TF_CONFIG"] = json.dumps(tf_config)
-    command = [sys.executable, "-m", "tests.trainer.multiworker_worker", str(out), str(epochs)]
+    command = [sys.executable, "-m", "tests.fleet.multiworker_worker", str(out), str(epochs)]
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
