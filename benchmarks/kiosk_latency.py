@@ -42,6 +42,8 @@ TARGET_P95_MS = 150.0
 TARGET_RSS_MB = 200.0
 TARGET_RATIO = 8.0
 BOUNDARY = "kiosk-latency-boundary"
+#: The benchmark's own operator access code: the API needs a credential (docs/kiosk.md).
+ACCESS_CODE = "kiosk-latency-benchmark"
 
 
 def main() -> int:
@@ -173,7 +175,7 @@ def start_server(model: Path, port: int, data_dir: Path, threads: int, slots: in
         "--port", str(port), "--data-dir", str(data_dir), "--threads", str(threads),
         "--scoring-slots", str(slots),
     ]  # fmt: skip
-    env = {key: value for key, value in os.environ.items() if key != "PNEUMOEDGE_ACCESS_CODE"}
+    env = {**os.environ, "PNEUMOEDGE_ACCESS_CODE": ACCESS_CODE}  # the API needs a credential
     return subprocess.Popen(command, env=env)
 
 
@@ -200,7 +202,9 @@ def request(
     own = conn is None
     conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
-        headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"} if body else {}
+        headers = {"Authorization": f"Bearer {ACCESS_CODE}"}
+        if body:
+            headers["Content-Type"] = f"multipart/form-data; boundary={BOUNDARY}"
         conn.request(method, path, body=body, headers=headers)
         response = conn.getresponse()
         return response.status, response.read()

@@ -33,7 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "SCORING_SLOTS": 1,
     # A staff session ends after this many seconds without a request (the kiosk is shared).
     "IDLE_LOGOUT_S": 600,
-    # Below this much free space in the data folder new uploads are refused ("storage full").
+    # Below this much free space in the data folder new uploads are refused ("storage full"); at
+    # least 1: half of it (at most 16 MB) is the reserve that keeps logins working on a full disk.
     "MIN_FREE_MB": 200,
     # Delete de-identified images and heatmaps of cases older than this (0: keep them for ever).
     "RETENTION_DAYS": 0,
@@ -41,6 +42,10 @@ DEFAULTS: dict[str, Any] = {
     "TIMEZONE": "UTC",
     # `serve` only: the address waitress listens on; beyond loopback needs an access code.
     "HOST": "127.0.0.1",
+    # Names the kiosk answers to besides localhost, 127.0.0.1, ::1 and HOST (the names clinic
+    # systems use when it listens on the network), e.g. ("kiosk.local", "192.168.10.20"); any other
+    # Host is refused (edge/webapp/hosts.py).
+    "ALLOWED_HOSTS": (),
     # `serve` only: the TCP port.
     "PORT": 8080,
     # `serve` only: waitress's request-handling threads.
@@ -135,6 +140,10 @@ def _zone(value: Any) -> bool:
     return True
 
 
+def _names(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(name, str) and name.strip() for name in value)
+
+
 def _text(value: Any) -> bool:
     return isinstance(value, (str, Path)) and str(value) != ""
 
@@ -145,9 +154,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "MODEL_THREADS": (lambda value: value is None or _whole(1)(value), "None or a whole number >= 1"),
     "SCORING_SLOTS": (_whole(1), "a whole number of at least 1"),
     "IDLE_LOGOUT_S": (_number(0, strict=True), "a number of seconds above 0"),
-    "MIN_FREE_MB": (_number(0), "a number of at least 0"),
+    "MIN_FREE_MB": (_number(1), "a number of MB of at least 1 (a full disk cannot take a case)"),
     "RETENTION_DAYS": (_number(0), "a number of days of at least 0 (0 keeps everything)"),
     "HOST": (_text, "an address"),
+    "ALLOWED_HOSTS": (_names, "a list of host names or addresses, like ('kiosk.local', '192.168.10.20')"),
     "PORT": (_whole(0, 65535), "a whole number from 0 to 65535"),
     "THREADS": (_whole(1), "a whole number of at least 1"),
     "CASE_REF_PATTERN": (lambda value: value is None or _text(value), "None or a regular expression"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import errno
 import ipaddress
 import logging
 import os
@@ -104,8 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser,
         "--min-free-mb",
         "MIN_FREE_MB",
-        "refuse new uploads ('storage full') and report unhealthy below this much free space",
-        type=_non_negative,
+        "refuse new uploads ('storage full') and report unhealthy below this much free space (at least 1)",
+        type=_positive,
         metavar="MB",
     )
     _setting(
@@ -143,10 +144,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from(args)
         app = _build_app(settings, args)
+        server = _server(app, settings)
     except StartupError as e:
         log.error("cannot start: %s", e)
         return 2
-    return _serve(app, settings)
+    return _serve(server, app, settings)
 
 
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -182,8 +184,9 @@ def _build_app(settings: dict[str, Any], args: argparse.Namespace) -> Flask:
     from edge.webapp.accounts import AccountError
 
     data_dir = Path(settings["DATA_DIR"])
+    os.umask(0o077)  # whatever the kiosk writes (database, images, exports) is its user's alone
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         code = args.access_code or os.environ.get(ACCESS_CODE_ENV)
         if code:
             security.store_access_code(data_dir, code)
@@ -196,7 +199,10 @@ def _build_app(settings: dict[str, Any], args: argparse.Namespace) -> Flask:
             f"the data folder {data_dir} cannot be used ({e}); pass a writable --data-dir"
         ) from e
     admin = args.admin
-    admin_pin = os.environ.get(ADMIN_PIN_ENV, "")
+    # Read once and removed, so that nothing the server runs later (or reads /proc/PID/environ
+    # from it) sees the PIN or the code.
+    admin_pin = os.environ.pop(ADMIN_PIN_ENV, "")
+    os.environ.pop(ACCESS_CODE_ENV, None)
     if admin and not admin_pin:
         raise StartupError(f"--admin {admin} needs the administrator's PIN in the {ADMIN_PIN_ENV} variable")
     host = settings["HOST"]
@@ -230,31 +236,53 @@ def _provision_admin(app: Flask, name: str, pin: str) -> None:
     log.info("administrator login %r is ready (its PIN is stored hashed)", staff.name)
 
 
-def _serve(app: Flask, settings: dict[str, Any]) -> int:
+def _server(app: Flask, settings: dict[str, Any]) -> Any:
+    """waitress listening on HOST:PORT; StartupError saying what to do when it cannot."""
     from waitress import create_server
 
     from edge.webapp import oversize
 
     _limit_malloc_arenas()  # before create_server starts the worker threads
-    server = create_server(
-        app,
-        host=settings["HOST"],
-        port=settings["PORT"],
-        threads=settings["THREADS"],
-        # Leave room above Flask's limit so oversized uploads get the app's clear 413 message.
-        max_request_body_size=2 * app.config["MAX_CONTENT_LENGTH"],
-        ident="PneumoEdge",
-        clear_untrusted_proxy_headers=True,
-    )
+    try:
+        server = create_server(
+            app,
+            host=settings["HOST"],
+            port=settings["PORT"],
+            threads=settings["THREADS"],
+            # Leave room above Flask's limit so oversized uploads get the app's clear 413 message.
+            max_request_body_size=2 * app.config["MAX_CONTENT_LENGTH"],
+            ident="PneumoEdge",
+            clear_untrusted_proxy_headers=True,
+        )
+    except OSError as e:
+        where = f"{settings['HOST']}:{settings['PORT']}"
+        if e.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"port {settings['PORT']} on {settings['HOST']} is already in use (another kiosk or "
+                "program is listening there): stop it, or pass another --port"
+            ) from e
+        raise StartupError(f"cannot listen on {where} ({e.strerror or e}); check --host and --port") from e
     oversize.install(server)  # bodies over waitress's limit get the kiosk's own 413 page or JSON
+    return server
+
+
+def _serve(server: Any, app: Flask, settings: dict[str, Any]) -> int:
     signal.signal(signal.SIGTERM, _stop)
     info = app.extensions["pneumoedge.kiosk"]
+    if not is_loopback(settings["HOST"]) and not settings["ALLOWED_HOSTS"]:
+        log.warning(
+            "listening on %s, but only requests to localhost and %s are answered: list the names and "
+            "addresses clinic systems use in ALLOWED_HOSTS (instance file)",
+            settings["HOST"],
+            settings["HOST"],
+        )
     port = getattr(server, "effective_port", settings["PORT"])  # a multi-address server has no single port
     # The operator's start-up banner: shown whatever --log-level says.
+    credentials = "tokens made on the Staff page" + (" or the access code" if info.access_enabled else "")
     print(
         f"PneumoEdge kiosk on http://{settings['HOST']}:{port} with model {info.model_name} "
         f"(sha256 {info.model_sha256[:12]}), data in {app.config['DATA_DIR']}, "
-        f"access code {'required' if info.access_enabled else 'not set'}. Ctrl-C stops it.",
+        f"API credentials: {credentials}. Ctrl-C stops it.",
         flush=True,
     )
     server.run()

@@ -22,18 +22,22 @@ from edge import kiosk_settings
 from edge.screener import Screener, ScreenerOptions
 from edge.webapp import (
     api,
+    api_tokens,
     auth,
     clock,
     errors,
     history,
+    hosts,
     i18n,
     images,
     localtime,
     pages,
+    percent,
     scoring,
     security,
     storage,
     store,
+    token_pages,
 )
 from edge.webapp.audit import bp as audit_bp
 from edge.webapp.case_refs import init_case_refs
@@ -54,7 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     clock.parse_not_before(app.config["CLOCK_NOT_BEFORE"])  # a bad value stops start-up, clearly
 
     data_dir = Path(app.config["DATA_DIR"])
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = security.load_or_create_secret_key(data_dir)
     if "ACCESS_CODE_HASH" not in app.config:
@@ -65,6 +69,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     init_case_refs(app)
     store.init_app(app)
+    api_tokens.init_app(app)
     images.init_dir(data_dir)
     storage.init_app(app)
     scoring.init_app(app, screener, getattr(edge, "__version__", "unknown"))
@@ -74,18 +79,27 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app.url_map.converters["rowid"] = RowIdConverter
     localtime.init_app(app)
+    percent.init_app(app)
     app.context_processor(
         lambda: {"kiosk": scoring.kiosk_info(), "clock": clock.check_clock(app.config["CLOCK_NOT_BEFORE"])}
     )
-    for blueprint in (pages.bp, history.bp, auth.bp, api.bp):
+    for blueprint in (pages.bp, history.bp, auth.bp, api.bp, token_pages.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(audit_bp)
     security.csrf.exempt(api.bp)
+    names = hosts.allowed_names(app.config["HOST"], app.config["ALLOWED_HOSTS"])
+    app.wsgi_app = hosts.HostGuard(app.wsgi_app, names)  # type: ignore[method-assign]
     return app
 
 
 class RowIdConverter(IntegerConverter):
-    """A record number in a URL: beyond SQLite's integer range it matches no route (404), never a 500."""
+    """A record number in a URL: beyond SQLite's integer range it matches no route (404), never a 500.
+
+    ASCII digits only: werkzeug's `\\d` also matches other scripts' digits (`/cases/１` would be
+    case 1 under a name no link ever uses).
+    """
+
+    regex = r"[0-9]+"
 
     def __init__(self, map: Any) -> None:
         super().__init__(map, min=0, max=store.MAX_ROWID)

@@ -289,6 +289,21 @@ def _address_wait(failures: int) -> float:
     return LOCKOUT_S if failures >= MAX_FAILURES else 0.0
 
 
+def locked_for(conn: sqlite3.Connection, keys: Sequence[str], now: float | None = None) -> float:
+    """Seconds until the lockout of any of the address `keys` ends (0: none is locked out). Only reads.
+
+    Checked before any credential is looked at, so a locked-out client learns nothing, not even
+    from the right code: it gets the same refusal, with this as its Retry-After.
+    """
+    now = time.time() if now is None else now
+    waits = [
+        row["last_failure"] + _address_wait(row["failures"]) - now
+        for key in keys
+        for row in conn.execute("SELECT failures, last_failure FROM login_failures WHERE key = ?", (key,))
+    ]
+    return max([0.0, *waits])
+
+
 def clear_attempts(conn: sqlite3.Connection, keys: Sequence[str]) -> None:
     with write(conn):
         conn.executemany("DELETE FROM login_failures WHERE key = ?", [(key,) for key in keys])
@@ -326,22 +341,39 @@ def open_session(conn: sqlite3.Connection, staff: Staff) -> str:
     return token
 
 
-def session_staff(conn: sqlite3.Connection, token: str, idle_s: float, max_age_s: float) -> Staff | None:
-    """Who holds this session, or None when it was closed, idled out, aged out or the login disabled."""
+def session_staff(
+    conn: sqlite3.Connection,
+    token: str,
+    idle_s: float,
+    max_age_s: float,
+    seen: dict[str, float] | None = None,
+) -> Staff | None:
+    """Who holds this session, or None when it was closed, idled out, aged out or the login disabled.
+
+    The stored last-seen time is written at most every TOUCH_EVERY_S (each write is an fsync), so
+    it can be that much behind; `seen`, the kiosk's in-memory record of each session's latest
+    request, makes the idle limit exact while the kiosk runs (after a restart only the stored
+    time is known). Idle means: more than `idle_s` seconds since the session's latest request.
+    """
+    digest = _digest(token)
     row = conn.execute(
         "SELECT s.created, s.last_seen, st.id, st.name, st.role, st.active FROM sessions s "
         "JOIN staff st ON st.id = s.staff_id WHERE s.token_sha256 = ?",
-        (_digest(token),),
+        (digest,),
     ).fetchone()
     if row is None:
         return None
+    seen = {} if seen is None else seen
     now = time.time()
-    if not row["active"] or now - row["last_seen"] > idle_s or now - row["created"] > max_age_s:
+    last_seen = max(row["last_seen"], seen.get(digest, 0.0))
+    if not row["active"] or now - last_seen > idle_s or now - row["created"] > max_age_s:
+        seen.pop(digest, None)
         close_session(conn, token)
         return None
-    if now - row["last_seen"] > TOUCH_EVERY_S:
+    seen[digest] = now
+    if now - row["last_seen"] > min(TOUCH_EVERY_S, idle_s / 4):
         with write(conn):
-            conn.execute("UPDATE sessions SET last_seen = ? WHERE token_sha256 = ?", (now, _digest(token)))
+            conn.execute("UPDATE sessions SET last_seen = ? WHERE token_sha256 = ?", (now, digest))
     return _staff(row)
 
 

@@ -1,7 +1,8 @@
 """The JSON API for clinic systems (docs/openapi.yaml) and the health check.
 
-Exempt from CSRF because it takes no cookies: when an access code is set, every call but /healthz
-must send it as `Authorization: Bearer <code>` (checked in edge.webapp.security).
+Every call but /healthz needs a credential (an API token, the access code, or the kiosk's own
+logged-in pages' session: edge.webapp.security); what each call reads or creates is in the audit log
+under the credential's holder. Exempt from CSRF: cross-site requests are refused outright.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request, url_for
+from flask_babel import gettext
 from werkzeug.wrappers import Response
 
 from edge.webapp import clock, storage, store
@@ -43,8 +45,15 @@ def predict() -> Response:
 
 @bp.get("/api/v1/results")
 def results() -> Response:
-    """Cases newest first; filters as on the history page, but `case_ref` matches exactly."""
+    """Cases newest first; filters as on the history page, but `case_ref` matches exactly.
+
+    Unlike the page's form (which sends blank fields), a query value the API is given empty is
+    refused: a clinic system that sends `date_from=` meant some date, and must not get every case.
+    """
     try:
+        for name, value in request.args.items(multi=True):
+            if not value.strip():
+                raise QueryError(gettext("%(name)s is empty: give a value or leave it out", name=name))
         query = parse_case_query(request.args, exact_case_ref=True)
         limit = parse_int(request.args, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = parse_int(request.args, "offset", 0, 0, 2**31)
@@ -79,6 +88,7 @@ def heatmap(case_id: int) -> Response:
     png = None if case is None else heatmap_overlay(current_app.config["DATA_DIR"], store.get_db(), case)
     if png is None:
         abort(404, description=f"Case #{case_id} has no heatmap (none exists, or it could not be assessed).")
+    store.append_audit(store.get_db(), current_actor(), "api_view_heatmap", case_id)
     return current_app.response_class(png, mimetype="image/png")
 
 
@@ -91,9 +101,7 @@ def healthz() -> tuple[Response, int]:
         conn: sqlite3.Connection | None = store.get_db()
     except sqlite3.Error:
         conn = None
-    health = storage.check_health(
-        conn, current_app.config["DATA_DIR"], float(current_app.config["MIN_FREE_MB"])
-    )
+    health = storage.check_health(conn, current_app.config["DATA_DIR"], storage.reserve())
     body = {
         "status": "ok" if health.ok else "error",
         "database": health.database,

@@ -80,7 +80,11 @@ def _too_large(_error: HTTPException) -> Response:
 
 def _http_error(error: HTTPException) -> Response:
     code = (error.name or "error").lower().replace(" ", "_")
-    return error_response(error.code or 500, code, error.description or error.name)
+    response = error_response(error.code or 500, code, error.description or error.name)
+    for name, value in error.get_headers():  # e.g. a 405's Allow, which the new body must keep
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def _internal_error(error: InternalServerError) -> Response:

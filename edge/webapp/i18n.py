@@ -54,6 +54,9 @@ ROLE_TEXT = {
 ACTION_TEXT = {
     "api_list_results": lazy_gettext("api list results"),
     "api_view_result": lazy_gettext("api view result"),
+    "api_view_heatmap": lazy_gettext("api view heatmap"),
+    "api_token_create": lazy_gettext("api token create"),
+    "api_token_revoke": lazy_gettext("api token revoke"),
     "audit_chain_start": lazy_gettext("audit chain started"),
     "audit_protection_restored": lazy_gettext("audit protection put back"),
     "confirm": lazy_gettext("confirm"),

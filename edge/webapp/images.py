@@ -76,9 +76,10 @@ def path_of(data_dir: Path | str, name: str) -> Path:
 
 
 def init_dir(data_dir: Path | str) -> None:
-    """Create the folder and remove temporary files left by a crash mid-write."""
+    """Create the folder (the kiosk's user's alone) and remove temporary files left by a crash mid-write."""
     folder = images_dir(data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
     for leftover in folder.glob(".*.png.*"):
         log.warning("removing %s, left by an interrupted write", leftover.name)
         leftover.unlink(missing_ok=True)

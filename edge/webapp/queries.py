@@ -51,7 +51,7 @@ def parse_int(args: MultiDict[str, str], name: str, default: int, low: int, high
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = int(raw) if raw.isascii() else low - 1  # int() also reads other scripts' digits
     except ValueError:
         value = low - 1
     if not low <= value <= high:

@@ -85,7 +85,7 @@ def score_and_record(upload: Upload, actor: store.Actor | None = None) -> store.
     """
     data_dir = current_app.config["DATA_DIR"]
     try:
-        storage.require_space(data_dir, float(current_app.config["MIN_FREE_MB"]))
+        storage.require_space()
         with current_app.extensions[SLOTS_KEY]:
             assessment, image_file, thumbnail = _assess_and_keep(upload, data_dir)
         conn = store.get_db()

@@ -3,11 +3,15 @@
 - Every page needs a personal staff login (edge.webapp.accounts): the signed session cookie holds a
   token that is checked against the server's session table on each request, so logging out, an
   idle timeout or a disabled login ends it at once. `current_actor()` names who acts, for the audit.
-- The API's access code is stored only as a werkzeug password hash in the data folder. When one is
-  set the JSON API needs it in an `Authorization: Bearer <code>` header; the API never accepts the
-  cookie, so a page from another site cannot make a logged-in browser call it. Repeated wrong codes
-  from one address lock it out (counted before checking, so parallel guesses cannot slip past).
-- Forms carry CSRF tokens (flask-wtf); the JSON API is exempt because it takes no cookies.
+- The JSON API needs a credential in every configuration: an API token an administrator made for
+  one clinic system (edge.webapp.api_tokens), the operator access code, both as
+  `Authorization: Bearer <token>`, or a logged-in staff session (the kiosk's own pages). Repeated
+  wrong tokens from one address lock it out; a locked-out address is refused before its token is
+  looked at, so even the right one gets 429 and the answer tells a guesser nothing.
+- Requests from another site are refused: any state-changing request, and every API request, whose
+  `Origin` or `Sec-Fetch-Site` says it came from elsewhere (the `Host` check is edge.webapp.hosts).
+- Forms carry CSRF tokens (flask-wtf); the JSON API is exempt: a cookie reaches it only from the
+  kiosk's own origin (SameSite=Strict, and the origin check above).
 - Every response gets a strict Content-Security-Policy (everything from this kiosk, nothing inline,
   no framing) and the usual hardening headers; nothing but static files may be cached.
 """
@@ -17,16 +21,29 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, g, jsonify, redirect, request, session, url_for
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    request,
+    session,
+    url_for,
+)
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from edge.files import atomic_write_bytes
-from edge.webapp import accounts, store
-from edge.webapp.accounts import LOCKOUT_S, LockedOutError, Staff
+from edge.webapp import accounts, api_tokens, store
+from edge.webapp.accounts import LockedOutError, Staff
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +53,7 @@ MIN_ACCESS_CODE_LENGTH = 8
 #: Endpoints anyone may reach: the login itself, its language switch, static files, and the health check.
 PUBLIC_ENDPOINTS = frozenset({"auth.login", "i18n.set_language", "static", "api.healthz"})
 API_ACTOR = "API client"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'; "
@@ -91,12 +109,12 @@ def load_or_create_secret_key(data_dir: Path | str) -> bytes:
 
 
 class AccessGuard:
-    """Checks the API's access code against the stored hash, remembering the one that worked.
+    """Checks the operator access code against the stored hash, remembering the one that worked.
 
     scrypt takes tens of milliseconds by design; after the first success the API compares a
     sha256 of the presented code in constant time instead, so clinic systems are not slowed down.
-    Other attempts are counted in the database first (edge.webapp.accounts.reserve_attempt), so
-    parallel wrong codes cannot get past the lockout.
+    The lockout is looked at first; other attempts are counted in the database before the hash is
+    checked (edge.webapp.accounts.reserve_attempt), so parallel wrong codes cannot get past it.
     """
 
     def __init__(self, code_hash: str | None) -> None:
@@ -108,20 +126,22 @@ class AccessGuard:
         return self.code_hash is not None
 
     def check(self, code: str, client: str) -> bool:
-        """True when `code` is the access code; LockedOutError after too many wrong ones from `client`."""
-        if self.code_hash is None:
-            return True
+        """True when `code` is the access code; LockedOutError while `client` is locked out,
+        whatever the code, and after too many wrong ones."""
+        conn = store.get_db()
+        keys = [f"api:{client}"]
+        wait = accounts.locked_for(conn, keys)
+        if wait:
+            raise LockedOutError(keys[0], wait)
         digest = hashlib.sha256(code.encode("utf-8", "surrogateescape")).digest()
         if self._verified is not None and hmac.compare_digest(digest, self._verified):
             return True
-        conn = store.get_db()
-        keys = [f"api:{client}"]
         accounts.reserve_attempt(conn, keys)
-        if check_password_hash(self.code_hash, code):
+        if self.code_hash is not None and check_password_hash(self.code_hash, code):
             self._verified = digest
             accounts.clear_attempts(conn, keys)
             return True
-        log.warning("wrong access code from %s", client)
+        log.warning("wrong API credential from %s", client)
         return False
 
 
@@ -130,8 +150,9 @@ def guard() -> AccessGuard:
 
 
 def init_app(app: Flask) -> None:
-    """Install CSRF protection, the access check and the response headers."""
+    """Install the origin check, CSRF protection, the access check and the response headers."""
     app.extensions["pneumoedge.access"] = AccessGuard(app.config.get("ACCESS_CODE_HASH"))
+    app.before_request(_refuse_other_sites)
     app.before_request(_require_access)  # before CSRF: a logged-out user is sent to the login page
     csrf.init_app(app)
     app.after_request(_harden)
@@ -152,6 +173,7 @@ def current_staff() -> Staff | None:
                 token,
                 float(current_app.config["IDLE_LOGOUT_S"]),
                 current_app.config["PERMANENT_SESSION_LIFETIME"].total_seconds(),
+                current_app.extensions.setdefault("pneumoedge.sessions_seen", {}),
             )
             if staff is None:
                 session.clear()
@@ -160,34 +182,100 @@ def current_staff() -> Staff | None:
 
 
 def current_actor() -> store.Actor:
-    """Who is acting in this request: the logged-in staff member, or a clinic system on the API."""
-    staff = current_staff() if not is_api_request() else None
+    """Who is acting in this request: the logged-in staff member, or the API credential's holder."""
+    if is_api_request():
+        return g.get("api_actor") or store.Actor(None, API_ACTOR)
+    staff = current_staff()
     return staff.actor if staff is not None else store.Actor(None, API_ACTOR)
+
+
+def _refuse_other_sites() -> Response | None:
+    """403 for a state-changing or API request that a page on another site made a browser send."""
+    if request.method in SAFE_METHODS and not request.path.startswith("/api/"):
+        return None
+    if _same_origin():
+        return None
+    from edge.webapp.errors import error_response  # errors imports this module
+
+    log.warning("refused a cross-origin %s request", request.method)
+    return error_response(
+        403,
+        "cross_origin",
+        "Requests from other web sites are refused. Use the kiosk's own pages, or call the API "
+        "from a clinic system with an API token.",
+    )
+
+
+def _same_origin() -> bool:
+    """Sec-Fetch-Site when the browser sends it (every current one does); else the Origin's host.
+
+    With `Referrer-Policy: no-referrer` browsers send `Origin: null` even on the kiosk's own form
+    posts, so the Origin decides only for clients without Sec-Fetch-Site; there, "null" (also what a
+    sandboxed frame on another site sends) is refused.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not sent by a browser, or a plain navigation by an old one
+    return urlsplit(origin).netloc.lower() == request.host.lower()
 
 
 def _require_access() -> Response | None:
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
+    if isinstance(request.routing_exception, MethodNotAllowed):
+        return None  # a wrong method is a 405 (with Allow) whoever asks: it reveals nothing
     if is_api_request():
-        return _require_bearer(guard()) if guard().enabled else None
+        return _require_api_credential()
     if current_staff() is not None:
         return None
     return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
 
 
-def _require_bearer(access: AccessGuard) -> Response | None:
+def _require_api_credential() -> Response | None:
+    """An API token or the access code as a bearer token, or else a logged-in staff session."""
     client = request.remote_addr or "unknown"
-    scheme, _, code = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not code:
+    header = request.headers.get("Authorization")
+    if header is None:
+        staff = current_staff()
+        if staff is not None:
+            g.api_actor = staff.actor
+            return None
         return _api_denied(
-            401, "unauthorised", "Send the operator access code as 'Authorization: Bearer <code>'."
+            401,
+            "unauthorised",
+            "The API needs a credential: send an API token (an administrator makes one on the Staff "
+            "page) as 'Authorization: Bearer <token>'.",
         )
+    scheme, _, secret = header.partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        return _api_denied(401, "unauthorised", "Send the API token as 'Authorization: Bearer <token>'.")
     try:
-        if not access.check(code.strip(), client):
-            return _api_denied(401, "unauthorised", "The access code is wrong.")
-    except LockedOutError:
-        return _api_denied(429, "locked_out", f"Too many wrong access codes; wait {LOCKOUT_S:.0f} seconds.")
+        actor = _bearer_actor(secret, client)
+    except LockedOutError as e:
+        wait = max(1, math.ceil(e.retry_after_s))  # whole seconds, for the Retry-After header
+        response = _api_denied(429, "locked_out", f"Too many wrong API tokens; wait {wait} seconds.")
+        response.headers["Retry-After"] = str(wait)
+        return response
+    if actor is None:
+        return _api_denied(401, "unauthorised", "The API token is wrong or was revoked.")
+    g.api_actor = actor
     return None
+
+
+def _bearer_actor(secret: str, client: str) -> store.Actor | None:
+    """Who holds this bearer secret: an API token's system, or the operator access code's."""
+    conn = store.get_db()
+    wait = accounts.locked_for(conn, [f"api:{client}"])
+    if wait:
+        raise LockedOutError(client, wait)
+    token = api_tokens.find_active(conn, secret)
+    if token is not None:
+        return token.actor
+    return store.Actor(None, API_ACTOR) if guard().check(secret, client) else None
 
 
 def _api_denied(status: int, code: str, message: str) -> Response:

@@ -1,8 +1,16 @@
 """The data folder's health: free space, writability, retention of stored images, crash leftovers.
 
-- Before an upload is scored the free space is checked against a floor (MIN_FREE_MB); below it the
-  kiosk refuses new work with a plain "storage full" answer (507) instead of failing half-way, and
-  `/healthz` reports it.
+- Before an upload is scored the free space is checked against a floor (MIN_FREE_MB, at least 1 MB);
+  below it the kiosk refuses new work with a plain "storage full" answer (507) instead of failing
+  half-way, and `/healthz` reports it (503).
+- A full disk must not lock staff out: logging in, reading results and the audit entries those
+  write need a little space. The kiosk keeps a preallocated reserve file (`space-reserve`, half the
+  floor, at most 16 MB) and deletes it as soon as free space falls below the floor, whoever filled
+  the disk; its space is then kept for those small writes, because uploads count it as taken
+  (`SpaceReserve.usable_bytes`). It is made again once there is room for it above the floor.
+  A reserve file rather than space inside SQLite: the database writes through its WAL file, which
+  grows whenever a write does not fit the space it already has, so no row is ever guaranteed to fit
+  without new space on the file system.
 - `/healthz` is unhealthy when the database or the image folder cannot be written.
 - Retention (RETENTION_DAYS, 0 = keep for ever): de-identified images and heatmaps of cases older
   than that are deleted; the results themselves (label, probability, confirmation, audit) stay.
@@ -21,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, current_app
 from flask_babel import lazy_gettext
 
 from edge.webapp import images, store
@@ -36,6 +44,10 @@ STORAGE_FULL_MESSAGE = lazy_gettext(
 )
 #: How often retention runs while the kiosk is up (it also runs at every start).
 RETENTION_EVERY_S = 3600.0
+RESERVE_FILE = "space-reserve"
+RESERVE_MAX_BYTES = 16 * 1024 * 1024
+RESERVE_KEY = "pneumoedge.space_reserve"
+MB = 1024 * 1024
 
 
 class StorageFullError(OSError):
@@ -50,9 +62,69 @@ def free_bytes(data_dir: Path | str) -> int:
     return shutil.disk_usage(data_dir).free
 
 
-def require_space(data_dir: Path | str, min_free_mb: float) -> None:
-    """StorageFull when the data folder's file system has less than `min_free_mb` free."""
-    if free_bytes(data_dir) < min_free_mb * 1024 * 1024:
+class SpaceReserve:
+    """Space kept back for logins, reads and their audit entries on a full disk (module docstring).
+
+    `upkeep` runs before every request: a stat and a statvfs, and a file deleted or made only when
+    free space crosses the floor.
+    """
+
+    def __init__(self, data_dir: Path | str, min_free_mb: float) -> None:
+        self.path = Path(data_dir) / RESERVE_FILE
+        self.floor = int(min_free_mb * MB)
+        self.size = min(RESERVE_MAX_BYTES, self.floor // 2)
+        self._lock = threading.Lock()
+
+    def held(self) -> bool:
+        try:
+            return self.path.stat().st_size >= self.size
+        except OSError:
+            return False
+
+    def usable_bytes(self) -> int:
+        """Free space new cases may use: the file system's, less the reserve when it was released."""
+        return free_bytes(self.path.parent) - (0 if self.held() else self.size)
+
+    def upkeep(self) -> None:
+        """Release the reserve below the floor; make it again once it fits above the floor.
+
+        Never fails a request: a data folder that cannot even be measured is /healthz's to report.
+        """
+        with self._lock:
+            try:
+                free = free_bytes(self.path.parent)
+                held = self.held()
+                if held and free < self.floor:
+                    self.path.unlink()
+                    log.warning("free space is below the floor: the space reserve was released for logins")
+                elif not held and free - self.size >= self.floor:
+                    self._make()
+            except OSError as e:
+                log.error("the space reserve could not be looked after (%s)", type(e).__name__)
+
+    def _make(self) -> None:
+        partial = self.path.with_name(f".{RESERVE_FILE}.partial")
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            partial.replace(self.path)
+        except OSError as e:
+            partial.unlink(missing_ok=True)
+            log.warning("the space reserve could not be made (%s); tried again later", type(e).__name__)
+
+
+def reserve() -> SpaceReserve:
+    return current_app.extensions[RESERVE_KEY]
+
+
+def require_space() -> None:
+    """StorageFullError when new cases may not use more space (below the floor, reserve counted)."""
+    space = reserve()
+    if space.usable_bytes() < space.floor:
         raise StorageFullError()
 
 
@@ -75,8 +147,10 @@ class Health:
         return self.database == self.images == self.storage == "ok"
 
 
-def check_health(conn: sqlite3.Connection | None, data_dir: Path | str, min_free_mb: float) -> Health:
-    """Can the kiosk record a case right now? Writes nothing that stays. `conn` None: it did not open."""
+def check_health(conn: sqlite3.Connection | None, data_dir: Path | str, space: SpaceReserve) -> Health:
+    """Can the kiosk record a case right now? Writes nothing that stays. `conn` None: it did not open.
+
+    Storage is "low" exactly when an upload would be refused for space (`require_space`)."""
     database = "ok"
     try:
         if conn is None:
@@ -102,11 +176,11 @@ def check_health(conn: sqlite3.Connection | None, data_dir: Path | str, min_free
         log.error("health check: the image folder cannot be written (%s)", type(e).__name__)
         image_state = "error"
     try:
-        free = free_bytes(data_dir)
+        free = max(0, space.usable_bytes())
     except OSError:
         free = 0
-    storage = "ok" if free >= min_free_mb * 1024 * 1024 else "low"
-    return Health(database, image_state, storage, round(free / (1024 * 1024), 1))
+    storage = "ok" if free >= space.floor else "low"
+    return Health(database, image_state, storage, round(free / MB, 1))
 
 
 def apply_retention(conn: sqlite3.Connection, data_dir: Path | str, days: float) -> int:
@@ -156,8 +230,13 @@ def remove_orphans(conn: sqlite3.Connection, data_dir: Path | str) -> int:
 
 
 def init_app(app: Flask) -> None:
-    """At start: remove crash leftovers and apply retention; then apply retention every hour."""
+    """At start: remove crash leftovers, apply retention and make the space reserve; then keep the
+    reserve before every request and apply retention every hour."""
     data_dir = app.config["DATA_DIR"]
+    space = SpaceReserve(data_dir, float(app.config["MIN_FREE_MB"]))
+    app.extensions[RESERVE_KEY] = space
+    space.upkeep()
+    app.before_request(space.upkeep)
     conn = store.connect(store.db_path(data_dir))
     try:
         remove_orphans(conn, data_dir)

@@ -290,9 +290,17 @@ def close_db(_error: BaseException | None = None) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Create the data folder and schema, and close each request's connection when it ends."""
-    Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
-    init_db(app.config["DATA_DIR"])
+    """Create the data folder and schema, and close each request's connection when it ends.
+
+    The folder and the database are the kiosk's user's alone (0700, 0600), also when an older kiosk
+    made them readable to all; SQLite gives its WAL and shared-memory files the database's mode.
+    """
+    data_dir = Path(app.config["DATA_DIR"])
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    init_db(data_dir)
+    for path in (db_path(data_dir), *data_dir.glob(f"{DB_FILE}-*")):
+        path.chmod(0o600)
     # SQLite checkpoints and removes the WAL whenever its last connection closes, which would cost
     # every request two extra fsyncs; one idle connection held for the app's life prevents that.
     app.extensions["pneumoedge.db_keeper"] = sqlite3.connect(

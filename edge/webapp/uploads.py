@@ -70,6 +70,13 @@ def read_upload(request: Request) -> Upload:
                 "The upload could not be read: send multipart/form-data with UTF-8 field and file names."
             ),
         )
+    refs = request.form.getlist(CASE_REF_FIELD)
+    if len(refs) > 1:  # like a second file: which one was meant cannot be guessed
+        raise UploadError(
+            400,
+            "bad_case_ref",
+            gettext("%(count)d case references were sent; send one.", count=len(refs)),
+        )
     try:
         case_ref = case_refs.rules().check(request.form.get(CASE_REF_FIELD, ""))
     except case_refs.CaseRefError as e:
@@ -112,10 +119,15 @@ def _the_one_file(request: Request) -> FileStorage:
 
 
 def _form_unreadable(request: Request) -> bool:
-    """Werkzeug drops a whole multipart body it cannot parse (e.g. a non-UTF-8 file name) silently."""
+    """Werkzeug drops a whole multipart body it cannot parse (e.g. a non-UTF-8 file name) silently.
+
+    A body that is no more than the closing delimiter (with its line breaks) is a readable form
+    with no parts: that upload is missing its file, not unreadable.
+    """
+    empty_form = len(f"--{request.mimetype_params.get('boundary', '')}--") + 4
     return (
         request.mimetype == "multipart/form-data"
-        and bool(request.content_length)
+        and (request.content_length or 0) > empty_form
         and not request.form
         and not request.files
     )

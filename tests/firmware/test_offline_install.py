@@ -23,8 +23,19 @@ SHIPPED_MODEL = REPO / "models" / "mobilenetv2-int8"
 REAL_XRAYS = REPO.parent / "shared" / "data" / "chest_xray" / "train" / "PNEUMONIA"
 
 
-def _predict(url: str, image: Path) -> tuple[int, dict]:
-    """POST one X-ray to the kiosk's JSON API as multipart form data."""
+def _api_token(device: Device) -> str:
+    """An API token in the device's database, as an administrator makes one on the Staff page."""
+    from edge.webapp import api_tokens, store
+
+    conn = store.connect(store.db_path(device.env["DATA_DIR"]))
+    try:
+        return api_tokens.create(conn, "firmware test", store.Actor(None, "test set-up"))[1]
+    finally:
+        conn.close()
+
+
+def _predict(url: str, image: Path, token: str) -> tuple[int, dict]:
+    """POST one X-ray to the kiosk's JSON API as multipart form data, with an API token."""
     boundary = uuid.uuid4().hex
     body = (
         (
@@ -35,7 +46,12 @@ def _predict(url: str, image: Path) -> tuple[int, dict]:
         + f"\r\n--{boundary}--\r\n".encode()
     )
     request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        url,
+        data=body,
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Authorization": f"Bearer {token}",
+        },
     )
     with urllib.request.urlopen(request, timeout=120) as response:
         return response.status, json.loads(response.read())
@@ -59,7 +75,7 @@ def _check_release_scores(device: Device, image: Path, expect_ok: bool = False) 
     assert scored.returncode == 0, scored.stderr
     (row,) = list(csv.DictReader(io.StringIO(scored.stdout)))
     assert row["model_sha256"] == serving_sha256(device.url)
-    status, case = _predict(device.url.replace("/healthz", "/api/v1/predict"), image)
+    status, case = _predict(device.url.replace("/healthz", "/api/v1/predict"), image, _api_token(device))
     assert status == 201
     assert case["model_sha256"] == row["model_sha256"] and case["status"] == row["status"]
     if expect_ok:

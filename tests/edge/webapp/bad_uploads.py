@@ -248,6 +248,26 @@ CATALOGUE: list[BadUpload] = [
         lambda: multipart([(b"file", b"a.jpg", good_jpeg()), (b"other", b"b.png", good_png())]),
     ),
     BadUpload(
+        "second-case-ref",
+        400,
+        "bad_case_ref",
+        "2 case references were sent; send one.",
+        lambda: multipart(
+            [
+                (b"case_ref", None, b"WARD3-1"),
+                (b"case_ref", None, b"WARD3-2"),
+                (b"file", b"a.jpg", good_jpeg()),
+            ]
+        ),
+    ),
+    BadUpload(
+        "empty-multipart",
+        400,
+        "missing_file",
+        "No file was sent: attach the X-ray in the form field 'file'.",
+        lambda: multipart([]),
+    ),
+    BadUpload(
         "name-case-ref",
         400,
         "bad_case_ref",

@@ -35,6 +35,7 @@ def make_app(tiny_bundle_int8: Bundle, data_dir: Path) -> AppFactory:
             "MODEL_DIR": str(tiny_bundle_int8.root),
             "SECRET_KEY": "test-secret",
             "WTF_CSRF_ENABLED": False,
+            "MIN_FREE_MB": 2,  # a 1 MB space reserve per test app, not the default's 16 MB
             **overrides,
         }
         return create_app(config)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,13 @@ class Reply:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+def csrf_token(page: bytes) -> str:
+    match = re.search(rb'name="csrf_token" value="([^"]+)"', page)
+    if match is None:
+        raise RuntimeError("the page carries no CSRF token")
+    return match.group(1).decode()
 
 
 def free_port() -> int:
@@ -54,6 +63,7 @@ class KioskServer:
         self.extra_args = extra_args
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
+        self.api_token: str | None = None  # made once the kiosk runs: the API needs a credential
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
 
     def start(self) -> KioskServer:
@@ -74,7 +84,19 @@ class KioskServer:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         self._wait_until_healthy()
+        if self.api_token is None:
+            self.api_token = self.make_api_token("integration tests")
         return self
+
+    def make_api_token(self, name: str) -> str:
+        """An API token, made in the kiosk's database as an administrator would on the Staff page."""
+        from edge.webapp import api_tokens, store
+
+        conn = store.connect(store.db_path(self.data_dir))
+        try:
+            return api_tokens.create(conn, name, store.Actor(None, "test set-up"))[1]
+        finally:
+            conn.close()
 
     def _wait_until_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -115,13 +137,35 @@ class KioskServer:
             all_headers = dict(headers or {})
             if content_type:
                 all_headers["Content-Type"] = content_type
-            if self.access_code and "Authorization" not in all_headers:
-                all_headers["Authorization"] = f"Bearer {self.access_code}"
+            credential = self.access_code or self.api_token
+            if credential and "Authorization" not in all_headers:
+                all_headers["Authorization"] = f"Bearer {credential}"
+            if not all_headers.get("Authorization", True):
+                del all_headers["Authorization"]  # "": send none
             conn.request(method, path, body=body, headers=all_headers)
             response = conn.getresponse()
             return Reply(response.status, dict(response.getheaders()), response.read())
         finally:
             conn.close()
+
+    def log_in(self, name: str, pin: str) -> tuple[str, str]:
+        """Log in through the form as a browser does: (session cookie, CSRF token for later forms)."""
+        page = self.request("GET", "/login", headers={"Authorization": ""})
+        cookie = page.headers.get("Set-Cookie", "").split(";")[0]
+        form = {"name": name, "pin": pin, "csrf_token": csrf_token(page.body)}
+        reply = self.request(
+            "POST",
+            "/login",
+            urllib.parse.urlencode(form).encode(),
+            "application/x-www-form-urlencoded",
+            headers={"Cookie": cookie, "Authorization": ""},
+        )
+        if reply.status != 302:
+            raise RuntimeError(f"login answered {reply.status}: {reply.body[:300]!r}")
+        cookie = reply.headers.get("Set-Cookie", "").split(";")[0] or cookie
+        home = self.request("GET", "/", headers={"Cookie": cookie, "Authorization": ""})
+        cookie = home.headers.get("Set-Cookie", "").split(";")[0] or cookie  # now holds the CSRF secret
+        return cookie, csrf_token(home.body)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -130,7 +130,7 @@ def test_every_view_export_and_screening_is_attributed(
     for action in ("screen", "view_result", "view_report"):
         assert (NURSE, action, case_id) in rows
     assert (NURSE, "export_csv", None) in rows and (NURSE, "export_dataset", None) in rows
-    assert ("API client", "api_view_result", case_id) in rows
+    assert (NURSE, "api_view_result", case_id) in rows  # the pages' session, by name
     export = next(r for r in audit_rows(data_dir) if r["action"] == "export_csv")
     assert export["detail"] == "date_from=2026-01-01"
 

@@ -81,6 +81,7 @@ def test_results_filter_and_page(
     [
         ("limit=0", "limit must be a whole number from 1 to 500, got '0'"),
         ("limit=ten", "limit must be a whole number from 1 to 500, got 'ten'"),
+        ("limit=１", "limit must be a whole number from 1 to 500, got '１'"),
         ("offset=-1", "offset must be a whole number from 0 to"),
         ("date_from=31/01/2026", "date_from must be a date like 2026-01-31, got '31/01/2026'"),
         ("date_from=2026-02-02&date_to=2026-02-01", "date_from 2026-02-02 is after date_to 2026-02-01"),

@@ -84,6 +84,8 @@ def test_create_app_without_settings_reads_the_instance_file(
         ("SCORING_SLOTS = 0", "SCORING_SLOTS in {file} must be a whole number of at least 1, got 0"),
         ("IDLE_LOGOUT_S = True", "IDLE_LOGOUT_S in {file} must be a number of seconds above 0, got True"),
         ("RETENTION_DAYS = -1", "RETENTION_DAYS in {file} must be a number of days of at least 0"),
+        ("MIN_FREE_MB = 0", "MIN_FREE_MB in {file} must be a number of MB of at least 1"),
+        ("ALLOWED_HOSTS = 'kiosk.local'", "ALLOWED_HOSTS in {file} must be a list of host names"),
     ],
 )
 def test_a_bad_value_in_the_instance_file_stops_the_start(

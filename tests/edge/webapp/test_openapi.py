@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -53,3 +54,17 @@ def test_spec_is_valid_openapi_3_1(spec: dict[str, Any]) -> None:
     validator = pytest.importorskip("openapi_spec_validator", reason="pip install openapi-spec-validator")
     assert spec["openapi"].startswith("3.1")
     validator.validate(spec)
+
+
+def test_the_spec_examples_are_valid_answers(spec: dict[str, Any]) -> None:
+    """Each schema's example validates against its schema (OpenAPI 3.1 schemas are JSON Schema)."""
+    jsonschema = pytest.importorskip("jsonschema", reason="installed with openapi-spec-validator")
+    schemas = spec["components"]["schemas"]
+    examples = {name: schema["example"] for name, schema in schemas.items() if "example" in schema}
+    assert set(examples) == {"Error", "Case", "ResultsPage", "Health"}
+    for name, example in examples.items():
+        schema = {**schemas[name], "components": spec["components"]}  # for its "#/components/..." refs
+        checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+        jsonschema.Draft202012Validator(schema, format_checker=checker).validate(
+            json.loads(json.dumps(example, default=str))
+        )

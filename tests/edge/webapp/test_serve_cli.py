@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,32 @@ def test_an_unknown_time_zone_stops_the_start(caplog: pytest.LogCaptureFixture, 
     assert code == 2
     assert "TIMEZONE must be an IANA time zone name such as 'Africa/Nairobi'" in log
     assert "got 'Mars/Olympus'" in log
+
+
+def test_the_free_space_floor_cannot_be_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["serve", "--min-free-mb", "0"])
+    assert stopped.value.code == 2
+    assert "--min-free-mb: must be a whole number of at least 1, got '0'" in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_a_clear_message_and_the_pin_leaves_the_environment(
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_bundle_int8: Bundle,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("PNEUMOEDGE_ADMIN_PIN", "482916")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code, log = serve(
+            caplog,
+            *("--model", str(tiny_bundle_int8.root), "--data-dir", str(tmp_path), "--port", port),
+            *("--admin", "Ada Mensah"),
+        )
+    assert code == 2
+    assert f"cannot start: port {port} on 127.0.0.1 is already in use" in log
+    assert "stop it, or pass another --port" in log and "Traceback" not in log
+    assert "PNEUMOEDGE_ADMIN_PIN" not in os.environ  # read once, then removed

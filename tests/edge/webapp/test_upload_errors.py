@@ -86,7 +86,10 @@ def send_oversized(
 
 def test_a_200_mb_upload_to_the_api_gets_the_kiosks_json_413(kiosk: KioskServer) -> None:
     before = stored_state(kiosk.data_dir)
-    status, headers, body = send_oversized(kiosk, "/api/v1/predict", {"Accept": "application/json"})
+    credential = {"Authorization": f"Bearer {kiosk.api_token}"}
+    status, headers, body = send_oversized(
+        kiosk, "/api/v1/predict", {"Accept": "application/json", **credential}
+    )
     assert status == 413
     assert headers["content-type"] == "application/json"
     assert headers["content-security-policy"] == CONTENT_SECURITY_POLICY
