@@ -175,7 +175,7 @@ def test_tensorflow_is_the_last_fallback(tiny_bundle_int8):
     )
     assert done.stdout.strip().splitlines()[-1].startswith("tensorflow 2.")
     assert " builtin " in done.stdout
-    assert "['cam', 'embedding', 'probability']" in done.stdout
+    assert "['cam', 'embedding', 'features', 'probability']" in done.stdout
 
 
 def test_quantise_input_is_the_interpreters_own_rule() -> None:
