@@ -103,16 +103,18 @@ def snapshot(data_dir: Path, release: str, keep: tuple[str, ...] = ()) -> int:
 
 
 def restore(data_dir: Path, release: str, leaving: str) -> int:
-    """Before `release` runs again: give it its snapshot if the live schema is newer than it knows."""
+    """Before `release` runs again: give it its snapshot if the live schema differs from the one it left."""
     live = no_link(data_dir / DB_FILE)
     saved = no_link(no_link(data_dir / SNAPSHOTS) / f"{release}.sqlite3")
     if not live.is_file() or not saved.is_file():
         log.info("no snapshot for %s (or no database); the database is kept as it is", release)
         return 0
     live_version, saved_version = schema_version(live), schema_version(saved)
-    if live_version <= saved_version:
-        log.info("schema %d is one release %s reads; the database is kept as it is", live_version, release)
+    if live_version == saved_version:
+        log.info("schema %d is the one release %s left; the database is kept as it is", live_version, release)
         return 0
+    # Newer: the release left migrated it. Older: an older snapshot was restored since (a rollback
+    # whose target then failed): either way `release` gets back the database as it left it.
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     kept = no_link(data_dir / SNAPSHOTS / f"from-{leaving}-{stamp}.sqlite3")
     copy_database(live, kept)
@@ -120,7 +122,7 @@ def restore(data_dir: Path, release: str, leaving: str) -> int:
         src.backup(dst)
     _fsync(live)
     log.warning(
-        "release %s changed the database schema (%d -> %d): restored the snapshot taken before the update; "
+        "release %s changed the database schema (%d -> %d): restored the snapshot taken before the switch; "
         "records made since are kept in %s",
         leaving,
         saved_version,
