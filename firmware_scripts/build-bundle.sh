@@ -38,7 +38,14 @@ Options:
   --debs DIR           also ship the .deb files in DIR (e.g. cage, chromium for a Lite image);
                        provision.sh installs them without network
   --config FILE        config file (default: firmware_scripts/pneumoedge.conf)
+  --allow-dirty        build from a checkout with uncommitted changes to tracked files (their
+                       working copies are packed and MANIFEST says git_tree=dirty); for test
+                       builds only. Without it such a checkout is refused
   --dry-run            check the inputs and print what would be done
+
+What is packed: the committed files of the checkout (git archive HEAD), never untracked or
+ignored files (keys, local env files); the model folder's files when --model is outside the
+checkout. Any file holding a PEM private key (also inside a wheel) stops the build.
 
 Reproducible: the same inputs and --version give the same tarball. Its timestamps (file times,
 MANIFEST created_utc) are SOURCE_DATE_EPOCH when set, else the time of the git commit.
@@ -57,6 +64,7 @@ WHEELHOUSE=""
 DEBS_DIR=""
 SIGNING_KEY_ARG=""
 CONFIG_ARG=""
+ALLOW_DIRTY=0
 
 parse_args() {
 	while (($#)); do
@@ -70,6 +78,7 @@ parse_args() {
 		--debs) DEBS_DIR="${2:?--debs needs a folder}" && shift ;;
 		--signing-key) SIGNING_KEY_ARG="${2:?--signing-key needs a file}" && shift ;;
 		--config) CONFIG_ARG="${2:?--config needs a file}" && shift ;;
+		--allow-dirty) ALLOW_DIRTY=1 ;;
 		--dry-run) DRY_RUN=1 ;;
 		-h | --help) usage && exit 0 ;;
 		*) die "unknown argument $1; see $0 --help" ;;
@@ -84,14 +93,59 @@ BUILD_EPOCH=""
 RUNTIME_MODULE=""
 BUNDLE_NAME=""
 SIGNING_PUBKEY=""
+# The committed tree (export_source): the scripts, requirements and the app's wheel come from it.
+SOURCE_DIR=""
+GIT_COMMIT=""
+GIT_TREE=clean
+
+# export_source: a copy of the commit to build from. A checkout whose tracked files differ from
+# HEAD is refused unless --allow-dirty (then the tracked files' working copies are taken); untracked
+# and ignored files are never taken, so a stray key or env file cannot ship.
+export_source() {
+	local changes
+	GIT_COMMIT="$(git -C "$REPO_DIR" rev-parse --verify HEAD 2>/dev/null)" ||
+		die "${REPO_DIR} is not a git checkout with a commit; bundles are built from a commit"
+	changes="$(git -C "$REPO_DIR" status --porcelain --untracked-files=no)"
+	SOURCE_DIR="$(mktemp -d "${TMPDIR:-/tmp}/pneumoedge-source.XXXXXX")"
+	cleanup_on_exit "$SOURCE_DIR"
+	if [[ -z "$changes" ]]; then
+		git -C "$REPO_DIR" archive --format=tar HEAD | tar -xf - -C "$SOURCE_DIR"
+		log "building from commit ${GIT_COMMIT} (git archive)"
+		return 0
+	fi
+	if [[ "$ALLOW_DIRTY" != 1 ]]; then
+		[[ "$DRY_RUN" == 1 ]] ||
+			die "the checkout has uncommitted changes to tracked files (git status: $(head -3 <<<"$changes" | tr '\n' ' ')...): commit them, so the bundle is exactly a commit, or pass --allow-dirty for a test build"
+		warn "the checkout has uncommitted changes; a real build refuses them without --allow-dirty"
+	fi
+	GIT_TREE=dirty
+	(cd "$REPO_DIR" && git ls-files -z --cached | while IFS= read -r -d '' file; do
+		[[ ! -f "$file" ]] || printf '%s\0' "$file"
+	done) | tar -C "$REPO_DIR" --null -T - -cf - | tar -xf - -C "$SOURCE_DIR"
+	warn "building from the working copies of the tracked files of ${GIT_COMMIT} (--allow-dirty): MANIFEST says git_tree=dirty"
+}
+
+# source_path PATH: PATH inside the exported commit when it lies in the checkout, else PATH itself.
+source_path() {
+	local path
+	path="$(realpath -m "$1")"
+	if [[ "$path" == "$REPO_DIR" || "$path" == "$REPO_DIR"/* ]]; then
+		printf '%s%s' "$SOURCE_DIR" "${path#"$REPO_DIR"}"
+	else
+		printf '%s' "$path"
+	fi
+}
 
 check_inputs() {
-	need tar gzip sha256sum find sort git date openssl "$BUILD_PYTHON"
+	need tar gzip sha256sum find sort git date openssl realpath "$BUILD_PYTHON"
+	export_source
 	check_signing_key
 	set_target "$TARGET"
-	REQUIREMENTS="${REQUIREMENTS:-${REPO_DIR}/${TARGET_REQUIREMENTS}}"
-	[[ -f "$REQUIREMENTS" ]] || die "requirements file ${REQUIREMENTS} does not exist"
-	[[ -d "${REPO_DIR}/edge" ]] || die "${REPO_DIR}/edge is missing; run this from a PneumoEdge checkout"
+	REQUIREMENTS="$(source_path "${REQUIREMENTS:-${REPO_DIR}/${TARGET_REQUIREMENTS}}")"
+	MODEL_DIR="$(source_path "$MODEL_DIR")"
+	[[ -f "$REQUIREMENTS" ]] || die "requirements file ${REQUIREMENTS} does not exist (is it committed?)"
+	[[ -d "$MODEL_DIR" ]] || die "model folder ${MODEL_DIR} does not exist (is it committed?)"
+	[[ -d "${SOURCE_DIR}/edge" ]] || die "${REPO_DIR}/edge is missing; run this from a PneumoEdge checkout"
 	[[ -z "$WHEELHOUSE" || -d "$WHEELHOUSE" ]] || die "--wheelhouse ${WHEELHOUSE} is not a folder"
 	if [[ -n "$DEBS_DIR" ]] && ! compgen -G "${DEBS_DIR}/*.deb" >/dev/null; then
 		die "--debs ${DEBS_DIR} holds no .deb files"
@@ -99,7 +153,7 @@ check_inputs() {
 	"$BUILD_PYTHON" -m pip --version >/dev/null 2>&1 || die "${BUILD_PYTHON} has no pip; set BUILD_PYTHON to a Python with pip"
 	# The model is checked with the kiosk's own reader, so a bad model never leaves the office.
 	local info
-	info="$(PYTHONPATH="$REPO_DIR" "$BUILD_PYTHON" -c \
+	info="$(PYTHONPATH="$SOURCE_DIR" "$BUILD_PYTHON" -c \
 		'import sys; from edge.bundle import load_bundle; b = load_bundle(sys.argv[1]); print(b.name, b.model_sha256)' \
 		"$MODEL_DIR")" || die "model bundle ${MODEL_DIR} failed verification (message above); pick a verified bundle with --model"
 	read -r MODEL_NAME MODEL_SHA256 <<<"$info"
@@ -127,7 +181,7 @@ check_inputs() {
 # check_model_runs: load the model with the kiosk's own screener and TFLite runtime and score one
 # blank image, so a model that verifies but cannot run never leaves the office.
 check_model_runs() {
-	PYTHONPATH="$REPO_DIR" "$BUILD_PYTHON" -c '
+	PYTHONPATH="$SOURCE_DIR" "$BUILD_PYTHON" -c '
 import sys
 import numpy as np
 from edge.screener import Screener
@@ -169,7 +223,7 @@ assemble() {
 	mkdir -p "${TOP}/app" "${TOP}/models" "${TOP}/wheels"
 	install -m 0644 "$REQUIREMENTS" "${TOP}/app/requirements.txt"
 	copy_tree "$MODEL_DIR" "${TOP}/models/${MODEL_NAME}"
-	copy_tree "$FIRMWARE_DIR" "${TOP}/firmware_scripts"
+	copy_tree "${SOURCE_DIR}/firmware_scripts" "${TOP}/firmware_scripts"
 	if [[ -n "$DEBS_DIR" ]]; then
 		mkdir -p "${TOP}/debs"
 		install -m 0644 "$DEBS_DIR"/*.deb "${TOP}/debs/"
@@ -192,10 +246,10 @@ build_app_wheel() {
 	local args=(wheel --disable-pip-version-check --no-deps --quiet -w "${TOP:-<bundle>}/wheels")
 	[[ -z "$WHEELHOUSE" ]] || args+=(--no-index --find-links "$WHEELHOUSE")
 	if [[ "$DRY_RUN" == 1 ]]; then
-		log "would run: $(_quote "$BUILD_PYTHON" -m pip "${args[@]}" "$REPO_DIR")"
+		log "would run: $(_quote "$BUILD_PYTHON" -m pip "${args[@]}" "<commit of ${REPO_DIR}>")"
 		return 0
 	fi
-	SOURCE_DATE_EPOCH="$BUILD_EPOCH" "$BUILD_PYTHON" -m pip "${args[@]}" "$REPO_DIR" >&2 ||
+	SOURCE_DATE_EPOCH="$BUILD_EPOCH" "$BUILD_PYTHON" -m pip "${args[@]}" "$SOURCE_DIR" >&2 ||
 		die "pip could not build the PneumoEdge wheel from ${REPO_DIR} (message above); with --wheelhouse, the folder needs the build backend: pip download -r requirements-build.txt -d ${WHEELHOUSE}"
 	log "built $(basename "$(find "${TOP}/wheels" -name 'pneumoedge-*.whl')")"
 }
@@ -236,11 +290,39 @@ write_metadata() {
 		echo "model_sha256=${MODEL_SHA256}"
 		echo "runtime_module=${RUNTIME_MODULE}"
 		echo "requirements=$(basename "$REQUIREMENTS")"
-		echo "git_commit=$(git -C "$REPO_DIR" rev-parse HEAD 2>/dev/null || echo unknown)"
+		echo "git_commit=${GIT_COMMIT}"
+		echo "git_tree=${GIT_TREE}"
 		echo "created_utc=$(date -u -d "@${BUILD_EPOCH}" +%Y-%m-%dT%H:%M:%SZ)"
 	} >"${TOP}/MANIFEST"
+	refuse_private_keys
 	(cd "$TOP" && find . -type f ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum) >"${TOP}/SHA256SUMS"
 	log "SHA256SUMS lists $(wc -l <"${TOP}/SHA256SUMS") files"
+}
+
+# refuse_private_keys: no file of the bundle, nor any file inside one of its wheels, may hold a
+# PEM private key (the office's signing key must never reach a device).
+refuse_private_keys() {
+	local found
+	found="$("$BUILD_PYTHON" - "$TOP" <<'PY'
+import re, sys, zipfile
+from pathlib import Path
+
+PEM = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
+top = Path(sys.argv[1])
+for path in sorted(p for p in top.rglob("*") if p.is_file()):
+    name = str(path.relative_to(top))
+    if PEM.search(path.read_bytes()):
+        print(name)
+    if path.suffix == ".whl":
+        with zipfile.ZipFile(path) as wheel:
+            for member in wheel.namelist():
+                if PEM.search(wheel.read(member)):
+                    print(f"{name}:{member}")
+PY
+)" || die "could not scan the bundle for private keys (message above)"
+	[[ -z "$found" ]] ||
+		die "the bundle would hold a PEM private key: $(tr '\n' ' ' <<<"$found")- remove it from the commit (or the model folder) and build again. Nothing was written."
+	log "no private key in the bundle"
 }
 
 pack() {

@@ -6,6 +6,11 @@ set -Eeuo pipefail
 SCRIPT_NAME=build-image
 # shellcheck source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# This checkout's own signature code: nothing from the bundle runs before its signature holds.
+# shellcheck source=lib/signing.sh
+source "${FIRMWARE_DIR}/lib/signing.sh"
+# shellcheck source=lib/release.sh
+source "${FIRMWARE_DIR}/lib/release.sh"
 
 usage() {
 	cat <<USAGE
@@ -18,7 +23,11 @@ qemu-user-static and binfmt-support) with the bundle and the office's public key
 release and its venv, the hardened units, the first-boot setup, the releases and records on the
 data partition (DATA_MOUNT=/srv/pneumoedge). Sets the time zone. Flash OUT.img with flash-sd.sh.
 
-Steps: 01 check prerequisites, 02 copy the base image, 03 partitions, 04 mount,
+The bundle's signature is checked first, with --pubkey and this checkout's own code, on a copy
+of the bundle; everything later (the files put in the image, the provision.sh run inside it) comes
+from that verified copy. A bundle that fails the check is refused before any of it is unpacked.
+
+Steps: 01 check prerequisites (and the bundle's signature), 02 copy the base image, 03 partitions, 04 mount,
 05 provision inside the image, 06 time zone and technician login, 07 unmount and checksum.
 
 Options:
@@ -83,13 +92,30 @@ parse_args() {
 # bytes SIZE: 512M, 4G or a plain number of bytes, in bytes.
 bytes() { numfmt --from=iec "$1" 2>/dev/null || die "'$1' is not a size like 512M or 4G"; }
 
+# The verified copy of the bundle (verify_bundle_copy): the only bundle file used after step 01.
+VERIFIED=""
+
+# verify_bundle_copy: copy the bundle with its .sha256 and .sig to a scratch folder and check, with
+# this checkout's lib/signing.sh, that the copy is signed by PUBKEY and holds only plain files under
+# relative paths. Runs before the root check, so even a rehearsal never unpacks an unverified bundle.
+verify_bundle_copy() {
+	local scratch
+	[[ -f "$BUNDLE" ]] || die "bundle ${BUNDLE} does not exist; build it with build-bundle.sh"
+	[[ -f "$PUBKEY" ]] || die "public key ${PUBKEY} does not exist"
+	need openssl sha256sum tar
+	is_ed25519_pubkey "$PUBKEY" || die "--pubkey ${PUBKEY} is not an Ed25519 public key (PEM)"
+	scratch="$(mktemp -d "${TMPDIR:-/var/tmp}/pneumoedge-verify.XXXXXX")"
+	cleanup_on_exit "$scratch"
+	verify_signed_copy "$BUNDLE" "$PUBKEY" "$scratch"
+	check_tar_members "${scratch}/bundle.tar.gz" "$BUNDLE"
+	VERIFIED="$scratch"
+}
+
 check_prerequisites() {
+	verify_bundle_copy
 	[[ "$(id -u)" == 0 || "$DRY_RUN" == 1 ]] || die "this must run as root (sudo): it attaches loop devices and mounts the image"
 	need losetup mount umount sfdisk e2fsck resize2fs mkfs.ext4 chroot truncate numfmt sha256sum tar xz
 	[[ -f "$BASE" ]] || die "base image ${BASE} does not exist; download Raspberry Pi OS (see docs/deployment.md)"
-	[[ -f "$BUNDLE" && -f "${BUNDLE}.sha256" && -f "${BUNDLE}.sig" ]] ||
-		die "bundle ${BUNDLE} with its .sha256 and .sig must exist; build it with build-bundle.sh"
-	[[ -f "$PUBKEY" ]] || die "public key ${PUBKEY} does not exist"
 	[[ -f "$USERCONF" && "$(head -n1 "$USERCONF")" =~ ^[a-z_][a-z0-9_-]*:\$[0-9a-z]+\$ ]] ||
 		die "--userconf ${USERCONF} must hold one line NAME:HASH, e.g. made with: echo \"tech:\$(openssl passwd -6)\" > userconf.txt"
 	[[ ! -e "$OUTPUT" ]] || die "${OUTPUT} exists already; remove it or choose another --output"
@@ -199,9 +225,12 @@ provision_image() {
 		return 0
 	fi
 	mkdir -p "${MNT}${stage}"
-	cp -- "$BUNDLE" "${BUNDLE}.sha256" "${BUNDLE}.sig" "${MNT}${stage}/"
+	# The verified copies, under the bundle's name (provision.sh checks them again inside).
+	cp -- "${VERIFIED}/bundle.tar.gz" "${MNT}${stage}/${name}"
+	cp -- "${VERIFIED}/bundle.sha256" "${MNT}${stage}/${name}.sha256"
+	cp -- "${VERIFIED}/bundle.sig" "${MNT}${stage}/${name}.sig"
 	cp -- "$PUBKEY" "${MNT}${stage}/bundle-signing.pub"
-	tar -xzf "$BUNDLE" -C "${MNT}${stage}" --no-same-owner --wildcards '*/firmware_scripts/*'
+	tar -xzf "${VERIFIED}/bundle.tar.gz" -C "${MNT}${stage}" --no-same-owner --wildcards '*/firmware_scripts/*'
 	local scripts=("${MNT}${stage}"/*/firmware_scripts/provision.sh)
 	if [[ "$HOST_PROVISION" == 1 ]]; then
 		env "${env[@]}" "${scripts[0]}" --root "$MNT" --image --pubkey "${MNT}${stage}/bundle-signing.pub" "${MNT}${stage}/${name}"

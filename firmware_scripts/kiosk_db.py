@@ -8,6 +8,11 @@ database, it restores that snapshot in place (same file, owner and mode). The li
 first as another snapshot, so no record is thrown away: records made by the newer release are in
 `snapshots/from-<release>-<time>.sqlite3`.
 
+It runs as root (update.sh), but the data folder belongs to the kiosk's service user, who could
+replace `snapshots` or a database with a link to any file. So it first drops to the data folder's
+owner (a link then reaches nothing that user could not already write), and it refuses links for
+the folder, `snapshots` and the files it reads or replaces.
+
 Standard library only: it runs with the system Python, outside any release's venv.
 """
 
@@ -29,6 +34,30 @@ DB_FILE = "pneumoedge.sqlite3"
 SNAPSHOTS = "snapshots"
 
 
+class LinkRefusedError(OSError):
+    """A path in the data folder is a symbolic link; it is never followed."""
+
+
+def no_link(path: Path) -> Path:
+    """`path` itself, after checking that it is not a symbolic link."""
+    if path.is_symlink():
+        raise LinkRefusedError(f"{path} is a symbolic link; refusing to follow it (data folder altered)")
+    return path
+
+
+def drop_to_owner(data_dir: Path) -> None:
+    """As root, become the owner of the data folder (the kiosk's service user) for the rest of the run."""
+    if os.geteuid() != 0:
+        return
+    owner = no_link(data_dir).lstat()
+    if owner.st_uid == 0:
+        return
+    os.setgroups([])
+    os.setgid(owner.st_gid)
+    os.setuid(owner.st_uid)
+    log.info("running as the data folder's owner (uid %d), not root", owner.st_uid)
+
+
 def schema_version(path: Path) -> int:
     """The database's `PRAGMA user_version` (the kiosk's schema version)."""
     with contextlib.closing(sqlite3.connect(path)) as conn:
@@ -45,9 +74,9 @@ def _fsync(path: Path) -> None:
 
 def copy_database(source: Path, dest: Path) -> None:
     """Consistent copy of a live database to a new file (mode 0600: it holds patient records)."""
-    tmp = dest.with_name(dest.name + ".tmp")
+    tmp = no_link(dest.with_name(dest.name + ".tmp"))
     tmp.unlink(missing_ok=True)
-    os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
     with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(tmp)) as dst:
         src.backup(dst)
     _fsync(tmp)
@@ -55,42 +84,45 @@ def copy_database(source: Path, dest: Path) -> None:
     _fsync(dest.parent)
 
 
-def snapshot(data_dir: Path, release: str) -> int:
-    """Snapshot the live database as the state `release` leaves it in; drop older snapshots of releases."""
-    live = data_dir / DB_FILE
+def snapshot(data_dir: Path, release: str, keep: tuple[str, ...] = ()) -> int:
+    """Snapshot the live database as the state `release` leaves it in; drop older snapshots of
+    releases, except those of `keep` (a rollback still needs the target's own snapshot)."""
+    live = no_link(data_dir / DB_FILE)
     if not live.is_file():
         log.info("no database at %s yet; nothing to snapshot", live)
         return 0
-    folder = data_dir / SNAPSHOTS
+    folder = no_link(data_dir / SNAPSHOTS)
     folder.mkdir(mode=0o700, exist_ok=True)
-    dest = folder / f"{release}.sqlite3"
+    dest = no_link(folder / f"{release}.sqlite3")
     copy_database(live, dest)
     for old in folder.glob("*.sqlite3"):
-        if old != dest and not old.name.startswith("from-"):
-            old.unlink()
+        if old != dest and not old.name.startswith("from-") and old.stem not in keep:
+            no_link(old).unlink()
     log.info("snapshot of %s (schema %d) for a rollback to %s: %s", live, schema_version(dest), release, dest)
     return 0
 
 
 def restore(data_dir: Path, release: str, leaving: str) -> int:
-    """Before `release` runs again: give it its snapshot if the live schema is newer than it knows."""
-    live = data_dir / DB_FILE
-    saved = data_dir / SNAPSHOTS / f"{release}.sqlite3"
+    """Before `release` runs again: give it its snapshot if the live schema differs from the one it left."""
+    live = no_link(data_dir / DB_FILE)
+    saved = no_link(no_link(data_dir / SNAPSHOTS) / f"{release}.sqlite3")
     if not live.is_file() or not saved.is_file():
         log.info("no snapshot for %s (or no database); the database is kept as it is", release)
         return 0
     live_version, saved_version = schema_version(live), schema_version(saved)
-    if live_version <= saved_version:
-        log.info("schema %d is one release %s reads; the database is kept as it is", live_version, release)
+    if live_version == saved_version:
+        log.info("schema %d is the one release %s left; the database is kept as it is", live_version, release)
         return 0
+    # Newer: the release left migrated it. Older: an older snapshot was restored since (a rollback
+    # whose target then failed): either way `release` gets back the database as it left it.
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    kept = data_dir / SNAPSHOTS / f"from-{leaving}-{stamp}.sqlite3"
+    kept = no_link(data_dir / SNAPSHOTS / f"from-{leaving}-{stamp}.sqlite3")
     copy_database(live, kept)
     with contextlib.closing(sqlite3.connect(saved)) as src, contextlib.closing(sqlite3.connect(live)) as dst:
         src.backup(dst)
     _fsync(live)
     log.warning(
-        "release %s changed the database schema (%d -> %d): restored the snapshot taken before the update; "
+        "release %s changed the database schema (%d -> %d): restored the snapshot taken before the switch; "
         "records made since are kept in %s",
         leaving,
         saved_version,
@@ -106,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     take = sub.add_parser("snapshot", help="copy the live database before switching away from RELEASE")
     take.add_argument("--data-dir", type=Path, required=True)
     take.add_argument("--release", required=True, help="the release the snapshot belongs to")
+    take.add_argument("--keep", action="append", default=[], help="also keep this release's snapshot")
     back = sub.add_parser("restore", help="give RELEASE its snapshot if the live schema is newer")
     back.add_argument("--data-dir", type=Path, required=True)
     back.add_argument("--release", required=True, help="the release being rolled back to")
@@ -113,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [kiosk_db] %(message)s")
     try:
+        drop_to_owner(args.data_dir)
         if args.command == "snapshot":
-            return snapshot(args.data_dir, args.release)
+            return snapshot(args.data_dir, args.release, tuple(args.keep))
         return restore(args.data_dir, args.release, args.leaving)
     except (sqlite3.Error, OSError) as e:
         log.error("%s failed: %s", args.command, e)

@@ -1,7 +1,10 @@
 """Kiosk health: probe the web app's /healthz, and keep systemd's watchdog fed while it answers.
 
 `check` waits until /healthz reports `status: ok` (and, when asked, the expected model sha256);
-update.sh uses it to keep a new release or roll back. `supervise` runs the web app as its child
+update.sh uses it to keep a new release or roll back. `screen` is the other half of "healthy": the
+kiosk screen's unit must keep running for a settle time after it was restarted on the new release
+(a screen that exits is restarted by systemd, and after 5 starts the device reboots, so a release
+whose screen fails must be rolled back before that). `supervise` runs the web app as its child
 under a `Type=notify` unit with `WatchdogSec=`: it sends READY=1 once /healthz answers and
 WATCHDOG=1 after every later successful probe, so an app that hangs (process alive, HTTP dead)
 misses its pings and systemd kills and restarts it. Being the unit's main process, it needs no
@@ -73,6 +76,55 @@ def unit_exited(unit: str) -> str | None:
     if state.get("ActiveState") in ("failed", "inactive") or state.get("SubState") == "auto-restart":
         return f"the app of {unit} exited (systemd: {state.get('ActiveState')}/{state.get('SubState')})"
     return None
+
+
+def unit_state(unit: str) -> dict[str, str]:
+    """systemd's ActiveState, SubState, NRestarts and ConditionResult of `unit` (empty if unknown)."""
+    try:
+        shown = subprocess.run(
+            ["systemctl", "show", "--property=ActiveState,SubState,NRestarts,ConditionResult", unit],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+
+
+def restarts(state: dict[str, str]) -> int:
+    """How often systemd restarted the unit by itself (NRestarts)."""
+    value = state.get("NRestarts", "")
+    return int(value) if value.isdigit() else 0
+
+
+def screen_failure(state: dict[str, str], baseline: int) -> str | None:
+    """Why the screen's unit is not running well, from one look at its state, else None;
+    `baseline` is its restart count when the watch began."""
+    active, sub = state.get("ActiveState"), state.get("SubState")
+    if active == "failed" or sub == "auto-restart" or restarts(state) > baseline:
+        return f"the screen exited (systemd: {active}/{sub}, restarts {state.get('NRestarts')})"
+    if active == "inactive" and state.get("ConditionResult") != "no":
+        return f"the screen is not running (systemd: {active}/{sub})"
+    return None
+
+
+def wait_screen(unit: str, settle: float, interval: float) -> Probe:
+    """Watch `unit` for `settle` seconds: healthy if it never exited and runs at the end. A unit
+    whose condition is false (no screen's terminal on this device) is not a failure."""
+    deadline = time.monotonic() + settle
+    baseline = restarts(unit_state(unit))
+    while True:
+        state = unit_state(unit)
+        failure = screen_failure(state, baseline)
+        if failure:
+            return Probe(False, None, failure)
+        if time.monotonic() >= deadline:
+            if state.get("ActiveState") == "active" or state.get("ConditionResult") == "no":
+                return Probe(True, None, "ok")
+            return Probe(False, None, f"the screen is not running (systemd: {state.get('ActiveState')})")
+        time.sleep(interval)
 
 
 def wait_healthy(
@@ -161,6 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--timeout", type=float, default=120.0, help="seconds to keep trying")
     check.add_argument("--interval", type=float, default=1.0, help="seconds between probes")
     check.add_argument("--unit", default=None, help="give up at once when this systemd unit's app exits")
+    screen = sub.add_parser(
+        "screen",
+        help="watch the screen's unit for a while; exit 1 if it exits or is not running",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    screen.add_argument("--unit", default="pneumoedge-kiosk.service")
+    screen.add_argument("--settle", type=float, default=15.0, help="seconds it must keep running")
+    screen.add_argument("--interval", type=float, default=0.5, help="seconds between looks")
     run = sub.add_parser(
         "supervise",
         help="run the app and feed systemd's watchdog while healthy",
@@ -183,6 +243,13 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s is healthy, model sha256 %s", args.url, result.model_sha256)
             return 0
         log.error("not healthy: %s", result.reason)
+        return 1
+    if args.command == "screen":
+        result = wait_screen(args.unit, args.settle, args.interval)
+        if result.healthy:
+            log.info("%s kept running for %s s", args.unit, args.settle)
+            return 0
+        log.error("%s is not healthy: %s", args.unit, result.reason)
         return 1
     app = args.app[1:] if args.app[:1] == ["--"] else args.app
     if not app:

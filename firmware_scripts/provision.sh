@@ -19,7 +19,10 @@ without network: check its Ed25519 signature (BUNDLE.tar.gz.sig) with the office
 and every checksum (any failure stops before anything from the bundle runs),
 create the unprivileged users, a venv installed from the bundle's wheels only, the hardened
 systemd service with its health watchdog, and the full-screen kiosk on the touchscreen.
-Safe to run twice: what is already in place is kept.
+Safe to run twice: what is already in place is kept. On a device that already runs a release,
+a different bundle is switched to like update.sh does it (update lock, records snapshot,
+pending-update marker, health check of the app and the screen, rollback if it fails), and an older
+one only with --reinstall.
 
 Steps: 01 check prerequisites, 02 verify the bundle, 03 offline .deb packages (if any),
 04 users, 05 data directory, 06 release + venv, 07 config and trusted key, 08 systemd units,
@@ -47,6 +50,7 @@ Options:
                       offline: overlayroot installed or its .debs in the bundle); needs
                       DATA_PARTITION_LABEL and DATA_MOUNT so that records and updates persist
                       on the data partition; takes effect at reboot
+  --reinstall         accept a bundle older than the release the device runs (a deliberate downgrade)
   --dry-run           verify the bundle and print what would be done; change nothing
   -h, --help          show this help
 
@@ -61,6 +65,7 @@ WITH_KIOSK=1
 IMAGE=0
 READ_ONLY_ROOT=0
 CONFIG_ARG=""
+REINSTALL=0
 
 parse_args() {
 	while (($#)); do
@@ -72,6 +77,7 @@ parse_args() {
 		--no-kiosk) WITH_KIOSK=0 ;;
 		--image) IMAGE=1 ;;
 		--read-only-root) READ_ONLY_ROOT=1 ;;
+		--reinstall) REINSTALL=1 ;;
 		--dry-run) DRY_RUN=1 ;;
 		-h | --help) usage && exit 0 ;;
 		-*) die "unknown option $1; see $0 --help" ;;
@@ -84,11 +90,13 @@ parse_args() {
 	done
 	[[ -n "$TARBALL" ]] || die "no bundle given; usage: $0 [options] BUNDLE.tar.gz (see --help)"
 	if [[ "$ROOT_DIR" == / ]]; then ROOT_DIR=""; fi
+	# An image starts nothing, so nothing is health-checked while it is prepared.
+	if [[ "$IMAGE" == 1 ]]; then NO_HEALTH_CHECK=1; fi
 }
 
 check_prerequisites() {
 	need_root
-	need tar sha256sum install find sort comm cmp mktemp realpath uname openssl sync du df awk
+	need tar sha256sum install find sort comm cmp mktemp realpath uname openssl sync du df awk flock
 	if [[ -z "$ROOT_DIR" && "$DRY_RUN" != 1 ]]; then
 		need useradd getent systemctl
 	fi
@@ -96,6 +104,8 @@ check_prerequisites() {
 	if [[ "$IMAGE" == 1 && "$READ_ONLY_ROOT" == 1 ]]; then
 		die "--read-only-root cannot be prepared inside an image (its initramfs is built for the running kernel); run provision.sh --read-only-root on the device after the first boot. Nothing was installed."
 	fi
+	# A provisioned device: no update may run meanwhile (a first install takes the lock in step 06).
+	if [[ -d "$(prefix_dir)" ]]; then take_update_lock; fi
 }
 
 # data_mount: where the data partition is mounted: DATA_MOUNT, else DATA_DIR itself.
@@ -182,6 +192,7 @@ set_clock() {
 verify_bundle() {
 	choose_trusted_key
 	stage_bundle "$TARBALL" "$PUBKEY"
+	check_version "$(current_version)" "$REINSTALL"
 	check_compatible
 	set_clock
 	check_free_space
@@ -250,16 +261,28 @@ prepare_data_dir() {
 	run_system chmod 0750 "${DATA_DIR}"
 }
 
+# Set when this run switches a device from a release it already ran (step 10 settles the switch).
+SWITCHED_FROM=""
+SWITCHED_PREVIOUS=""
+
+# install_and_switch: a first install points current at the release; on a device that runs
+# another release, the switch is an update's (snapshot, pending marker), checked in step 10.
+# The stable updater (INSTALL_PREFIX/updater) is installed if the device has none.
 install_and_switch() {
 	local before
+	take_update_lock
 	before="$(current_version)"
 	install_release
 	if [[ "$before" == "$BUNDLE_VERSION" ]]; then
 		log "current already points at ${BUNDLE_VERSION}"
-		return 0
+	elif [[ -z "$before" ]]; then
+		switch_link current "$BUNDLE_VERSION"
+	else
+		SWITCHED_FROM="$before"
+		SWITCHED_PREVIOUS="$(link_version previous)"
+		begin_switch update "$BUNDLE_VERSION"
 	fi
-	[[ -z "$before" ]] || switch_link previous "$before"
-	switch_link current "$BUNDLE_VERSION"
+	[[ -L "$(prefix_dir)/updater" ]] || install_updater "$BUNDLE_VERSION"
 }
 
 write_config() {
@@ -270,7 +293,8 @@ write_config() {
 		echo "# shellcheck shell=bash disable=SC2034"
 		echo "# Written by provision.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ); see firmware_scripts/pneumoedge.conf"
 		for name in DATA_PARTITION_LABEL DATA_MOUNT INSTALL_PREFIX DATA_DIR LOG_DIR SERVICE_USER KIOSK_USER APP_HOST APP_PORT \
-			KIOSK_TIMEZONE DEVICE_PYTHON WATCHDOG_SEC HW_WATCHDOG_SEC HEALTH_TIMEOUT_SEC KEEP_RELEASES KIOSK_COMPOSITOR KIOSK_TTY TRUSTED_PUBKEY; do
+			KIOSK_TIMEZONE DEVICE_PYTHON WATCHDOG_SEC HW_WATCHDOG_SEC HEALTH_TIMEOUT_SEC START_TIMEOUT_SEC SCREEN_UNIT \
+			SCREEN_SETTLE_SEC KEEP_RELEASES KIOSK_COMPOSITOR KIOSK_TTY TRUSTED_PUBKEY; do
 			# shellcheck disable=SC2016  # the ${VAR:-default} is meant literally
 			printf '%s="${%s:-%s}"\n' "$name" "$name" "${!name}"
 		done
@@ -311,7 +335,8 @@ install_units() {
 	[[ "$IMAGE" == 0 || "$WITH_KIOSK" == 0 ]] || units+=(pneumoedge-firstboot.service)
 	for unit in "${units[@]}"; do
 		render_template "${STAGED}/firmware_scripts/systemd/${unit}.in" INSTALL_PREFIX DATA_DIR \
-			SERVICE_USER KIOSK_USER APP_HOST APP_PORT DEVICE_PYTHON WATCHDOG_SEC KIOSK_TTY >"${tmp}/${unit}"
+			SERVICE_USER KIOSK_USER APP_HOST APP_PORT DEVICE_PYTHON WATCHDOG_SEC START_TIMEOUT_SEC KIOSK_TTY LOG_DIR \
+			>"${tmp}/${unit}"
 		place_file "${tmp}/${unit}" 0644 "${ROOT_DIR}/etc/systemd/system/${unit}"
 	done
 	render_template "${STAGED}/firmware_scripts/systemd/pneumoedge-watchdog.conf.in" HW_WATCHDOG_SEC >"${tmp}/watchdog.conf"
@@ -348,15 +373,23 @@ health_check() {
 		log "health check skipped: nothing was started (--root, --dry-run or --image)"
 		return 0
 	fi
+	if [[ -n "$SWITCHED_FROM" ]]; then
+		settle_switch update "$BUNDLE_VERSION" "$SWITCHED_FROM" "$SWITCHED_PREVIOUS" ||
+			die "release ${BUNDLE_VERSION} failed its health check and was rolled back; ${SWITCHED_FROM} is serving. See 'journalctl -u pneumoedge.service -u pneumoedge-kiosk.service'."
+		return 0
+	fi
 	check_health "$BUNDLE_MODEL_SHA256" ||
-		die "the kiosk did not become healthy; see 'journalctl -u pneumoedge.service'"
+		die "the kiosk did not become healthy; see 'journalctl -u pneumoedge.service -u pneumoedge-kiosk.service'"
 	mark_healthy "$BUNDLE_VERSION"
+	install_updater "$BUNDLE_VERSION"
 }
 
 main() {
 	init_common
 	parse_args "$@"
 	load_config "$CONFIG_ARG"
+	# A device without the screen has no screen to health-check.
+	if [[ "$WITH_KIOSK" == 0 ]]; then SCREEN_UNIT=""; fi
 	open_log "${ROOT_DIR}${LOG_DIR}/provision.log"
 	log "provisioning from ${TARBALL}${ROOT_DIR:+ into root ${ROOT_DIR}}$([[ "$DRY_RUN" == 1 ]] && echo ' (dry run)')"
 	step 01 "Check prerequisites" check_prerequisites

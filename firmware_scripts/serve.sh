@@ -6,6 +6,23 @@ set -Eeuo pipefail
 SCRIPT_NAME=serve
 # shellcheck source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage() {
+	cat <<USAGE
+Usage: $0 [-h | --help]
+
+Start the kiosk web app of the release this script belongs to (pneumoedge.service runs it through
+kiosk_health.py supervise, as SERVICE_USER): the release's own venv and model, on
+APP_HOST:APP_PORT, with the records in DATA_DIR. Config: \$PNEUMOEDGE_CONFIG (the unit sets
+/etc/pneumoedge/pneumoedge.conf). Takes no other arguments; run it by hand only to debug a release.
+USAGE
+}
+
+case "${1:-}" in
+"") ;;
+-h | --help) usage && exit 0 ;;
+*) die "unknown argument $1; see $0 --help" ;;
+esac
 init_common
 load_config
 

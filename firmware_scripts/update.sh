@@ -15,9 +15,10 @@ usage() {
 	cat <<USAGE
 Usage: sudo $0 [options] BUNDLE.tar.gz
 
-Run it from the installed release (it verifies the new bundle with the code you already trust),
-with the bundle's .sha256 and .sig files next to it:
-  sudo /opt/pneumoedge/current/firmware_scripts/update.sh /media/usb/pneumoedge-<version>-<target>.tar.gz
+Run the device's stable updater (the scripts of the last release that passed its health check;
+it verifies the new bundle with code that has already proven itself), with the bundle's .sha256
+and .sig files next to it:
+  sudo /opt/pneumoedge/updater/update.sh /media/usb/pneumoedge-<version>-<target>.tar.gz
 
 Steps: 01 check the device, 02 finish an interrupted update (an update whose health check a power
 cut or a crash interrupted is checked again: kept if healthy, else rolled back), 03 verify the
@@ -27,17 +28,21 @@ unless --reinstall), 04 install it beside the current
 release (own venv, model verified; it must fit in the free space), 05 snapshot the records
 database (SQLite online backup), write the pending-update marker, switch \`current\` in one
 rename, restart and health-check (/healthz must serve the new model's sha256 within
-HEALTH_TIMEOUT_SEC; it gives up at once if the app exits), else roll back to the previous
+HEALTH_TIMEOUT_SEC; it gives up at once if the app exits; then the kiosk screen SCREEN_UNIT must
+keep running for SCREEN_SETTLE_SEC), else roll back to the previous
 release (restoring the database snapshot if the new release changed the schema) and check that
 it serves again,
-06 remove releases beyond KEEP_RELEASES (never the current or the previous one).
+06 remove releases beyond KEEP_RELEASES (never the current or the previous one). A release that
+passes its check becomes the stable updater (INSTALL_PREFIX/updater).
 Running it again with the same bundle changes nothing.
 
 Options:
   --config FILE   config file (default: /etc/pneumoedge/pneumoedge.conf)
   --reinstall     accept a bundle older than the running release (a deliberate downgrade)
   --rollback      instead of updating: go back to the previous release, if it passed its last
-                  health check; the release left is never rolled back to again
+                  health check, like an update (snapshot, pending marker, health check); if the
+                  previous release fails its check, the running one is restored. Once it passed,
+                  the release left is never rolled back to again
   --resume        only step 02 (run at boot by pneumoedge-health.service)
   --root DIR      operate on a tree under DIR (rehearsals, tests): the restart is reported, not
                   run, so the health check is skipped
@@ -101,73 +106,7 @@ check_device() {
 		[[ "$(fs_type_of "$prefix")" == overlay ]]; then
 		die "${prefix} is on the read-only root's overlay (in RAM): an update would vanish at reboot. Provision with DATA_MOUNT so the releases live on the data partition (docs/deployment.md, 'Read-only root'), or turn the overlay off for the update: 'sudo raspi-config nonint do_overlayfs 1', reboot, update, 'sudo raspi-config nonint do_overlayfs 0', reboot."
 	fi
-	if [[ "$DRY_RUN" != 1 ]]; then
-		exec 9>"${prefix}/.update.lock"
-		flock -n 9 || die "another update is running (lock ${prefix}/.update.lock); wait for it to finish"
-	fi
-}
-
-# release_sha256 VERSION: the model sha256 an installed release must serve.
-release_sha256() { manifest_get "$(release_dir "$1")/MANIFEST" model_sha256; }
-
-# restore_previous VERSION: point previous at VERSION again, or remove it when there is none.
-restore_previous() {
-	if [[ -n "$1" && -f "$(release_dir "$1")/.installed" ]]; then switch_link previous "$1"; else drop_link previous; fi
-}
-
-# resume_pending: finish an update that was interrupted (power cut, crash, kill) before its health
-# check decided: keep the new release if it serves now, else roll back to the one it replaced.
-resume_pending() {
-	local pending version fallback
-	pending="$(pending_file)"
-	if [[ ! -f "$pending" ]]; then
-		log "no update is waiting for its health check"
-		return 0
-	fi
-	version="$(manifest_get "$pending" version)"
-	fallback="$(manifest_get "$pending" fallback)"
-	if ! health_checks_run; then
-		log "the update to ${version} still waits for its health check; a run on the device finishes it"
-		return 0
-	fi
-	if [[ "$(current_version)" != "$version" ]]; then
-		log "the interrupted update to ${version} never switched (current is $(current_version)); nothing to undo"
-		clear_pending
-		return 0
-	fi
-	log "the update to ${version} was interrupted before its health check finished; checking it now"
-	if restart_and_check "$(release_sha256 "$version")"; then
-		mark_healthy "$version"
-		clear_pending
-		log "release ${version} is healthy; the interrupted update is complete"
-		return 0
-	fi
-	mark_unhealthy "$version" "it failed its health check"
-	roll_back_to "$fallback" "$version"
-	restore_previous "$(manifest_get "$pending" previous)"
-	clear_pending
-	die "the interrupted update to ${version} failed its health check and was rolled back; ${fallback} is serving. See 'journalctl -u pneumoedge.service' for why ${version} did not start."
-}
-
-# version_older A B: release name A sorts before B (sort -V: 1.9 < 1.10, dates in order).
-version_older() {
-	local first
-	first="$(printf '%s\n%s\n' "$1" "$2" | sort -V)"
-	[[ "$1" != "$2" && "${first%%$'\n'*}" == "$1" ]]
-}
-
-# check_version: the same release again changes nothing; another bundle with the running
-# release's name is always refused (the running release is never replaced in place), and an
-# older one only with --reinstall.
-check_version() {
-	if [[ "$BUNDLE_VERSION" == "$OLD_VERSION" ]]; then
-		cmp -s "${STAGED}/SHA256SUMS" "$(release_dir "$OLD_VERSION")/SHA256SUMS" ||
-			die "this bundle is named ${BUNDLE_VERSION}, like the running release, but its files differ: build it again with a new --version. Nothing was changed."
-	elif version_older "$BUNDLE_VERSION" "$OLD_VERSION"; then
-		[[ "$REINSTALL" == 1 ]] ||
-			die "release ${BUNDLE_VERSION} is older than the running ${OLD_VERSION}; to go back to it on purpose, run again with --reinstall. Nothing was changed."
-		warn "installing ${BUNDLE_VERSION}, older than the running ${OLD_VERSION}, as asked (--reinstall)"
-	fi
+	take_update_lock
 }
 
 verify_bundle() {
@@ -177,7 +116,7 @@ verify_bundle() {
 	stage_bundle "$TARBALL" "$pubkey"
 	check_compatible
 	check_clock
-	check_version
+	check_version "$OLD_VERSION" "$REINSTALL"
 	check_free_space
 }
 
@@ -188,57 +127,16 @@ install_side_by_side() {
 	install_release
 }
 
-# restart_and_check SHA256: restart the app and wait for /healthz to serve SHA256. Called in an
-# `if`, so every failure is returned explicitly.
-restart_and_check() {
-	# 9>&-: whatever the restart spawns must not inherit (and so hold) the update lock.
-	run_system systemctl restart pneumoedge.service 9>&- || return 1
-	if ! health_checks_run; then
-		log "health check skipped: nothing was restarted (--root or --dry-run)"
-		return 0
-	fi
-	check_health "$1" || return 1
-	run_system systemctl try-restart pneumoedge-kiosk.service 9>&- || warn "the kiosk screen did not restart; it reloads at the next boot"
-}
-
-# roll_back_to VERSION LEAVING: point current at VERSION again, with a database it can read, and
-# prove it serves.
-roll_back_to() {
-	local version="$1" leaving="$2"
-	warn "rolling back to release ${version}"
-	switch_link current "$version"
-	run_system systemctl stop pneumoedge.service 9>&- || warn "could not stop the app of ${leaving}"
-	restore_db "$version" "$leaving"
-	if ! restart_and_check "$(release_sha256 "$version")"; then
-		die "ROLLBACK FAILED: release ${version} is not healthy either. See 'journalctl -u pneumoedge.service'; reprovision with a known-good bundle."
-	fi
-	if health_checks_run; then mark_healthy "$version"; fi
-	log "release ${version} is serving again"
-}
-
 switch_and_check() {
 	if [[ "$BUNDLE_VERSION" == "$OLD_VERSION" ]]; then
 		log "release ${BUNDLE_VERSION} is already the current one; nothing to switch"
 		return 0
 	fi
-	snapshot_db "$OLD_VERSION"
-	if health_checks_run; then write_pending "$BUNDLE_VERSION" "$OLD_VERSION" "$OLD_PREVIOUS"; fi
-	switch_link previous "$OLD_VERSION"
-	switch_link current "$BUNDLE_VERSION"
-	if restart_and_check "$BUNDLE_MODEL_SHA256"; then
-		if health_checks_run; then
-			mark_healthy "$BUNDLE_VERSION"
-			clear_pending
-			log "release ${BUNDLE_VERSION} is healthy; ${OLD_VERSION} is kept as the previous release"
-		else
-			log "switched to ${BUNDLE_VERSION} without a health check; ${OLD_VERSION} is kept as the previous release"
-		fi
+	begin_switch update "$BUNDLE_VERSION"
+	if settle_switch update "$BUNDLE_VERSION" "$OLD_VERSION" "$OLD_PREVIOUS"; then
+		log "${OLD_VERSION} is kept as the previous release"
 		return 0
 	fi
-	mark_unhealthy "$BUNDLE_VERSION" "it failed its health check"
-	roll_back_to "$OLD_VERSION" "$BUNDLE_VERSION"
-	restore_previous "$OLD_PREVIOUS"
-	clear_pending
 	if [[ "$NEW_WAS_INSTALLED" == 0 ]]; then
 		run rm -rf -- "$(release_dir "$BUNDLE_VERSION")"
 		log "removed the failed release ${BUNDLE_VERSION}"
@@ -246,8 +144,10 @@ switch_and_check() {
 	die "the update to ${BUNDLE_VERSION} failed its health check and was rolled back; ${OLD_VERSION} is serving. See 'journalctl -u pneumoedge.service' for why the new release did not start."
 }
 
-# manual_rollback: go back to the previous release, only if it passed its last health check. The
-# release left behind loses its healthy mark, so a second --rollback never returns to it.
+# manual_rollback: go back to the previous release, only if it passed its last health check, like
+# an update: snapshot, pending marker, health check. The release left keeps its healthy mark until
+# the target passed its check (then it loses it, so a second --rollback never returns to it); a
+# target that fails is rolled back from, to the release left.
 manual_rollback() {
 	local previous
 	previous="$(link_version previous)"
@@ -255,9 +155,10 @@ manual_rollback() {
 		die "there is no previous release to roll back to; nothing was changed"
 	is_healthy "$previous" ||
 		die "the previous release ${previous} has not passed a health check since it was last switched to; refusing to go back to it. Install a known-good bundle with update.sh instead. Nothing was changed."
-	mark_unhealthy "$OLD_VERSION" "rolled back by hand"
-	drop_link previous
-	roll_back_to "$previous" "$OLD_VERSION"
+	begin_switch rollback "$previous"
+	settle_switch rollback "$previous" "$OLD_VERSION" "$previous" ||
+		die "the rollback to ${previous} failed its health check; ${OLD_VERSION} is serving again. See 'journalctl -u pneumoedge.service -u pneumoedge-kiosk.service' for why ${previous} did not start."
+	log "rolled back to ${previous}; ${OLD_VERSION} is no longer a rollback target"
 }
 
 main() {

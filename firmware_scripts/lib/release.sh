@@ -26,17 +26,18 @@ verify_sha256sums() {
 	fi
 }
 
-# check_tar_members TARBALL: a bundle holds only plain files and folders under relative paths,
-# so unpacking it cannot write outside the scratch folder (no links, devices, /abs or ../ paths).
+# check_tar_members TARBALL [NAME]: a bundle holds only plain files and folders under relative
+# paths, so unpacking it cannot write outside the scratch folder (no links, devices, /abs or ../
+# paths). Messages name the bundle as NAME (the technician's file, not the scratch copy).
 check_tar_members() {
-	local tarball="$1" listing names
-	listing="$(tar -tvzf "$tarball" 2>/dev/null)" || die "${tarball} is not a readable .tar.gz; copy it again"
+	local tarball="$1" shown="${2:-$1}" listing names
+	listing="$(tar -tvzf "$tarball" 2>/dev/null)" || die "${shown} is not a readable .tar.gz (truncated or damaged); copy it again. Nothing was installed."
 	names="$(tar -tzf "$tarball")"
 	if cut -c1 <<<"$listing" | grep -qv '^[-d]$'; then
-		die "${tarball} holds links or special files; bundles from build-bundle.sh never do. Nothing was installed."
+		die "${shown} holds links or special files; bundles from build-bundle.sh never do. Nothing was installed."
 	fi
 	if grep -qE '^/|(^|/)\.\.(/|$)' <<<"$names"; then
-		die "${tarball} holds absolute or ../ paths; refusing to unpack it. Nothing was installed."
+		die "${shown} holds absolute or ../ paths; refusing to unpack it. Nothing was installed."
 	fi
 }
 
@@ -59,6 +60,21 @@ verify_signed_copy() {
 	log "tarball matches its signed sha256"
 }
 
+# unpacked_kb TARBALL: what unpacking the (already checked) tarball takes, in KiB.
+unpacked_kb() {
+	tar -tvzf "$1" | awk '{ total += $3 } END { printf "%d\n", total / 1024 + 1 }'
+}
+
+# check_scratch_space DIR KB NAME: DIR's file system (TMPDIR, /var/tmp: RAM under a read-only
+# root's overlay) must hold KB more with 50 MB to spare, before anything is written there.
+check_scratch_space() {
+	local dir="$1" need_kb=$(($2 + 50 * 1024)) shown="$3" avail_kb
+	avail_kb="$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')"
+	[[ "$avail_kb" =~ ^[0-9]+$ ]] || die "cannot read the free space of ${dir} (df); nothing was installed"
+	((avail_kb >= need_kb)) ||
+		die "not enough free space in ${dir} to check and unpack ${shown}: $((avail_kb / 1024)) MB free, $((need_kb / 1024)) MB needed. Set TMPDIR to a folder with room (e.g. on the data partition) and run again; nothing was installed."
+}
+
 # stage_bundle TARBALL PUBKEY: check the bundle's signature with PUBKEY, unpack it to a scratch
 # folder, verify SHA256SUMS and read the MANIFEST. Nothing from the bundle runs before this passes.
 stage_bundle() {
@@ -66,8 +82,10 @@ stage_bundle() {
 	[[ -f "$tarball" ]] || die "bundle ${tarball} does not exist; pass the .tar.gz made by build-bundle.sh"
 	scratch="$(mktemp -d "${TMPDIR:-/var/tmp}/pneumoedge-stage.XXXXXX")"
 	cleanup_on_exit "$scratch"
+	check_scratch_space "$scratch" "$(du -sk "$tarball" | cut -f1)" "$tarball"
 	verify_signed_copy "$tarball" "$pubkey" "$scratch"
-	check_tar_members "${scratch}/bundle.tar.gz"
+	check_tar_members "${scratch}/bundle.tar.gz" "$tarball"
+	check_scratch_space "$scratch" "$(unpacked_kb "${scratch}/bundle.tar.gz")" "$tarball"
 	mkdir "${scratch}/unpacked"
 	tar -xzf "${scratch}/bundle.tar.gz" -C "${scratch}/unpacked" --no-same-owner ||
 		die "${tarball} is not a readable .tar.gz; copy it again"
@@ -168,7 +186,9 @@ install_release() {
 	if [[ -e "$dest" ]]; then
 		[[ "$BUNDLE_VERSION" != "$(current_version)" ]] ||
 			die "this bundle is named ${BUNDLE_VERSION}, like the running release, but its files differ: build it again with a new --version. The running release was not touched."
-		warn "removing the incomplete or different release at ${dest}"
+		[[ ! -f "${dest}/.installed" ]] ||
+			die "this bundle is named ${BUNDLE_VERSION}, like the installed release at ${dest}, but its files differ: build it again with a new --version. An installed release (a rollback target) is never replaced; nothing was changed."
+		warn "removing the incomplete release at ${dest}"
 		run rm -rf -- "$dest"
 	fi
 	run install -d -m 0755 "$(dirname "$dest")"
@@ -281,10 +301,10 @@ mark_unhealthy() {
 # checks the release again and rolls back to the fallback if it is not healthy.
 pending_file() { printf '%s/.pending-update' "$(prefix_dir)"; }
 
-# write_pending VERSION FALLBACK PREVIOUS: the switch to VERSION is about to happen; FALLBACK was
-# current and PREVIOUS was the previous release before it.
+# write_pending KIND VERSION FALLBACK PREVIOUS: the switch to VERSION (KIND: update or rollback) is
+# about to happen; FALLBACK was current and PREVIOUS was the previous release before it.
 write_pending() {
-	write_durably "$(pending_file)" "$(printf 'version=%s\nfallback=%s\nprevious=%s' "$1" "$2" "$3")"
+	write_durably "$(pending_file)" "$(printf 'kind=%s\nversion=%s\nfallback=%s\nprevious=%s' "$1" "$2" "$3" "$4")"
 }
 
 clear_pending() {
@@ -292,9 +312,9 @@ clear_pending() {
 	run sync -- "$(prefix_dir)"
 }
 
-# health_checks_run: a real run on the device restarts the app and checks it; --root and
-# --dry-run do neither.
-health_checks_run() { [[ -z "$ROOT_DIR" && "$DRY_RUN" != 1 ]]; }
+# health_checks_run: a real run on the device restarts the app and checks it; --root, --dry-run
+# and provision.sh --image (NO_HEALTH_CHECK=1) do neither.
+health_checks_run() { [[ -z "$ROOT_DIR" && "$DRY_RUN" != 1 && "${NO_HEALTH_CHECK:-0}" != 1 ]]; }
 
 # prune_releases: keep the KEEP_RELEASES newest installed releases, never current, previous or
 # the fallback of a pending update.
@@ -316,14 +336,16 @@ prune_releases() {
 
 # --- The records database around a switch (firmware_scripts/kiosk_db.py) -------------------------
 
-# snapshot_db RELEASE: copy the live database (SQLite online backup) as the state RELEASE leaves it
-# in, before another release can migrate it.
+# snapshot_db RELEASE [KEEP]: copy the live database (SQLite online backup) as the state RELEASE
+# leaves it in, before another release can migrate it; the snapshot of KEEP (a rollback's target)
+# is kept with it.
 snapshot_db() {
 	if [[ "$DRY_RUN" == 1 ]]; then
 		log "would snapshot the records database for a rollback to $1"
 		return 0
 	fi
-	"$DEVICE_PYTHON" "${FIRMWARE_DIR}/kiosk_db.py" snapshot --data-dir "${ROOT_DIR}${DATA_DIR}" --release "$1" ||
+	"$DEVICE_PYTHON" "${FIRMWARE_DIR}/kiosk_db.py" snapshot --data-dir "${ROOT_DIR}${DATA_DIR}" --release "$1" \
+		${2:+--keep "$2"} ||
 		die "could not snapshot the records database in ${ROOT_DIR}${DATA_DIR} (message above); nothing was switched"
 }
 
@@ -339,9 +361,233 @@ restore_db() {
 }
 
 # check_health SHA256: wait (HEALTH_TIMEOUT_SEC) until the kiosk's /healthz is ok and serves the
-# model with this sha256; give up at once if the app exits.
+# model with this sha256; give up at once if the app exits. Then the screen must come up too.
 check_health() {
 	log "waiting up to ${HEALTH_TIMEOUT_SEC} s for http://${APP_HOST}:${APP_PORT}/healthz to serve model sha256 $1"
 	"$DEVICE_PYTHON" "${FIRMWARE_DIR}/kiosk_health.py" check --url "http://${APP_HOST}:${APP_PORT}/healthz" \
-		--expect-sha256 "$1" --timeout "$HEALTH_TIMEOUT_SEC" --unit pneumoedge.service
+		--expect-sha256 "$1" --timeout "$HEALTH_TIMEOUT_SEC" --unit pneumoedge.service || return 1
+	check_screen
+}
+
+# check_screen: the kiosk screen (SCREEN_UNIT, empty on a device without one) is part of healthy:
+# restarted on the release being checked, it must run SCREEN_SETTLE_SEC without exiting.
+check_screen() {
+	if [[ -z "${SCREEN_UNIT:-}" ]]; then
+		log "no kiosk screen on this device (SCREEN_UNIT is empty); the app alone is checked"
+		return 0
+	fi
+	run_system systemctl restart "$SCREEN_UNIT" 9>&- || {
+		warn "could not restart ${SCREEN_UNIT}"
+		return 1
+	}
+	log "waiting ${SCREEN_SETTLE_SEC:-15} s for ${SCREEN_UNIT} to keep running"
+	"$DEVICE_PYTHON" "${FIRMWARE_DIR}/kiosk_health.py" screen --unit "$SCREEN_UNIT" --settle "${SCREEN_SETTLE_SEC:-15}"
+}
+
+# --- The stable updater: INSTALL_PREFIX/updater ------------------------------------------------------
+# Code run as root to recover a device (pneumoedge-health.service at boot, the technician's
+# update.sh) must have proven itself: a copy of firmware_scripts/ of the last release confirmed
+# healthy, outside releases/, installed at provisioning and refreshed only when a release passes its
+# health check. INSTALL_PREFIX/updater points at INSTALL_PREFIX/updaters/<version>-<hash>.
+
+# updater_works DIR: the copy parses and its update.sh answers --help.
+updater_works() {
+	local script
+	for script in "$1"/*.sh "$1"/lib/*.sh; do bash -n "$script" || return 1; done
+	"$1/update.sh" --help >/dev/null 2>&1
+}
+
+# install_updater VERSION: make the scripts of release VERSION the stable updater.
+install_updater() {
+	local version="$1" prefix src tag dest tmp old
+	prefix="$(prefix_dir)"
+	src="$(release_dir "$version")/firmware_scripts"
+	if [[ "$DRY_RUN" == 1 ]]; then
+		log "would make the scripts of ${version} the stable updater ${INSTALL_PREFIX}/updater"
+		return 0
+	fi
+	tag="${version}-$(sha256sum "$(release_dir "$version")/SHA256SUMS" | cut -c1-12)"
+	dest="${prefix}/updaters/${tag}"
+	if [[ ! -d "$dest" ]]; then
+		install -d -m 0755 "${prefix}/updaters"
+		tmp="$(mktemp -d "${prefix}/updaters/.new.XXXXXX")"
+		cleanup_on_exit "$tmp"
+		cp -R "${src}/." "$tmp/"
+		chmod -R u=rwX,go=rX "$tmp"
+		if ! updater_works "$tmp"; then
+			warn "the scripts of ${version} do not pass the updater's self-check; the stable updater stays $(link_version updater)"
+			return 0
+		fi
+		sync --file-system "$tmp"
+		mv -T "$tmp" "$dest"
+		keep_path "$tmp"
+	fi
+	ln -sfn "updaters/${tag}" "${prefix}/.updater.new"
+	mv -T "${prefix}/.updater.new" "${prefix}/updater"
+	sync -- "${prefix}/updaters" "$prefix"
+	for old in "${prefix}/updaters"/* "${prefix}/updaters"/.new.*; do
+		[[ -e "$old" && "$old" != "$dest" && "$old" != "$FIRMWARE_DIR" ]] || continue
+		rm -rf -- "$old"
+	done
+	log "stable updater: ${INSTALL_PREFIX}/updater -> updaters/${tag}"
+}
+
+LOCKED=0
+
+# take_update_lock: one update (or provisioning) at a time on the prefix; held until the script ends.
+take_update_lock() {
+	[[ "$DRY_RUN" != 1 && "$LOCKED" == 0 ]] || return 0
+	install -d -m 0755 "$(prefix_dir)"
+	exec 9>"$(prefix_dir)/.update.lock"
+	flock -n 9 || die "another update is running (lock $(prefix_dir)/.update.lock); wait for it to finish"
+	LOCKED=1
+}
+
+# --- Switching releases: update.sh, update.sh --rollback, provision.sh and the boot-time resume ----
+# Every switch is the same: snapshot the records, write the pending marker, move the links,
+# restart, health-check (app and screen); keep the target only if it passes, else go back to the
+# release left, which keeps its .healthy mark until the target has proven itself.
+
+# release_sha256 VERSION: the model sha256 an installed release must serve.
+release_sha256() { manifest_get "$(release_dir "$1")/MANIFEST" model_sha256; }
+
+# restore_previous VERSION: point previous at VERSION again, or remove it when there is none.
+restore_previous() {
+	if [[ -n "$1" && "$1" != "$(current_version)" && -f "$(release_dir "$1")/.installed" ]]; then
+		switch_link previous "$1"
+	else
+		drop_link previous
+	fi
+}
+
+# restart_and_check SHA256: restart the app and wait for /healthz to serve SHA256 and the screen to
+# run. Called in an `if`, so every failure is returned explicitly.
+restart_and_check() {
+	# 9>&-: whatever the restart spawns must not inherit (and so hold) the update lock.
+	run_system systemctl restart pneumoedge.service 9>&- || return 1
+	if ! health_checks_run; then
+		log "health check skipped: nothing was restarted (--root or --dry-run)"
+		return 0
+	fi
+	check_health "$1" || return 1
+}
+
+# roll_back_to VERSION LEAVING: point current at VERSION again, with a database it can read, and
+# prove it serves.
+roll_back_to() {
+	local version="$1" leaving="$2"
+	warn "rolling back to release ${version}"
+	switch_link current "$version"
+	run_system systemctl stop pneumoedge.service 9>&- || warn "could not stop the app of ${leaving}"
+	restore_db "$version" "$leaving"
+	if ! restart_and_check "$(release_sha256 "$version")"; then
+		die "ROLLBACK FAILED: release ${version} is not healthy either. See 'journalctl -u pneumoedge.service -u pneumoedge-kiosk.service'; reprovision with a known-good bundle."
+	fi
+	if health_checks_run; then mark_healthy "$version"; fi
+	log "release ${version} is serving again"
+}
+
+# begin_switch KIND VERSION: from the running release to VERSION (KIND update: a newer or
+# reinstalled release, previous becomes the running one; rollback: back to previous).
+begin_switch() {
+	local kind="$1" version="$2" running previous
+	running="$(current_version)"
+	previous="$(link_version previous)"
+	if [[ "$kind" == rollback ]]; then snapshot_db "$running" "$version"; else snapshot_db "$running"; fi
+	if health_checks_run; then write_pending "$kind" "$version" "$running" "$previous"; fi
+	[[ "$kind" == rollback ]] || switch_link previous "$running"
+	switch_link current "$version"
+	if [[ "$kind" == rollback ]]; then
+		run_system systemctl stop pneumoedge.service 9>&- || warn "could not stop the app of ${running}"
+		restore_db "$version" "$running"
+	fi
+}
+
+# settle_switch KIND VERSION FALLBACK PREVIOUS: the health check decides. Healthy: VERSION is
+# confirmed (and becomes the stable updater). Not: back to FALLBACK, previous restored; returns 1.
+settle_switch() {
+	local kind="$1" version="$2" fallback="$3" previous="$4"
+	if restart_and_check "$(release_sha256 "$version")"; then
+		confirm_switch "$kind" "$version" "$fallback"
+		return 0
+	fi
+	mark_unhealthy "$version" "it failed its health check"
+	roll_back_to "$fallback" "$version"
+	restore_previous "$previous"
+	clear_pending
+	return 1
+}
+
+# confirm_switch KIND VERSION FALLBACK: VERSION passed (or, under --root, skipped) its check.
+confirm_switch() {
+	local kind="$1" version="$2" fallback="$3"
+	if [[ "$kind" == rollback ]]; then
+		drop_link previous
+	else
+		switch_link previous "$fallback" # also repairs a power cut between the two renames
+	fi
+	if ! health_checks_run; then
+		log "switched to ${version} without a health check (--root or --dry-run)"
+		return 0
+	fi
+	mark_healthy "$version"
+	# A release rolled back from by hand stays a rollback target until the target proved itself.
+	[[ "$kind" != rollback ]] || mark_unhealthy "$fallback" "rolled back by hand"
+	install_updater "$version"
+	clear_pending
+	log "release ${version} is healthy"
+}
+
+# resume_pending: finish a switch that was interrupted (power cut, crash, kill) before its health
+# check decided: keep the target if it serves now, else go back to the release it replaced.
+resume_pending() {
+	local pending kind version fallback previous
+	pending="$(pending_file)"
+	if [[ ! -f "$pending" ]]; then
+		log "no update is waiting for its health check"
+		return 0
+	fi
+	kind="$(manifest_get "$pending" kind)" || kind=update
+	version="$(manifest_get "$pending" version)"
+	fallback="$(manifest_get "$pending" fallback)"
+	previous="$(manifest_get "$pending" previous)"
+	if ! health_checks_run; then
+		log "the ${kind} to ${version} still waits for its health check; a run on the device finishes it"
+		return 0
+	fi
+	if [[ "$(current_version)" != "$version" ]]; then
+		log "the interrupted ${kind} to ${version} never switched (current is $(current_version)); putting previous back"
+		restore_previous "$previous"
+		clear_pending
+		return 0
+	fi
+	log "the ${kind} to ${version} was interrupted before its health check finished; checking it now"
+	if settle_switch "$kind" "$version" "$fallback" "$previous"; then
+		log "the interrupted ${kind} to ${version} is complete"
+		return 0
+	fi
+	die "the interrupted ${kind} to ${version} failed its health check and was rolled back; ${fallback} is serving. See 'journalctl -u pneumoedge.service -u pneumoedge-kiosk.service' for why ${version} did not start."
+}
+
+# version_older A B: release name A sorts before B (sort -V: 1.9 < 1.10, dates in order).
+version_older() {
+	local first
+	first="$(printf '%s\n%s\n' "$1" "$2" | sort -V)"
+	[[ "$1" != "$2" && "${first%%$'\n'*}" == "$1" ]]
+}
+
+# check_version RUNNING REINSTALL: the staged bundle against the running release. The same release
+# again changes nothing; another bundle with the running release's name is always refused (the
+# running release is never replaced in place), and an older one only with REINSTALL=1.
+check_version() {
+	local running="$1" reinstall="$2"
+	[[ -n "$running" ]] || return 0
+	if [[ "$BUNDLE_VERSION" == "$running" ]]; then
+		cmp -s "${STAGED}/SHA256SUMS" "$(release_dir "$running")/SHA256SUMS" ||
+			die "this bundle is named ${BUNDLE_VERSION}, like the running release, but its files differ: build it again with a new --version. Nothing was changed."
+	elif version_older "$BUNDLE_VERSION" "$running"; then
+		[[ "$reinstall" == 1 ]] ||
+			die "release ${BUNDLE_VERSION} is older than the running ${running}; to go back to it on purpose, run again with --reinstall. Nothing was changed."
+		warn "installing ${BUNDLE_VERSION}, older than the running ${running}, as asked (--reinstall)"
+	fi
 }

@@ -134,6 +134,7 @@ def run_local_build(
         output,
         "--wheelhouse",
         wheelhouse,
+        "--allow-dirty",  # a developer's checkout under test: its tracked files' working copies
         *extra,
         env=env,
     )
@@ -331,9 +332,26 @@ STUB_SYSTEMCTL = """#!/usr/bin/env bash
 # Test stand-in for systemctl (no systemd in the test sandbox). 'restart pneumoedge.service' stops
 # the kiosk it started before and starts the real one from INSTALL_PREFIX/current through the
 # release's own serve.sh, as the unit does; 'show' reports whether it still runs. Every call is recorded.
-# With FAKE_KIOSK set, tests/firmware/fake_kiosk.py stands in for the kiosk.
+# With FAKE_KIOSK set, tests/firmware/fake_kiosk.py stands in for the kiosk. The screen's unit
+# (pneumoedge-kiosk.service) runs the release `current` named when it was last restarted, and
+# exits again and again (as systemd reports it) when that release holds a file SCREEN_BROKEN.
 set -euo pipefail
 echo "$*" >>"$STUB_STATE/calls"
+if [[ "$1" == restart && "$2" == pneumoedge-kiosk.service ]]; then
+    readlink -f "$INSTALL_PREFIX/current" >"$STUB_STATE/screen"
+    exit 0
+fi
+if [[ "$1" == show && "${!#}" == pneumoedge-kiosk.service ]]; then
+    screen="$(cat "$STUB_STATE/screen" 2>/dev/null || true)"
+    if [[ -z "$screen" ]]; then
+        printf 'ActiveState=inactive\nSubState=dead\nNRestarts=0\nConditionResult=yes\n'
+    elif [[ -e "$screen/SCREEN_BROKEN" ]]; then
+        printf 'ActiveState=activating\nSubState=auto-restart\nNRestarts=1\nConditionResult=yes\n'
+    else
+        printf 'ActiveState=active\nSubState=running\nNRestarts=0\nConditionResult=yes\n'
+    fi
+    exit 0
+fi
 if [[ "$1" == show ]]; then  # the app's state, as systemd reports a Type=notify unit with Restart=
     pid="$(cat "$STUB_STATE/pid" 2>/dev/null || true)"
     state="$(awk '{ print $3 }' "/proc/${pid:-0}/stat" 2>/dev/null || true)"
@@ -383,6 +401,7 @@ class Device:
             LOG_DIR=str(self.root / "var/log/pneumoedge"),
             APP_PORT=str(port),
             HEALTH_TIMEOUT_SEC="60",
+            SCREEN_SETTLE_SEC="2",
             STUB_STATE=str(self.state),
             TRUSTED_PUBKEY=str(self.root / "etc/pneumoedge/bundle-signing.pub"),
             PATH=f"{bin_dir}:{os.environ['PATH']}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tarfile
 import zipfile
@@ -12,7 +13,14 @@ import pytest
 
 import edge
 from edge.bundle import Bundle, write_bundle
-from tests.firmware.conftest import REPO, build_bundle, run_local_build, run_script, script_env
+from tests.firmware.conftest import (
+    REPO,
+    build_bundle,
+    make_signing_key,
+    run_local_build,
+    run_script,
+    script_env,
+)
 
 
 def _members(tarball: Path) -> list[str]:
@@ -171,3 +179,72 @@ def test_two_builds_with_the_same_inputs_give_the_same_signed_tarball(
         manifest = tar.extractfile("pneumoedge-1.0.0-local/MANIFEST").read().decode()
         assert {member.mtime for member in tar.getmembers()} == {1764000000}
     assert "created_utc=2025-11-24T16:00:00Z" in manifest
+
+
+def _checkout(tmp_path: Path) -> Path:
+    """A git repository holding this checkout's tracked files (as they are now), committed."""
+    repo = tmp_path / "checkout"
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        if (REPO / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "the release")
+    return repo
+
+
+def _git(repo: Path, *args: str) -> str:
+    identity = ["-c", "user.name=office", "-c", "user.email=office@example.org"]
+    return subprocess.run(
+        ["git", *identity, *args], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_the_bundle_is_the_commit_never_stray_files_nor_a_private_key(
+    tmp_path: Path, tiny_bundle_int8: Bundle, tiny_wheelhouse: tuple[Path, Path]
+) -> None:
+    """Issue 17, item 4: an untracked signing key and env file were shipped in a signed bundle."""
+    repo = _checkout(tmp_path)
+    stray = make_signing_key(repo / "firmware_scripts", "office-signing")
+    (repo / "firmware_scripts/local.env").write_text("PNEUMOEDGE_ACCESS_CODE=not-for-devices\n")
+    wheels, requirements = tiny_wheelhouse
+
+    def build(*extra: str) -> subprocess.CompletedProcess[str]:
+        options = ["--target", "local", "--version", "1.0.0", "--model", str(tiny_bundle_int8.root)]
+        options += ["--output", str(tmp_path / "dist"), "--wheelhouse", str(wheels)]
+        options += ["--requirements", str(requirements), *extra]
+        return subprocess.run(
+            [str(repo / "firmware_scripts/build-bundle.sh"), *options],
+            env=script_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+
+    clean = build()
+    assert clean.returncode == 0, clean.stderr
+    tarball = Path(clean.stdout.strip().splitlines()[-1])
+    names = _members(tarball)
+    assert "pneumoedge-1.0.0-local/firmware_scripts/update.sh" in names
+    assert not [n for n in names if n.endswith(("office-signing.key", "office-signing.pub", "local.env"))]
+    with tarfile.open(tarball) as tar:
+        manifest = tar.extractfile("pneumoedge-1.0.0-local/MANIFEST").read().decode()
+    assert f"git_commit={_git(repo, 'rev-parse', 'HEAD')}\ngit_tree=clean\n" in manifest
+
+    readme = repo / "firmware_scripts/README.md"
+    readme.write_text(readme.read_text() + "An edit nobody committed.\n")
+    dirty = build()
+    assert dirty.returncode != 0 and "uncommitted changes" in dirty.stderr and "--allow-dirty" in dirty.stderr
+    _git(repo, "checkout", "--", "firmware_scripts/README.md")
+
+    (repo / "firmware_scripts/keys").mkdir()
+    shutil.copy(stray.private, repo / "firmware_scripts/keys/office.pem")
+    _git(repo, "add", "firmware_scripts/keys/office.pem")
+    _git(repo, "commit", "-q", "-m", "a key committed by mistake")
+    leaked = build()
+    assert leaked.returncode != 0
+    assert "PEM private key" in leaked.stderr and "firmware_scripts/keys/office.pem" in leaked.stderr
+    assert _members(tarball) == names  # the earlier bundle was not replaced

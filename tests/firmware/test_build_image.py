@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.firmware.conftest import run_script, script_env, trusted_pubkey
+from tests.firmware.conftest import make_signing_key, run_script, script_env, signed_rebuild, trusted_pubkey
 
 MIB = 1 << 20
 USERCONF = "tech:$6$salt$hash\n"
@@ -169,3 +169,31 @@ def test_dry_run_touches_nothing(tiny_dep_bundle: Path, tmp_path: Path) -> None:
         "would run in the image: DATA_PARTITION_LABEL=PNEUMODATA DATA_MOUNT=/srv/pneumoedge" in result.stderr
     )
     assert not out.exists()
+
+
+def test_a_bundle_signed_by_another_key_is_refused_before_any_of_its_code_runs(
+    tiny_dep_bundle: Path, tmp_path: Path
+) -> None:
+    """Issue 17, item 1: the canary. Every script of the bundle would write the canary file."""
+    canary = tmp_path / "canary"
+    stranger = make_signing_key(tmp_path / "stranger")
+
+    def plant(top: Path) -> None:
+        for script in (top / "firmware_scripts").rglob("*.sh"):
+            text = script.read_text()
+            first, rest = text.split("\n", 1) if text.startswith("#!") else ("", text)
+            script.write_text(f"{first}\ntouch {canary}\necho 'signature not valid' >&2\n{rest}")
+
+    forged = signed_rebuild(tiny_dep_bundle, tmp_path / "forged.tar.gz", plant, stranger)
+    if _loops_work():  # a real image, so that an unchecked bundle would get as far as provisioning
+        base = _fake_raspios(tmp_path / "raspios.img", tmp_path)
+    else:
+        base = tmp_path / "raspios.img"
+        base.write_bytes(b"\0" * MIB)
+    out = tmp_path / "pneumoedge.img"
+    result = _build_image(tmp_path, base, forged, out, "--host-provision", "--data-size", "64M")
+    assert result.returncode != 0
+    assert "is not valid for this device's trusted key" in result.stderr
+    assert not canary.exists()
+    assert not out.exists()
+    assert not list((tmp_path / "scratch").iterdir())  # the verified copy is gone, nothing unpacked

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from edge.webapp import store
-from tests.firmware.conftest import provision_rooted, run_script
+from tests.firmware.conftest import FIRMWARE, provision_rooted, run_script
 
 NEWER = store.SCHEMA_VERSION + 1  # what a later release's migration would make
 
@@ -95,3 +97,28 @@ def test_a_rollback_without_a_schema_change_keeps_the_live_database(
     assert back.returncode == 0, back.stderr
     assert _count(db) == 2
     assert not list((db.parent / "snapshots").glob("from-*"))
+
+
+def test_a_failed_rollback_gives_the_release_left_its_database_back(tmp_path: Path) -> None:
+    """A rollback restored the target's older snapshot, then the target failed: going back to the
+    release left must restore that release's snapshot, or its confirmed cases vanish from screen."""
+    data = tmp_path / "records"
+    data.mkdir()
+    store.init_db(data)
+    live = data / store.DB_FILE
+    _add_case(live, "confirmed-under-3.0.0")
+    kiosk_db = [sys.executable, str(FIRMWARE / "kiosk_db.py")]
+    taken = subprocess.run([*kiosk_db, "snapshot", "--data-dir", data, "--release", "3.0.0"], check=False)
+    assert taken.returncode == 0
+    with contextlib.closing(sqlite3.connect(live)) as conn, conn:  # the target's older snapshot
+        conn.execute("DELETE FROM cases")
+        conn.execute(f"PRAGMA user_version={store.SCHEMA_VERSION - 1}")
+    back = subprocess.run(
+        [*kiosk_db, "restore", "--data-dir", data, "--release", "3.0.0", "--leaving", "2.0.0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert back.returncode == 0, back.stderr
+    assert _count(live) == 1
+    assert len(list((data / "snapshots").glob("from-2.0.0-*.sqlite3"))) == 1

@@ -18,17 +18,30 @@ import pytest
 from tests.firmware.conftest import run_script, script_env, trusted_pubkey
 
 UNITS = Path("etc/systemd/system")
-#: The ceiling for each unit's exposure (0 safest, 10 unsafe); issue 10 asks <= 4.5 for the browser.
-MAX_EXPOSURE = {"pneumoedge.service": 2.0, "pneumoedge-kiosk.service": 4.5}
+#: The ceiling for each unit's exposure (0 safest, 10 unsafe); issue 10 asks <= 4.5 for the browser,
+#: issue 17 for every unit (the health check was 5.9, the first boot 9.6).
+MAX_EXPOSURE = {
+    "pneumoedge.service": 2.0,
+    "pneumoedge-kiosk.service": 4.5,
+    "pneumoedge-health.service": 4.5,
+    "pneumoedge-firstboot.service": 4.5,
+}
 
 
 @pytest.fixture(scope="module")
 def root(tiny_dep_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A --root tree provisioned with the kiosk screen."""
+    """A --root tree provisioned like a golden image (--image), with the kiosk screen and first boot."""
     tmp = tmp_path_factory.mktemp("hardened")
     root = tmp / "root"
     result = run_script(
-        "provision.sh", "--root", root, "--pubkey", trusted_pubkey(), tiny_dep_bundle, env=script_env(tmp)
+        "provision.sh",
+        "--root",
+        root,
+        "--image",
+        "--pubkey",
+        trusted_pubkey(),
+        tiny_dep_bundle,
+        env=script_env(tmp),
     )
     assert result.returncode == 0, result.stderr
     return root
@@ -100,3 +113,18 @@ def test_headless_devices_get_no_browser_policy(tiny_dep_bundle: Path, tmp_path:
     assert result.returncode == 0, result.stderr
     assert not (root / "etc/chromium").exists()
     assert (root / "etc/systemd/system.conf.d/pneumoedge-watchdog.conf").is_file()
+
+
+def test_a_hung_release_fails_its_start_soon_and_the_boot_check_does_not_wait_for_it(root: Path) -> None:
+    """Issue 17, item 7: TimeoutStartSec=300 kept a hung release's screen dark for 5 minutes, and
+    the boot-time check (After=pneumoedge.service) waited for that timeout before it could act."""
+    timeout = _unit(root, "pneumoedge.service")["Service"]["TimeoutStartSec"]
+    assert int(timeout) <= 120
+    health = _unit(root, "pneumoedge-health.service")
+    assert "pneumoedge.service" not in health["Unit"].get("After", "")
+    assert health["Service"]["ExecStart"] == "/opt/pneumoedge/updater/update.sh --resume"
+
+
+def test_the_screen_is_part_of_the_health_check(root: Path) -> None:
+    config = (root / "etc/pneumoedge/pneumoedge.conf").read_text()
+    assert 'SCREEN_UNIT="${SCREEN_UNIT:-pneumoedge-kiosk.service}"' in config

@@ -213,9 +213,15 @@ def test_the_boot_health_unit_finishes_interrupted_updates(tiny_dep_bundle: Path
     root = tmp_path / "root"
     assert _provision(root, tiny_dep_bundle, tmp_path, "--no-kiosk").returncode == 0
     unit = (root / "etc/systemd/system/pneumoedge-health.service").read_text()
-    assert "ExecStart=/opt/pneumoedge/current/firmware_scripts/update.sh --resume" in unit
+    # The stable updater installed at provisioning, never the scripts of the release being checked.
+    assert "ExecStart=/opt/pneumoedge/updater/update.sh --resume" in unit
     assert "ConditionPathExists=/opt/pneumoedge/.pending-update" in unit
-    assert "After=pneumoedge.service" in unit and "Type=oneshot" in unit
+    assert "Type=oneshot" in unit
+    updater = root / "opt/pneumoedge/updater"
+    assert updater.readlink().parent == Path("updaters") and (updater / "update.sh").is_file()
+    assert (updater / "update.sh").read_bytes() == (
+        root / "opt/pneumoedge/releases/1.0.0/firmware_scripts/update.sh"
+    ).read_bytes()
 
 
 def test_a_bundle_for_another_cpu_can_be_rehearsed_with_dry_run(

@@ -66,3 +66,12 @@ def test_unknown_option_fails_with_a_hint(name: str, tmp_path: Path) -> None:
     result = run_script(name, "--no-such-option", env=script_env(tmp_path))
     assert result.returncode != 0
     assert "--help" in result.stderr
+
+
+def test_serve_help_prints_help_and_starts_nothing(tmp_path: Path) -> None:
+    """Issue 17, item 7: serve.sh --help used to start the app (or fail with a raw bash error)."""
+    result = run_script("serve.sh", "--help", env=script_env(tmp_path, PNEUMOEDGE_CONFIG="/nonexistent"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage:") and result.stderr == ""
+    refused = run_script("serve.sh", "--no-such-option", env=script_env(tmp_path))
+    assert refused.returncode != 0 and "--help" in refused.stderr

@@ -21,6 +21,7 @@ from tests.firmware.conftest import (
     provision_rooted,
     run_script,
     serving_sha256,
+    sign_bundle,
     signed_rebuild,
 )
 
@@ -261,3 +262,87 @@ def test_an_update_that_does_not_fit_is_refused_before_anything_is_installed(
     prefix = root / "opt/pneumoedge"
     assert (prefix / "current").readlink() == Path("releases/1.0.0")
     assert not (prefix / "releases/2.0.0").exists()
+
+
+def test_a_different_bundle_named_like_the_previous_release_never_replaces_it(
+    tmp_path: Path, tiny_dep_bundles: dict[str, Path], signing_key: SigningKey
+) -> None:
+    """Issue 17, item 7: --reinstall of such a bundle used to delete the healthy previous release."""
+    root, env = provision_rooted(tmp_path, tiny_dep_bundles["1.0.0"])
+    prefix = root / "opt/pneumoedge"
+    assert run_script("update.sh", "--root", root, tiny_dep_bundles["2.0.0"], env=env).returncode == 0
+    kept = sorted(p.relative_to(prefix) for p in (prefix / "releases/1.0.0").rglob("*"))
+
+    def change(top: Path) -> None:
+        (top / "app/extra.py").write_text("# another build that kept the name 1.0.0\n")
+
+    renamed = signed_rebuild(tiny_dep_bundles["1.0.0"], tmp_path / "old-name.tar.gz", change, signing_key)
+    result = run_script("update.sh", "--root", root, "--reinstall", renamed, env=env)
+    assert result.returncode != 0
+    assert "like the installed release" in result.stderr
+    assert sorted(p.relative_to(prefix) for p in (prefix / "releases/1.0.0").rglob("*")) == kept
+    assert (prefix / "current").readlink() == Path("releases/2.0.0")
+    assert (prefix / "previous").readlink() == Path("releases/1.0.0")
+
+
+def test_provisioning_again_with_an_older_bundle_needs_reinstall(
+    tmp_path: Path, tiny_dep_bundles: dict[str, Path]
+) -> None:
+    """Issue 17, item 7: provision.sh re-run used to downgrade a device silently."""
+    root, env = provision_rooted(tmp_path, tiny_dep_bundles["1.0.0"])
+    prefix = root / "opt/pneumoedge"
+    assert run_script("update.sh", "--root", root, tiny_dep_bundles["2.0.0"], env=env).returncode == 0
+    older = run_script("provision.sh", "--root", root, "--no-kiosk", tiny_dep_bundles["1.0.0"], env=env)
+    assert older.returncode != 0
+    assert "older than the running 2.0.0" in older.stderr and "--reinstall" in older.stderr
+    assert (prefix / "current").readlink() == Path("releases/2.0.0")
+    downgrade = run_script(
+        "provision.sh", "--root", root, "--no-kiosk", "--reinstall", tiny_dep_bundles["1.0.0"], env=env
+    )
+    assert downgrade.returncode == 0, downgrade.stderr
+    assert (prefix / "current").readlink() == Path("releases/1.0.0")
+    assert (prefix / "previous").readlink() == Path("releases/2.0.0")
+
+
+SMALL_SCRATCH_DF = """#!/usr/bin/env bash
+# Test stand-in for df: the scratch folder (TMPDIR) has 10 MB free, like /var/tmp in a small RAM
+# overlay; everything else is measured for real.
+if [[ "${{!#}}" == "$TMPDIR"* ]]; then
+    echo "Filesystem 1024-blocks Used Available Capacity Mounted on"
+    echo "overlayroot 100000 89760 10240 90% /"
+    exit 0
+fi
+exec {real} "$@"
+"""
+
+
+def test_a_bundle_is_not_unpacked_where_it_does_not_fit(
+    tmp_path: Path, tiny_dep_bundles: dict[str, Path]
+) -> None:
+    """Issue 17, item 7: the scratch folder's space is checked before the bundle is copied there."""
+    root, env = provision_rooted(tmp_path, tiny_dep_bundles["1.0.0"])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "df").write_text(SMALL_SCRATCH_DF.format(real=shutil.which("df")))
+    (bin_dir / "df").chmod(0o755)
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    result = run_script("update.sh", "--root", root, tiny_dep_bundles["2.0.0"], env=env)
+    assert result.returncode != 0
+    assert f"to check and unpack {tiny_dep_bundles['2.0.0']}: 10 MB free" in result.stderr
+    assert not list(Path(env["TMPDIR"]).iterdir())
+    assert not (root / "opt/pneumoedge/releases/2.0.0").exists()
+
+
+def test_a_truncated_bundle_is_reported_by_its_own_name(
+    tmp_path: Path, tiny_dep_bundles: dict[str, Path], signing_key: SigningKey
+) -> None:
+    """Issue 17, item 7: the message named the scratch copy. Signed after the cut, so only tar fails."""
+    root, env = provision_rooted(tmp_path, tiny_dep_bundles["1.0.0"])
+    truncated = tmp_path / "pneumoedge-2.0.0-cut.tar.gz"
+    data = tiny_dep_bundles["2.0.0"].read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    sign_bundle(truncated, signing_key.private)
+    result = run_script("update.sh", "--root", root, truncated, env=env)
+    assert result.returncode != 0
+    assert f"{truncated} is not a readable .tar.gz" in result.stderr
+    assert "pneumoedge-stage" not in result.stderr
