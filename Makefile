@@ -12,7 +12,7 @@ WEIGHTS ?= ../shared/weights/mobilenet_v2_1.0_224_no_top_from_tfslim.h5
 RUN ?= runs/mobilenetv2
 SITE ?= ../shared/data/site-calibration
 FULLRES ?= ../shared/data/fullres-dev
-EXPORTED ?= build/exported/v0.2
+EXPORTED ?= build/exported/v0.3
 KIOSK_DATA ?= kiosk-data
 WHEELHOUSE ?= $(HOME)/.cache/pneumoedge/wheelhouse
 
