@@ -18,7 +18,7 @@ from edge.commands.score import COLUMNS
 from lab.synthetic import encode, synthetic_xray
 from tests.tiny_bundle import dicom_bytes
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def rows_of(text: str) -> list[dict[str, str]]:
