@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
-from edge.kermany import Sample, scan_split
+from edge.kermany import Sample, drop_duplicates, scan_split
 from edge.metrics import binary_metrics, confusion, roc_auc, wilson_interval
 from edge.preprocess import ImageError, XrayImage, load_xray, to_model_input
 
@@ -303,10 +303,16 @@ def build_shift_sets(
         picked = stratified(held_out, suite_films, seed)
         suite = load_film_set(f"{len(picked)} films drawn from {held_out_description}", picked)
     return ShiftSets(
-        site=load_film_set(str(site), scan_split(site.parent, site.name)) if site else None,
+        site=site_films(site) if site else None,
         suite=suite,
         fullres=paired_fullres(fullres, fullres_copies) if fullres else None,
     )
+
+
+def site_films(site: Path) -> FilmSet:
+    """The site films as `edge calibrate` counts them: byte-identical copies dropped, and said so."""
+    kept, dropped = drop_duplicates(scan_split(site.parent, site.name))
+    return load_film_set(f"{site} ({len(dropped)} byte-identical duplicate files dropped)", kept)
 
 
 def stratified(samples: Sequence[Sample], count: int, seed: int) -> list[Sample]:
