@@ -14,6 +14,10 @@ SITE ?= ../shared/data/site-calibration
 FULLRES ?= ../shared/data/fullres-dev
 EXPORTED ?= build/exported/v0.3
 KIOSK_DATA ?= kiosk-data
+KIOSK_CONFIG ?= instance/config.py
+# HOST or PORT given on the command line or in the environment win over the settings file for one run.
+KIOSK_OVERRIDES := $(foreach v,HOST PORT,$(if $(filter environment command,$(firstword $(origin $(v)))),\
+  --$(shell echo $(v) | tr A-Z a-z) $($(v))))
 WHEELHOUSE ?= $(HOME)/.cache/pneumoedge/wheelhouse
 
 EDGE_VENV := .venv-edge
@@ -43,7 +47,7 @@ DEV_MARKERS := not slow and not data and not browser and not firmware
 .PHONY: help kiosk test test-fast test-dev test-edge-litert test-edge-tflite-runtime golden wheelhouse lint translations train folds film-subspace evaluate sweep export calibrate benchmark bench-kiosk bench-gate clean
 
 # The variables a target's description names, printed with their values (HOST=... make help shows those).
-HELP_VARIABLES := HOST PORT MODEL RUN DATA SITE FULLRES
+HELP_VARIABLES := HOST PORT MODEL RUN DATA SITE FULLRES KIOSK_CONFIG
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-26s %s\n", $$1, $$2}' \
 	  | sed $(foreach v,$(HELP_VARIABLES),-e 's|$$($(v))|$($(v))|g')
@@ -77,8 +81,15 @@ $(TEST_TFLITE_VENV)/.installed: requirements-edge-tflite-runtime.txt requirement
 	$(TEST_TFLITE_VENV)/bin/pip install --quiet -r requirements-edge-tflite-runtime.txt -r requirements-test-edge.txt
 	touch $@
 
-kiosk: $(EDGE_VENV)/.installed ## set up the kiosk's environment and serve the shipped model on $(HOST):$(PORT)
-	$(EDGE_VENV)/bin/pneumoedge serve --model $(MODEL) --host $(HOST) --port $(PORT) --data-dir $(KIOSK_DATA)
+kiosk: $(EDGE_VENV)/.installed $(KIOSK_CONFIG) ## set up the kiosk's environment and serve with the settings in $(KIOSK_CONFIG) (written on first run)
+	$(EDGE_VENV)/bin/pneumoedge serve --config $(KIOSK_CONFIG) $(KIOSK_OVERRIDES)
+
+# The kiosk's one settings file, written once from HOST, PORT, MODEL and KIOSK_DATA; edit it afterwards.
+$(KIOSK_CONFIG):
+	mkdir -p $(dir $@)
+	printf '%s\n' "# PneumoEdge kiosk settings (docs/kiosk.md, Settings); \`make kiosk\` serves with this file." \
+	  'HOST = "$(HOST)"' 'PORT = $(PORT)' 'MODEL_DIR = "$(abspath $(MODEL))"' 'DATA_DIR = "$(abspath $(KIOSK_DATA))"' > $@
+	@echo "make kiosk: wrote $@; edit it to change the kiosk's settings"
 
 test: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete $(if $(TFLITE_PYTHON),$(TEST_TFLITE_VENV)/.installed) ## set up, lint, run the whole suite (about 20-25 min here), then the edge tests in both kiosk environments
 	$(if $(TFLITE_PYTHON),,@echo "make test: skipped the edge tests under tflite-runtime (make test-edge-tflite-runtime): $(TFLITE_MISSING)")

@@ -1,6 +1,6 @@
 """PneumoEdge edge core: everything the kiosk needs to score an X-ray offline, without TensorFlow."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 #: The intended-use statement: the one text shown wherever a result or a performance figure is
 #: (kiosk pages and reports, API, command lines, evaluation and benchmark reports, plots).

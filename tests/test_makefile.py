@@ -48,9 +48,16 @@ def only_new_pythons(tmp_path: Path) -> str:
 
 
 def test_help_prints_the_values_not_the_variables() -> None:
-    text = make("help", "HOST=0.0.0.0", "PORT=9000")
+    text = make("help", "KIOSK_CONFIG=site/kiosk.py")
     assert "$(" not in text
-    assert "serve the shipped model on 0.0.0.0:9000" in text
+    assert "serve with the settings in site/kiosk.py" in text
+
+
+def test_make_kiosk_serves_with_its_settings_file_and_a_port_given_overrides_it_once() -> None:
+    assert make("-n", "kiosk", "KIOSK_CONFIG=/nonexistent/k.py").count("--port") == 0
+    assert "serve --config /nonexistent/k.py --port 9000" in " ".join(
+        make("-n", "kiosk", "KIOSK_CONFIG=/nonexistent/k.py", "PORT=9000").split()
+    )
 
 
 def test_without_python_3_9_to_3_11_make_test_skips_the_tflite_runtime_environment_and_says_why(
