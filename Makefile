@@ -53,7 +53,8 @@ help: ## list the targets
 	  | sed $(foreach v,$(HELP_VARIABLES),-e 's|$$($(v))|$($(v))|g')
 
 # The venvs install the pinned lock (requirements-*.txt), then the project itself without
-# dependencies: the kiosk's as a wheel, like a device (no TensorFlow); the training one editable.
+# dependencies: the kiosk's as a wheel, like a device (no TensorFlow); the training one editable, with
+# the offline tools' distribution (tools/pyproject.toml) beside it.
 $(EDGE_VENV)/.installed: requirements-edge.txt $(KIOSK_SOURCES)
 	$(PYTHON) -m venv $(EDGE_VENV)
 	$(EDGE_VENV)/bin/pip install --quiet --upgrade pip
@@ -61,11 +62,11 @@ $(EDGE_VENV)/.installed: requirements-edge.txt $(KIOSK_SOURCES)
 	$(EDGE_VENV)/bin/pip install --quiet --no-deps --force-reinstall .
 	touch $@
 
-$(TRAIN_VENV)/.installed: requirements-edge.txt requirements-train.txt requirements-test.txt pyproject.toml
+$(TRAIN_VENV)/.installed: requirements-edge.txt requirements-train.txt requirements-test.txt pyproject.toml tools/pyproject.toml
 	$(PYTHON) -m venv $(TRAIN_VENV)
 	$(TRAIN_VENV)/bin/pip install --quiet --upgrade pip
 	$(TRAIN_VENV)/bin/pip install --quiet -r requirements-test.txt
-	$(TRAIN_VENV)/bin/pip install --quiet --no-deps --editable .
+	$(TRAIN_VENV)/bin/pip install --quiet --no-deps --editable . --editable ./tools
 	touch $@
 
 $(TEST_LITERT_VENV)/.installed: requirements-edge.txt requirements-test-edge.txt

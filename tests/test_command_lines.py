@@ -14,8 +14,12 @@ import pytest
 import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
-PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-SCRIPTS = PYPROJECT["project"]["scripts"]
+#: The kiosk's distribution (pneumoedge) and the offline tools' (tools/: pneumoedge-tools).
+SCRIPTS = {
+    name: target
+    for pyproject in ("pyproject.toml", "tools/pyproject.toml")
+    for name, target in tomllib.loads((REPO / pyproject).read_text())["project"]["scripts"].items()
+}
 COMMANDS = {
     "pneumoedge": ["score", "serve", "calibrate", "identity", "audit-verify"],
     "pneumoedge-trainer": ["train", "evaluate", "sweep", "folds", "film-subspace"],

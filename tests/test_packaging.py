@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import re
 from pathlib import Path
@@ -76,9 +77,30 @@ def test_the_version_is_kept_in_one_place() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+", edge.__version__)
 
 
-@pytest.mark.parametrize("script", sorted(PROJECT["scripts"]))
-def test_console_scripts_name_the_module_mains(script: str) -> None:
-    module, function = PROJECT["scripts"][script].split(":")
-    packages = PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+TOOLS = tomllib.loads((REPO / "tools" / "pyproject.toml").read_text())
+
+
+def test_the_kiosk_distribution_ships_the_kiosk_only() -> None:
+    assert PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == ["edge"]
+    assert set(PROJECT["scripts"]) == {"pneumoedge"}
+
+
+def test_the_tools_are_a_distribution_of_their_own_with_the_same_version() -> None:
+    hook = ast.parse((REPO / "tools" / "hatch_build.py").read_text())
+    (packages,) = [ast.literal_eval(n.value) for n in hook.body if isinstance(n, ast.Assign)]
+    assert TOOLS["project"]["name"] == "pneumoedge-tools"
+    assert TOOLS["project"]["dependencies"] == ["pneumoedge"]
+    assert TOOLS["tool"]["hatch"]["version"]["path"] == "../edge/__init__.py"
+    assert sorted(packages) == sorted({"lab", "trainer", "quantize", "fleet"})
+    assert TOOLS["build-system"] == PYPROJECT["build-system"]
+
+
+@pytest.mark.parametrize(
+    ("script", "target", "packages"),
+    [(s, t, ["edge"]) for s, t in PROJECT["scripts"].items()]
+    + [(s, t, ["lab", "trainer", "quantize", "fleet"]) for s, t in TOOLS["project"]["scripts"].items()],
+)
+def test_console_scripts_name_the_module_mains(script: str, target: str, packages: list[str]) -> None:
+    module, function = target.split(":")
     assert module.endswith(".__main__") and module.split(".")[0] in packages
     assert callable(getattr(importlib.import_module(module), function))
