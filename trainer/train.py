@@ -162,8 +162,9 @@ def _fit(
         net, model.make_optimizer(config.optimizer, schedule, config.weight_decay), config.label_smoothing
     )
     log.info(
-        "phase 2: fine-tuning from %s, cosine from lr %g",
+        "phase 2: fine-tuning from %s, %s lr %g",
         config.fine_tune_from,
+        config.schedule,
         config.fine_tune_learning_rate,
     )
     second = net.fit(
