@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edge import INTENDED_USE
 from edge.calibration import Head
 from edge.head_refit import SiteFilms, choose_strength
 from edge.kermany import drop_duplicates, scan_split
@@ -78,7 +79,7 @@ def main() -> None:
         model.set_weights(original)
     adapt_batchnorm(model, images, seed=run.seed)
     report("AdaBN, all layers", embeddings(images))
-    print("PneumoEdge is a screening aid, not a diagnosis: every figure here is a research measurement.")
+    print(f"{INTENDED_USE} Every figure here is a research measurement.")
 
 
 def _sample(files: list, count: int) -> list:

@@ -6,5 +6,6 @@ __version__ = "0.3.0"
 #: (kiosk pages and reports, API, command lines, evaluation and benchmark reports, plots).
 INTENDED_USE = (
     "PneumoEdge is a screening aid for trained staff, not a diagnosis: "
-    "every result must be reviewed by a clinician."
+    "every result must be reviewed by a clinician. "
+    "It was trained and checked only on frontal chest X-rays of children aged 1 to 5 from one hospital."
 )

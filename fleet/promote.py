@@ -4,7 +4,7 @@ Both bundles score every film through the kiosk's own path (edge.screener.Screen
 model, out-of-distribution gate, float head, calibration, each bundle at its own threshold); a refused
 film counts as a wrong answer for the bundle that refused it. Differences (candidate - field) get
 95% intervals from a paired bootstrap: the same resampled films for both bundles, resampled within
-each class so every resample has both. The rule, for a screening aid that must not miss more
+each class so every resample has both. The rule, for a screening tool that must not miss more
 children with pneumonia:
 
 - recall is **non-inferior** on the locked set and on every shift set: the lower end of the interval

@@ -80,7 +80,8 @@ ACTION_TEXT = {
 #: a test keeps the two identical.
 INTENDED_USE = lazy_gettext(
     "PneumoEdge is a screening aid for trained staff, not a diagnosis: "
-    "every result must be reviewed by a clinician."
+    "every result must be reviewed by a clinician. "
+    "It was trained and checked only on frontal chest X-rays of children aged 1 to 5 from one hospital."
 )
 #: edge.quality's refusals in plain words (quality.plain_words), marked here for the same reason; the
 #: pages translate them with the `translated` filter, and a test keeps the copies identical.
