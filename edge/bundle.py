@@ -29,7 +29,7 @@ OUTPUT_PROBABILITY = "probability"  # (1, 1) P(PNEUMONIA)
 OUTPUT_CAM = "cam"  # (1, h, w) class activation map: last-conv features . head weights (+ bias)
 OUTPUT_EMBEDDING = "embedding"  # (1, d) pooled features, for the out-of-distribution check
 #: (1, h, w, d) last-conv features, optional: the kiosk then draws the cam with the bundle's own head,
-#: so a head refitted on a site's films (`python -m edge adapt`) explains its own decision.
+#: so a head refitted on a site's films (`python -m edge calibrate`) explains its own decision.
 OUTPUT_FEATURES = "features"
 
 

@@ -52,7 +52,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         help="a site's films (NORMAL/, PNEUMONIA/; labels unread): re-estimate BatchNorm statistics on them "
-        "(AdaBN) before converting; refit the head afterwards with `python -m edge adapt`",
+        "(AdaBN) before converting; refit the head afterwards with `python -m edge calibrate`",
     )
 
 

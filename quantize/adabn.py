@@ -5,7 +5,7 @@ each layer with other means and variances; AdaBN (Li et al., 2016) replaces each
 mean and variance with those of the site's films, so every later layer sees inputs normalised the
 way it saw them in training. No label is read. It runs on the build machine before export, since
 TFLite folds BatchNorm into the convolutions; the head must then be refitted on the adapted
-embeddings (`python -m edge adapt`), because it was trained on the unadapted ones.
+embeddings (`python -m edge calibrate`), because it was trained on the unadapted ones.
 """
 
 from __future__ import annotations
