@@ -15,7 +15,7 @@ import contextlib
 import tempfile
 import time
 
-from edge.webapp import audit_chain, store
+from edge.webapp.records import audit_chain, database
 
 
 def main() -> None:
@@ -23,12 +23,12 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=100_000, help="entries in the log")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        store.init_db(folder)
-        with contextlib.closing(store.connect(store.db_path(folder))) as conn:
+        database.init_db(folder)
+        with contextlib.closing(database.connect(database.db_path(folder))) as conn:
             conn.execute("PRAGMA synchronous=OFF")  # filling the log fast; verify only reads
-            actor = store.Actor(1, "Amina Nurse")
+            actor = database.Actor(1, "Amina Nurse")
             for n in range(args.entries):
-                store.append_audit(conn, actor, "view_result", n, None, None, "benchmark")
+                database.append_audit(conn, actor, "view_result", n, None, None, "benchmark")
             timings = []
             for _ in range(3):
                 start = time.perf_counter()

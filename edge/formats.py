@@ -44,7 +44,7 @@ REFUSAL_STATUS = {
 
 #: What each refusal means to the nurse at the kiosk: what is wrong, then what to do next, without
 #: the figures of the technical message (which stays for the technician, like quality.PLAIN_WORDS).
-#: edge.webapp.i18n marks a copy for translation: this core knows no gettext.
+#: edge.webapp.display.i18n marks a copy for translation: this core knows no gettext.
 PLAIN_WORDS: dict[str, str] = {
     "empty": "The file is empty. Copy the X-ray file again from the X-ray system, then load it again.",
     "bad_extension": (

@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "HOST": "127.0.0.1",
     # Names the kiosk answers to besides localhost, 127.0.0.1, ::1 and HOST (the names clinic
     # systems use when it listens on the network), e.g. ("kiosk.local", "192.168.10.20"); any other
-    # Host is refused (edge/webapp/hosts.py).
+    # Host is refused (edge/webapp/access/host_guard.py).
     "ALLOWED_HOSTS": (),
     # `serve` only: the TCP port.
     "PORT": 8080,
@@ -56,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
     # A kiosk page may stay open all shift: tokens last as long as the session.
     "WTF_CSRF_TIME_LIMIT": None,
     # The clinic's register numbers: a regular expression the whole case reference must match;
-    # what it matches is accepted before the identifier rules (edge.webapp.case_refs). None: the
+    # what it matches is accepted before the identifier rules (edge.webapp.intake.case_refs). None: the
     # clinic has none, and a reference needs at least one digit and must pass those rules.
     "CASE_REF_PATTERN": None,
     # One of the clinic's register numbers, shown as the example of what to type.
@@ -66,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
     # The pages' language until someone uses the header's switch; None: the browser's, else English.
     "DEFAULT_LANGUAGE": None,
     # A clock earlier than this UTC time is wrong; None: $PNEUMOEDGE_CLOCK_NOT_BEFORE, which the
-    # device's serve.sh sets to the release's build time (edge/webapp/clock.py).
+    # device's serve.sh sets to the release's build time (edge/webapp/records/clock.py).
     "CLOCK_NOT_BEFORE": None,
 }
 #: The pages' languages (edge/webapp/translations, and English, the source).

@@ -74,7 +74,7 @@ ask_access_code() {
 	done
 }
 
-# store_access_code CODE: hashed by the kiosk's own code (edge.webapp.security), into DATA_DIR.
+# store_access_code CODE: hashed by the kiosk's own code (edge.webapp.access.request_guard), into DATA_DIR.
 store_access_code() {
 	local release="${ROOT_DIR}${INSTALL_PREFIX}/current"
 	if [[ "$DRY_RUN" == 1 ]]; then
@@ -83,8 +83,8 @@ store_access_code() {
 	fi
 	PNEUMOEDGE_ACCESS_CODE="$1" PYTHONPATH="${release}/app" "${release}/venv/bin/python" -c '
 import os, sys
-from edge.webapp import security
-security.store_access_code(sys.argv[1], os.environ["PNEUMOEDGE_ACCESS_CODE"])
+from edge.webapp.access import request_guard
+request_guard.store_access_code(sys.argv[1], os.environ["PNEUMOEDGE_ACCESS_CODE"])
 ' "${ROOT_DIR}${DATA_DIR}" || die "the kiosk refused this access code (message above); the setup runs again at the next boot"
 	run_system chown "${SERVICE_USER}:${SERVICE_USER}" "${DATA_DIR}/access-code.hash"
 }

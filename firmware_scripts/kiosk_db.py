@@ -29,7 +29,7 @@ from pathlib import Path
 
 log = logging.getLogger("kiosk_db")
 
-#: The kiosk's database file in its data folder (edge/webapp/store.py DB_FILE).
+#: The kiosk's database file in its data folder (edge/webapp/records/database.py DB_FILE).
 DB_FILE = "pneumoedge.sqlite3"
 SNAPSHOTS = "snapshots"
 

@@ -47,7 +47,9 @@ log = logging.getLogger(__name__)
 
 POOL_FILE = "pool.json"
 POOL_FORMAT = "pneumoedge-pool"
-EXPORT_FORMAT = "pneumoedge-confirmed-export"  # edge/webapp/export.py writes it (no Flask import here)
+EXPORT_FORMAT = (
+    "pneumoedge-confirmed-export"  # edge/webapp/records/export.py writes it (no Flask import here)
+)
 EXPORT_VERSION = 1
 MANIFEST, ABOUT, SIGNATURE, PUBLIC_KEY = "manifest.csv", "export.json", "export.sig", "kiosk.pub"
 MANIFEST_NEEDS = ("file", "label", "status", "sha256", "patient_keys")

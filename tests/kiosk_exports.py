@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.webapp import images
-from edge.webapp.store import Case, NewCase
+from edge.webapp.records import xray_copies
+from edge.webapp.records.database import Case, NewCase
 
 
 def scored_upload(input_sha256: str, **fields: Any) -> NewCase:
@@ -39,7 +39,7 @@ def confirmed_case(
 ) -> Case:
     """Case `case_id`, confirmed as `label` by a nurse, its film stored de-identified in `data_dir`
     (an initialised kiosk data folder) as the kiosk stores it, so an export can read it."""
-    name = images.save(data_dir, input_sha256, images.deidentified_png(pixels))
+    name = xray_copies.save(data_dir, input_sha256, xray_copies.deidentified_png(pixels))
     upload = scored_upload(input_sha256, case_ref=case_ref, label=label, image_file=name)
     return Case(
         **asdict(upload),

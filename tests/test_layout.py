@@ -82,6 +82,22 @@ def test_no_entry_module_is_used_as_a_library() -> None:
     assert offenders == []
 
 
+#: The kiosk app's concerns: edge/webapp keeps only its app factory at the top, every other module
+#: sits in one of these (docs/kiosk.md, "Code").
+WEBAPP_PACKAGES = {"access", "display", "intake", "records", "views"}
+
+
+def test_the_kiosk_app_has_no_flat_module_beside_its_factory() -> None:
+    webapp = REPO / "edge" / "webapp"
+    assert sorted(path.name for path in webapp.glob("*.py")) == ["__init__.py"]
+    packages = {path.parent.name for path in webapp.glob("*/__init__.py")}
+    assert packages == WEBAPP_PACKAGES
+    for package in sorted(packages):
+        body = ast.parse((webapp / package / "__init__.py").read_text(encoding="utf-8")).body
+        assert len(body) == 1 and isinstance(body[0], ast.Expr), f"{package}/__init__.py: a docstring only"
+        assert list((webapp / package).glob("*/*.py")) == [], f"{package} has no deeper packages"
+
+
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     """One cycle of `graph` as a path that returns to its start, or None."""
     state: dict[str, str] = {}

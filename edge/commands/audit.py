@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from edge import kiosk_settings
-from edge.webapp import audit_chain, store
+from edge.webapp.records import audit_chain, database
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = args.database or store.db_path(args.data_dir)
+    path = args.database or database.db_path(args.data_dir)
     if not path.is_file():
         print(f"audit-verify: no kiosk database at {path}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from edge import kiosk_settings, signing
-from edge.webapp import export
+from edge.webapp.records import export
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

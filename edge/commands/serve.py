@@ -180,8 +180,9 @@ def is_loopback(host: str) -> bool:
 
 def _build_app(settings: dict[str, Any], args: argparse.Namespace) -> Flask:
     """Check the data folder and access code, then build the app (which verifies the model)."""
-    from edge.webapp import create_app, security
-    from edge.webapp.accounts import AccountError
+    from edge.webapp import create_app
+    from edge.webapp.access import request_guard
+    from edge.webapp.access.accounts import AccountError
 
     data_dir = Path(settings["DATA_DIR"])
     os.umask(0o077)  # whatever the kiosk writes (database, images, exports) is its user's alone
@@ -189,10 +190,12 @@ def _build_app(settings: dict[str, Any], args: argparse.Namespace) -> Flask:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         code = args.access_code or os.environ.get(ACCESS_CODE_ENV)
         if code:
-            security.store_access_code(data_dir, code)
-            log.info("operator access code set (stored hashed in %s)", data_dir / security.ACCESS_CODE_FILE)
-        has_code = security.load_access_code_hash(data_dir) is not None
-    except security.AccessCodeError as e:
+            request_guard.store_access_code(data_dir, code)
+            log.info(
+                "operator access code set (stored hashed in %s)", data_dir / request_guard.ACCESS_CODE_FILE
+            )
+        has_code = request_guard.load_access_code_hash(data_dir) is not None
+    except request_guard.AccessCodeError as e:
         raise StartupError(f"{e}; choose another access code") from e
     except OSError as e:
         raise StartupError(
@@ -209,7 +212,8 @@ def _build_app(settings: dict[str, Any], args: argparse.Namespace) -> Flask:
     if not is_loopback(host) and not has_code:
         raise StartupError(
             f"listening on {host} lets other machines reach the kiosk, so an operator access code "
-            f"is required: set {ACCESS_CODE_ENV} (at least {security.MIN_ACCESS_CODE_LENGTH} characters) "
+            f"is required: set {ACCESS_CODE_ENV} "
+            f"(at least {request_guard.MIN_ACCESS_CODE_LENGTH} characters) "
             f"or pass --access-code, or listen on {kiosk_settings.DEFAULTS['HOST']}"
         )
     try:
@@ -226,9 +230,10 @@ def _build_app(settings: dict[str, Any], args: argparse.Namespace) -> Flask:
 
 
 def _provision_admin(app: Flask, name: str, pin: str) -> None:
-    from edge.webapp import accounts, store
+    from edge.webapp.access import accounts
+    from edge.webapp.records import database
 
-    conn = store.connect(store.db_path(app.config["DATA_DIR"]))
+    conn = database.connect(database.db_path(app.config["DATA_DIR"]))
     try:
         staff = accounts.provision_admin(conn, name, pin)
     finally:
@@ -240,7 +245,7 @@ def _server(app: Flask, settings: dict[str, Any]) -> Any:
     """waitress listening on HOST:PORT; StartupError saying what to do when it cannot."""
     from waitress import create_server
 
-    from edge.webapp import oversize
+    from edge.webapp.intake import oversize_uploads
 
     _limit_malloc_arenas()  # before create_server starts the worker threads
     try:
@@ -262,7 +267,7 @@ def _server(app: Flask, settings: dict[str, Any]) -> Any:
                 "program is listening there): stop it, or pass another --port"
             ) from e
         raise StartupError(f"cannot listen on {where} ({e.strerror or e}); check --host and --port") from e
-    oversize.install(server)  # bodies over waitress's limit get the kiosk's own 413 page or JSON
+    oversize_uploads.install(server)  # bodies over waitress's limit get the kiosk's own 413 page or JSON
     return server
 
 

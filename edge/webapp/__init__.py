@@ -2,9 +2,10 @@
 
 Like Flask's tutorial app: the settings are the defaults, then the instance folder's `config.py`
 (edge/kiosk_settings.py), unless the caller passes settings it resolved itself; one blueprint per
-concern (pages, history, api, auth); each resource offers `init_app`. Nothing happens at import
-time. Building the app verifies and loads the model bundle (a missing or altered model raises
-edge.bundle.BundleError) and opens the data folder.
+concern (pages, history, auth, tokens, audit, api: `views/`); each resource offers `init_app`. The
+modules are grouped by concern: `views/`, `access/`, `intake/`, `records/`, `display/` (docs/kiosk.md,
+"Code"). Nothing happens at import time. Building the app verifies and loads the model bundle (a
+missing or altered model raises edge.bundle.BundleError) and opens the data folder.
 """
 
 from __future__ import annotations
@@ -20,27 +21,12 @@ from werkzeug.routing import IntegerConverter
 import edge
 from edge import kiosk_settings
 from edge.screener import Screener, ScreenerOptions
-from edge.webapp import (
-    api,
-    api_tokens,
-    auth,
-    clock,
-    errors,
-    history,
-    hosts,
-    i18n,
-    images,
-    localtime,
-    pages,
-    percent,
-    scoring,
-    security,
-    storage,
-    store,
-    token_pages,
-)
-from edge.webapp.audit import bp as audit_bp
-from edge.webapp.case_refs import init_case_refs
+from edge.webapp.access import api_tokens, host_guard, request_guard
+from edge.webapp.display import i18n, localtime, percent
+from edge.webapp.intake import scoring
+from edge.webapp.intake.case_refs import init_case_refs
+from edge.webapp.records import clock, data_folder, database, xray_copies
+from edge.webapp.views import api, audit, auth, errors, history, pages, tokens
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -60,20 +46,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     data_dir = Path(app.config["DATA_DIR"])
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = security.load_or_create_secret_key(data_dir)
+        app.config["SECRET_KEY"] = request_guard.load_or_create_secret_key(data_dir)
     if "ACCESS_CODE_HASH" not in app.config:
-        app.config["ACCESS_CODE_HASH"] = security.load_access_code_hash(data_dir)
+        app.config["ACCESS_CODE_HASH"] = request_guard.load_access_code_hash(data_dir)
 
     screener = Screener.from_path(
         app.config["MODEL_DIR"], ScreenerOptions(num_threads=app.config["MODEL_THREADS"])
     )
     init_case_refs(app)
-    store.init_app(app)
+    database.init_app(app)
     api_tokens.init_app(app)
-    images.init_dir(data_dir)
-    storage.init_app(app)
+    xray_copies.init_dir(data_dir)
+    data_folder.init_app(app)
     scoring.init_app(app, screener, getattr(edge, "__version__", "unknown"))
-    security.init_app(app)
+    request_guard.init_app(app)
     errors.init_app(app)
     i18n.init_app(app)
 
@@ -83,12 +69,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.context_processor(
         lambda: {"kiosk": scoring.kiosk_info(), "clock": clock.check_clock(app.config["CLOCK_NOT_BEFORE"])}
     )
-    for blueprint in (pages.bp, history.bp, auth.bp, api.bp, token_pages.bp):
+    for blueprint in (pages.bp, history.bp, auth.bp, api.bp, tokens.bp, audit.bp):
         app.register_blueprint(blueprint)
-    app.register_blueprint(audit_bp)
-    security.csrf.exempt(api.bp)
-    names = hosts.allowed_names(app.config["HOST"], app.config["ALLOWED_HOSTS"])
-    app.wsgi_app = hosts.HostGuard(app.wsgi_app, names)  # type: ignore[method-assign]
+    request_guard.csrf.exempt(api.bp)
+    names = host_guard.allowed_names(app.config["HOST"], app.config["ALLOWED_HOSTS"])
+    app.wsgi_app = host_guard.HostGuard(app.wsgi_app, names)  # type: ignore[method-assign]
     return app
 
 
@@ -102,4 +87,4 @@ class RowIdConverter(IntegerConverter):
     regex = r"[0-9]+"
 
     def __init__(self, map: Any) -> None:
-        super().__init__(map, min=0, max=store.MAX_ROWID)
+        super().__init__(map, min=0, max=database.MAX_ROWID)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from edge.webapp import security
+from edge.webapp.access import request_guard
 from tests.firmware.conftest import REPO, run_script, script_env
 
 
@@ -30,7 +30,7 @@ def test_asks_the_name_and_the_code_and_stores_them(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert 'CLINIC_NAME="Kisumu West Health Centre"' in (root / "etc/pneumoedge/site.conf").read_text()
     assert "too short" in result.stderr and "the two codes differ" in result.stderr
-    code_hash = security.load_access_code_hash(root / "var/lib/pneumoedge")
+    code_hash = request_guard.load_access_code_hash(root / "var/lib/pneumoedge")
     assert code_hash is not None and "clinic-code-42" not in code_hash
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.webapp import store
+from edge.webapp.records import database
 from tests.firmware.conftest import FIRMWARE
 
 #: A user that exists on every Debian system and owns nothing of ours (like the kiosk's service user).
@@ -48,7 +48,7 @@ def data_and_foreign(tmp_path: Path) -> tuple[Path, Path]:
     """A data folder with the kiosk's database and `snapshots` linked to a foreign folder."""
     data = tmp_path / "records"
     data.mkdir()
-    store.init_db(data)
+    database.init_db(data)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "victim.sqlite3").write_text("someone else's file\n")
@@ -78,7 +78,7 @@ def test_restore_never_follows_a_linked_snapshots_folder(data_and_foreign: tuple
 def test_as_root_it_writes_as_the_data_folders_owner(tmp_path: Path) -> None:
     data = tmp_path / "records"
     data.mkdir()
-    store.init_db(data)
+    database.init_db(data)
     _give_to_service_user(data)
     result = _kiosk_db("snapshot", "--data-dir", data, "--release", "1.0.0")
     assert result.returncode == 0, result.stderr

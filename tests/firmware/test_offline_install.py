@@ -25,11 +25,12 @@ REAL_XRAYS = REPO.parent / "shared" / "data" / "chest_xray" / "train" / "PNEUMON
 
 def _api_token(device: Device) -> str:
     """An API token in the device's database, as an administrator makes one on the Staff page."""
-    from edge.webapp import api_tokens, store
+    from edge.webapp.access import api_tokens
+    from edge.webapp.records import database
 
-    conn = store.connect(store.db_path(device.env["DATA_DIR"]))
+    conn = database.connect(database.db_path(device.env["DATA_DIR"]))
     try:
-        return api_tokens.create(conn, "firmware test", store.Actor(None, "test set-up"))[1]
+        return api_tokens.create(conn, "firmware test", database.Actor(None, "test set-up"))[1]
     finally:
         conn.close()
 

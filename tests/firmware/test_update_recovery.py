@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.webapp import store
+from edge.webapp.records import database
 from tests.firmware.conftest import (
     FIRMWARE,
     Device,
@@ -163,7 +163,7 @@ def test_a_failed_update_that_migrated_the_database_is_rolled_back_with_its_snap
     device: Device, tiny_dep_bundles: dict[str, Path], tmp_path: Path, signing_key: SigningKey
 ) -> None:
     data = Path(device.env["DATA_DIR"])
-    store.init_db(data)  # the running release's schema
+    database.init_db(data)  # the running release's schema
 
     def migrate_then_fail(top: Path) -> None:
         (top / "BROKEN").write_text("migrate\n")
@@ -175,7 +175,7 @@ def test_a_failed_update_that_migrated_the_database_is_rolled_back_with_its_snap
     assert result.returncode != 0 and "rolled back" in result.stderr
     assert "changed the database schema" in result.stderr
     assert device.current() == "2.0.0"
-    store.init_db(data)  # the release rolled back to reads its database again
+    database.init_db(data)  # the release rolled back to reads its database again
     (kept,) = (data / "snapshots").glob("from-3.0.0-*.sqlite3")
     with contextlib.closing(sqlite3.connect(kept)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 99

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edge import signing
-from edge.webapp import export, images
+from edge.webapp.records import export, xray_copies
 from fleet.trust import TrustedKiosks
 from lab.synthetic import synthetic_xray
 from tests.kiosk_exports import confirmed_case
@@ -33,7 +33,7 @@ def film_pixels(seed: int, size: int = 64) -> np.ndarray:
 
 def make_export(kiosk_dir: Path, films: list[Film], out: Path) -> Path:
     """What a kiosk whose data folder is `kiosk_dir` exports for these confirmed films."""
-    images.init_dir(kiosk_dir)
+    xray_copies.init_dir(kiosk_dir)
     cases = []
     for number, film in enumerate(films, 1):
         pixels = film_pixels(film.seed)

@@ -13,7 +13,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from edge.webapp import accounts, images, store
+from edge.webapp.access import accounts
+from edge.webapp.records import database, xray_copies
 
 AppFactory = Callable[..., Flask]
 
@@ -23,9 +24,9 @@ ADMIN, ADMIN_PIN = "Joao Admin", "135790"
 
 def add_staff(app: Flask, name: str, pin: str, role: str = "staff") -> accounts.Staff:
     """Create a staff login straight in the app's database (as an administrator would)."""
-    conn = store.connect(store.db_path(app.config["DATA_DIR"]))
+    conn = database.connect(database.db_path(app.config["DATA_DIR"]))
     try:
-        return accounts.add_staff(conn, name, pin, role, store.Actor(None, "test set-up"))
+        return accounts.add_staff(conn, name, pin, role, database.Actor(None, "test set-up"))
     finally:
         conn.close()
 
@@ -42,7 +43,7 @@ def login(client: FlaskClient, name: str = NURSE, pin: str = NURSE_PIN, target: 
 
 def audit_rows(data_dir: Path) -> list[dict[str, Any]]:
     """The audit log, oldest first, read straight from the database."""
-    conn = sqlite3.connect(store.db_path(data_dir))
+    conn = sqlite3.connect(database.db_path(data_dir))
     conn.row_factory = sqlite3.Row
     try:
         return [dict(row) for row in conn.execute("SELECT * FROM audit_log ORDER BY id")]
@@ -69,11 +70,11 @@ def post_file(
 
 def stored_state(data_dir: Path) -> tuple[int, list[str]]:
     """(number of case rows, sorted files under images/): what an upload may change."""
-    conn = sqlite3.connect(store.db_path(data_dir))
+    conn = sqlite3.connect(database.db_path(data_dir))
     try:
         rows = conn.execute("SELECT count(*) FROM cases").fetchone()[0]
     finally:
         conn.close()
-    folder = images.images_dir(data_dir)
+    folder = xray_copies.images_dir(data_dir)
     files = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     return int(rows), files

@@ -90,11 +90,12 @@ class KioskServer:
 
     def make_api_token(self, name: str) -> str:
         """An API token, made in the kiosk's database as an administrator would on the Staff page."""
-        from edge.webapp import api_tokens, store
+        from edge.webapp.access import api_tokens
+        from edge.webapp.records import database
 
-        conn = store.connect(store.db_path(self.data_dir))
+        conn = database.connect(database.db_path(self.data_dir))
         try:
-            return api_tokens.create(conn, name, store.Actor(None, "test set-up"))[1]
+            return api_tokens.create(conn, name, database.Actor(None, "test set-up"))[1]
         finally:
             conn.close()
 

@@ -17,7 +17,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from edge.bundle import Bundle
-from edge.webapp import accounts, store
+from edge.webapp.access import accounts
+from edge.webapp.records import database
 
 from .helpers import (
     ADMIN,
@@ -39,10 +40,10 @@ def assess(client: FlaskClient, data: bytes) -> int:
     return int(response.get_json()["id"])
 
 
-def stored_case(data_dir: Path, case_id: int) -> store.Case:
-    conn = store.connect(store.db_path(data_dir))
+def stored_case(data_dir: Path, case_id: int) -> database.Case:
+    conn = database.connect(database.db_path(data_dir))
     try:
-        case = store.get_case(conn, case_id)
+        case = database.get_case(conn, case_id)
     finally:
         conn.close()
     assert case is not None
@@ -98,7 +99,7 @@ def test_a_case_that_could_not_be_assessed_cannot_be_confirmed(
         assert refused.status_code == 409
         assert alert_text(refused.data).startswith("This image could not be assessed")
     assert stored_case(data_dir, case_id).confirmed_label is None
-    conn = sqlite3.connect(store.db_path(data_dir))  # and the database itself refuses it
+    conn = sqlite3.connect(database.db_path(data_dir))  # and the database itself refuses it
     with pytest.raises(sqlite3.IntegrityError, match="cannot be confirmed"):
         conn.execute("UPDATE cases SET confirmed_label = 'NORMAL' WHERE id = ?", (case_id,))
     conn.close()
@@ -106,7 +107,7 @@ def test_a_case_that_could_not_be_assessed_cannot_be_confirmed(
 
 def test_the_audit_log_is_append_only(client: FlaskClient, data_dir: Path, small_xray: bytes) -> None:
     assess(client, small_xray)
-    conn = sqlite3.connect(store.db_path(data_dir))
+    conn = sqlite3.connect(database.db_path(data_dir))
     try:
         for sql in ("UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log"):
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
@@ -170,7 +171,7 @@ def test_only_an_administrator_manages_staff_and_a_disabled_login_ends(
     assert added.status_code == 303
     weak = admin_client.post("/staff", data={"name": "Ann B", "pin": "1234", "pin_again": "1234"})
     assert weak.status_code == 400 and alert_text(weak.data) == "A PIN has 6 to 12 digits."
-    conn = store.connect(store.db_path(data_dir))
+    conn = database.connect(database.db_path(data_dir))
     nurse = next(s for s in accounts.list_staff(conn) if s.name == NURSE)
     dump = "\n".join(conn.iterdump())
     conn.close()
@@ -216,7 +217,7 @@ def test_record_numbers_beyond_sqlite_range_are_404(client: FlaskClient, method:
 
 
 def test_the_largest_record_number_is_an_ordinary_404(client: FlaskClient) -> None:
-    assert client.get(f"/cases/{store.MAX_ROWID}").status_code == 404
+    assert client.get(f"/cases/{database.MAX_ROWID}").status_code == 404
 
 
 def _parallel(count: int, attempt: Callable[[int], Callable[[], int]]) -> Counter[int]:

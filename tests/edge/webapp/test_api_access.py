@@ -11,7 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
-from edge.webapp import accounts, api_tokens, store
+from edge.webapp.access import accounts, api_tokens
+from edge.webapp.records import database
 
 from .helpers import (
     ADMIN,
@@ -39,9 +40,9 @@ def any_app(request: pytest.FixtureRequest, make_app: AppFactory) -> Flask:
 
 
 def make_token(app: Flask, name: str = "Lab system") -> str:
-    conn = store.connect(store.db_path(app.config["DATA_DIR"]))
+    conn = database.connect(database.db_path(app.config["DATA_DIR"]))
     try:
-        return api_tokens.create(conn, name, store.Actor(None, "test set-up"))[1]
+        return api_tokens.create(conn, name, database.Actor(None, "test set-up"))[1]
     finally:
         conn.close()
 
@@ -90,14 +91,14 @@ def test_a_token_made_on_the_staff_page_works_is_audited_and_stops_when_revoked(
         ("API token: Lab system", "api_view_heatmap"),
         ("API token: Lab system", "api_list_results"),
     ]
-    raw = sqlite3.connect(store.db_path(data_dir))
+    raw = sqlite3.connect(database.db_path(data_dir))
     stored = raw.execute("SELECT token_sha256 FROM api_tokens").fetchone()[0]
     raw.close()
-    assert stored == api_tokens.digest(token) and token not in store.db_path(data_dir).read_bytes().decode(
+    assert stored == api_tokens.digest(token) and token not in database.db_path(data_dir).read_bytes().decode(
         "latin-1"
     )
 
-    token_id = api_tokens.list_all(store.connect(store.db_path(data_dir)))[0].id
+    token_id = api_tokens.list_all(database.connect(database.db_path(data_dir)))[0].id
     assert admin.post(f"/staff/api-tokens/{token_id}/revoke").status_code == 303
     refused = client.get("/api/v1/results", headers=bearer(token))
     assert refused.status_code == 401

@@ -18,11 +18,11 @@ import pytest
 from flask.testing import FlaskClient
 
 from edge.__main__ import main
-from edge.webapp import audit_chain, fhir, store
+from edge.webapp.records import audit_chain, database, fhir
 
 from .helpers import NURSE, audit_rows, post_file
 
-BEA, ADA = store.Actor(7, "Bea Nurse"), store.Actor(8, "Ada Mensah")
+BEA, ADA = database.Actor(7, "Bea Nurse"), database.Actor(8, "Ada Mensah")
 ROW = ", ".join("?" * (len(audit_chain.FIELDS) + 2))  # an audit_log row's placeholders
 DROP_TRIGGERS = "; ".join(f"DROP TRIGGER {name}" for name in audit_chain.TRIGGERS)
 
@@ -30,21 +30,21 @@ DROP_TRIGGERS = "; ".join(f"DROP TRIGGER {name}" for name in audit_chain.TRIGGER
 @pytest.fixture
 def kiosk(tmp_path: Path) -> Path:
     """A data folder whose audit log has six entries; entry 3 is Bea's PNEUMONIA confirmation."""
-    store.init_db(tmp_path)
-    with contextlib.closing(store.connect(store.db_path(tmp_path))) as conn:
-        store.append_audit(conn, BEA, "login")
-        store.append_audit(conn, BEA, "screen", 1, None, "PNEUMONIA")
-        store.append_audit(conn, BEA, "confirm", 1, None, "PNEUMONIA")
-        store.append_audit(conn, BEA, "view_report", 1)
-        store.append_audit(conn, ADA, "login")
-        store.append_audit(conn, ADA, "view_result", 1)
+    database.init_db(tmp_path)
+    with contextlib.closing(database.connect(database.db_path(tmp_path))) as conn:
+        database.append_audit(conn, BEA, "login")
+        database.append_audit(conn, BEA, "screen", 1, None, "PNEUMONIA")
+        database.append_audit(conn, BEA, "confirm", 1, None, "PNEUMONIA")
+        database.append_audit(conn, BEA, "view_report", 1)
+        database.append_audit(conn, ADA, "login")
+        database.append_audit(conn, ADA, "view_result", 1)
     return tmp_path
 
 
 @contextlib.contextmanager
 def raw(data_dir: Path) -> Iterator[sqlite3.Connection]:
     """What someone holding the database file does, with sqlite3 and no kiosk code, committed."""
-    conn = sqlite3.connect(store.db_path(data_dir), isolation_level=None)
+    conn = sqlite3.connect(database.db_path(data_dir), isolation_level=None)
     try:
         yield conn
     finally:
@@ -186,7 +186,7 @@ def test_dropped_triggers_alone_are_reported_and_put_back_with_an_entry_at_the_n
         conn.execute("DROP TRIGGER audit_log_no_delete")
     status, out = verify(kiosk, capsys)
     assert status == 1 and "its protection is missing: audit_log_no_delete dropped" in out
-    store.init_db(kiosk)  # the kiosk starts
+    database.init_db(kiosk)  # the kiosk starts
     assert audit_rows(kiosk)[-1]["action"] == audit_chain.PROTECTION_RESTORED
     assert "audit_log_no_delete" in audit_rows(kiosk)[-1]["detail"]
     assert verify(kiosk, capsys)[0] == 0
@@ -196,14 +196,14 @@ def test_a_database_from_before_the_chain_is_chained_once_and_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with raw(tmp_path) as conn:  # schema 2, as the previous release left it
-        conn.executescript(f"BEGIN; {store._SCHEMA} {store._SCHEMA_V2} PRAGMA user_version=2; COMMIT;")
+        conn.executescript(f"BEGIN; {database._SCHEMA} {database._SCHEMA_V2} PRAGMA user_version=2; COMMIT;")
         for actor, action in (("Bea Nurse", "login"), ("Bea Nurse", "confirm"), ("Ada Mensah", "login")):
             conn.execute(
                 "INSERT INTO audit_log (at_utc, actor, action) VALUES ('2026-01-01T00:00:00.000Z', ?, ?)",
                 (actor, action),
             )
-    store.init_db(tmp_path)
-    store.init_db(tmp_path)  # a second start changes nothing
+    database.init_db(tmp_path)
+    database.init_db(tmp_path)  # a second start changes nothing
     rows = audit_rows(tmp_path)
     assert [(r["actor"], r["action"]) for r in rows[:3]] == [
         ("Bea Nurse", "login"),
@@ -219,12 +219,12 @@ def test_a_database_from_before_the_chain_is_chained_once_and_says_so(
 
 
 def test_writers_on_many_threads_keep_one_chain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    store.init_db(tmp_path)
+    database.init_db(tmp_path)
 
     def writer(k: int) -> None:
-        with contextlib.closing(store.connect(store.db_path(tmp_path))) as conn:
+        with contextlib.closing(database.connect(database.db_path(tmp_path))) as conn:
             for n in range(25):
-                store.append_audit(conn, BEA, "view_result", k * 100 + n)
+                database.append_audit(conn, BEA, "view_result", k * 100 + n)
 
     threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
     for thread in threads:

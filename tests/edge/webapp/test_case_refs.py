@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from edge.kiosk_settings import DEFAULTS
-from edge.webapp.case_refs import CaseRefError, CaseRefRules
+from edge.webapp.intake.case_refs import CaseRefError, CaseRefRules
 
 from .helpers import NURSE, NURSE_PIN, AppFactory, add_staff, login, post_file, stored_state
 from .test_pages import alert_text

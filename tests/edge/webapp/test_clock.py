@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 from flask.testing import FlaskClient
 
-from edge.webapp.clock import check_clock
+from edge.webapp.records.clock import check_clock
 from tests.edge.webapp.helpers import NURSE, NURSE_PIN, AppFactory, add_staff, login
 
 FUTURE = "2099-01-01T00:00:00Z"

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from edge.bundle import Bundle
-from edge.webapp import store
+from edge.webapp.records import database
 
 from .kiosk_server import REPO, KioskServer
 
@@ -35,7 +35,7 @@ def kiosk(tiny_bundle_int8: Bundle, tmp_path_factory: pytest.TempPathFactory) ->
     server = KioskServer(tiny_bundle_int8.root, tmp_path_factory.mktemp("contract") / "data").start()
     yield server
     server.stop()
-    conn = sqlite3.connect(store.db_path(server.data_dir))
+    conn = sqlite3.connect(database.db_path(server.data_dir))
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:

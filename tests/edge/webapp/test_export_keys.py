@@ -16,9 +16,9 @@ import pytest
 
 from edge import signing
 from edge.__main__ import main
-from edge.webapp import export, images
-from edge.webapp.audit_chain import Head
-from edge.webapp.store import Case
+from edge.webapp.records import export, xray_copies
+from edge.webapp.records.audit_chain import Head
+from edge.webapp.records.database import Case
 from tests.kiosk_exports import confirmed_case
 
 HEAD = Head(41, "ab" * 32)  # the audit log's head, signed into export.json
@@ -26,7 +26,7 @@ HEAD = Head(41, "ab" * 32)  # the audit log's head, signed into export.json
 
 def seeded_case(data_dir: Path, case_id: int, seed: int, case_ref: str | None, label: str) -> Case:
     """A confirmed case whose film and upload checksum `seed` draws."""
-    images.init_dir(data_dir)
+    xray_copies.init_dir(data_dir)
     pixels = np.random.default_rng(seed).integers(0, 256, (40, 30), dtype=np.uint8)
     sha = hashlib.sha256(f"upload {seed}".encode()).hexdigest()
     return confirmed_case(data_dir, case_id, pixels, sha, case_ref, label)

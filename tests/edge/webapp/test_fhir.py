@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from edge.screener import INTENDED_USE
-from edge.webapp import fhir, store
+from edge.webapp.records import database, fhir
 
 from .helpers import NURSE, audit_rows
 from .test_history import assess, confirm
@@ -82,7 +82,7 @@ def test_an_unconfirmed_case_cannot_be_made_into_a_report(
 
     case_id = assess(client, xray_bytes(seed=34, width=300, height=360))
     with app.app_context():
-        case = store.get_case(store.get_db(), case_id)
+        case = database.get_case(database.get_db(), case_id)
     with pytest.raises(ValueError, match="no confirmed diagnosis"):
         fhir.diagnostic_report(case, False, INTENDED_USE)
     assert fhir.bundle([case], set(), "2026-01-31T00:00:00.000Z", INTENDED_USE, None)["entry"] == []

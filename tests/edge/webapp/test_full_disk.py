@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from edge.bundle import Bundle
-from edge.webapp import storage, store
+from edge.webapp.records import data_folder, database
 from tests.tiny_bundle import xray_bytes
 
 from .bad_uploads import MULTIPART, file_body
@@ -87,7 +87,7 @@ def test_a_full_data_folder_keeps_login_and_reading_working(tiny_bundle_int8: Bu
             status, case = upload(kiosk, seed, f"FULL-{seed}")
             assert status == 201
             acknowledged[case["id"]] = case["input_sha256"]
-        assert (data_dir / storage.RESERVE_FILE).stat().st_size == FLOOR_MB * MB // 2
+        assert (data_dir / data_folder.RESERVE_FILE).stat().st_size == FLOOR_MB * MB // 2
 
         filler = fill(small_fs)
         assert os.statvfs(small_fs).f_bavail == 0  # 100% full
@@ -95,7 +95,7 @@ def test_a_full_data_folder_keeps_login_and_reading_working(tiny_bundle_int8: Bu
         health = kiosk.request("GET", "/healthz")
         assert health.status == 503
         assert health.json()["storage"] == "low" and health.json()["status"] == "error"
-        assert not (data_dir / storage.RESERVE_FILE).exists()  # released for the writes below
+        assert not (data_dir / data_folder.RESERVE_FILE).exists()  # released for the writes below
 
         cookie, csrf = kiosk.log_in(STAFF, PIN)  # a login writes a session and an audit entry
         session = {"Cookie": cookie, "Authorization": ""}
@@ -109,7 +109,7 @@ def test_a_full_data_folder_keeps_login_and_reading_working(tiny_bundle_int8: Bu
 
         status, refused = upload(kiosk, 9, "FULL-9")
         assert status == 507 and refused["error"]["code"] == "storage_full"
-        assert refused["error"]["message"] == str(storage.STORAGE_FULL_MESSAGE)
+        assert refused["error"]["message"] == str(data_folder.STORAGE_FULL_MESSAGE)
         page = kiosk.request(
             "POST",
             "/assess",
@@ -118,9 +118,9 @@ def test_a_full_data_folder_keeps_login_and_reading_working(tiny_bundle_int8: Bu
             headers={**session, "X-CSRFToken": csrf},
         )
         assert page.status == 507, alert_text(page.body)
-        assert alert_text(page.body) == storage.STORAGE_FULL_MESSAGE
+        assert alert_text(page.body) == data_folder.STORAGE_FULL_MESSAGE
 
-        conn = sqlite3.connect(store.db_path(data_dir))
+        conn = sqlite3.connect(database.db_path(data_dir))
         try:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             stored = dict(conn.execute("SELECT id, input_sha256 FROM cases").fetchall())
@@ -132,7 +132,7 @@ def test_a_full_data_folder_keeps_login_and_reading_working(tiny_bundle_int8: Bu
 
         filler.unlink()  # the technician frees space
         assert kiosk.request("GET", "/healthz").status == 200
-        assert (data_dir / storage.RESERVE_FILE).exists()  # made again
+        assert (data_dir / data_folder.RESERVE_FILE).exists()  # made again
         assert upload(kiosk, 9, "FULL-9")[0] == 201
     finally:
         kiosk.stop()
@@ -143,13 +143,13 @@ def test_the_reserve_is_released_below_the_floor_and_made_again(
 ) -> None:
     """The reserve's rules without root: free space as the file system reports it, moved by the test."""
     app = make_app(MIN_FREE_MB=FLOOR_MB)
-    reserve = data_dir / storage.RESERVE_FILE
+    reserve = data_dir / data_folder.RESERVE_FILE
     assert reserve.stat().st_size == MB  # half the floor
     add_staff(app, NURSE, NURSE_PIN)
     client = app.test_client()
     assert login(client).status_code == 302
     free = [FLOOR_MB * MB - 1]  # just below the floor, the reserve still held
-    monkeypatch.setattr(storage, "free_bytes", lambda _folder: free[0])
+    monkeypatch.setattr(data_folder, "free_bytes", lambda _folder: free[0])
 
     assert client.get("/healthz").status_code == 503
     assert not reserve.exists()

@@ -19,8 +19,9 @@ from PIL import Image
 from edge import signing
 from edge.kermany import scan_split
 from edge.preprocess import load_xray
-from edge.webapp import history, store
-from edge.webapp.export import CSV_COLUMNS
+from edge.webapp.records import database
+from edge.webapp.records.export import CSV_COLUMNS
+from edge.webapp.views import history
 
 from .bad_uploads import dicom
 from .helpers import NURSE, audit_rows, post_file
@@ -86,7 +87,7 @@ def test_confirmed_diagnosis_is_recorded_with_its_time_and_can_be_corrected(
     case_id = assess(client, small_xray)
     confirm(client, case_id, "PNEUMONIA")
     confirm(client, case_id, "NORMAL")
-    case = store.get_case(store.connect(store.db_path(data_dir)), case_id)
+    case = database.get_case(database.connect(database.db_path(data_dir)), case_id)
     assert case is not None and case.confirmed_label == "NORMAL"
     assert case.confirmed_utc is not None and case.confirmed_utc >= case.created_utc
     assert case.confirmed_by == NURSE
@@ -188,7 +189,7 @@ def test_dicom_patient_fields_and_file_names_are_never_stored(
     image = Image.open(stored)
     assert image.format == "PNG" and image.mode == "L"
     assert not {key for key in image.info if key not in ("dpi", "gamma")}  # no text, EXIF or ICC chunks
-    conn = sqlite3.connect(store.db_path(data_dir))
+    conn = sqlite3.connect(database.db_path(data_dir))
     dump = "\n".join(conn.iterdump()).encode()
     conn.close()
     files = [path.read_bytes() for path in data_dir.rglob("*") if path.is_file()]  # database, WAL, images

@@ -24,8 +24,9 @@ import edge.webapp
 from edge import formats, kiosk_settings, quality
 from edge.kermany import LABELS
 from edge.screener import INTENDED_USE
-from edge.webapp import i18n, storage
-from edge.webapp.i18n import COOKIE, LANGUAGES, SOURCE_LANGUAGE
+from edge.webapp.display import i18n
+from edge.webapp.display.i18n import COOKIE, LANGUAGES, SOURCE_LANGUAGE
+from edge.webapp.records import data_folder
 
 from .bad_uploads import CATALOGUE, BadUpload
 from .helpers import ADMIN, ADMIN_PIN, NURSE, NURSE_PIN, AppFactory, add_staff, audit_rows, login, post_file
@@ -230,9 +231,9 @@ def test_the_switch_needs_the_form_token(make_app: AppFactory) -> None:
 def test_the_api_answers_in_english_whatever_the_switch_says(app: Flask) -> None:
     french = {"Cookie": f"{COOKIE}=fr"}
     with app.test_request_context("/api/v1/results", headers=french):
-        assert str(storage.STORAGE_FULL_MESSAGE).startswith("The kiosk's storage is full")
+        assert str(data_folder.STORAGE_FULL_MESSAGE).startswith("The kiosk's storage is full")
     with app.test_request_context("/", headers=french):
-        assert str(storage.STORAGE_FULL_MESSAGE).startswith("Le stockage de la borne est plein")
+        assert str(data_folder.STORAGE_FULL_MESSAGE).startswith("Le stockage de la borne est plein")
 
 
 def test_a_logged_in_page_returns_to_itself_after_the_switch(app: Flask) -> None:

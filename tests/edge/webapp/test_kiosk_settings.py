@@ -12,7 +12,8 @@ from edge import kiosk_settings
 from edge.__main__ import build_parser, main
 from edge.bundle import Bundle
 from edge.commands import serve
-from edge.webapp import create_app, scoring
+from edge.webapp import create_app
+from edge.webapp.intake import scoring
 
 
 def serve_settings(*args: str) -> dict:

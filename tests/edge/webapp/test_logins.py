@@ -9,7 +9,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from edge.webapp import accounts, store
+from edge.webapp.access import accounts
+from edge.webapp.records import database
 
 from .helpers import ADMIN, ADMIN_PIN, add_staff, login
 from .test_pages import alert_text
@@ -107,16 +108,16 @@ def test_pins_with_no_such_pattern_are_accepted(pin: str) -> None:
 
 def test_a_new_pin_for_an_existing_login_follows_the_same_rules(app: Flask) -> None:
     staff = add_staff(app, CID, CID_PIN)
-    with contextlib.closing(store.connect(store.db_path(app.config["DATA_DIR"]))) as conn:
+    with contextlib.closing(database.connect(database.db_path(app.config["DATA_DIR"]))) as conn:
         with pytest.raises(accounts.AccountError, match="run of digits"):
-            accounts.set_pin(conn, staff.id, "234567", store.Actor(None, "test"))
+            accounts.set_pin(conn, staff.id, "234567", database.Actor(None, "test"))
         with pytest.raises(accounts.AccountError, match="repeats the same digits"):
             accounts.provision_admin(conn, "Ada Admin", "777777")
 
 
 def test_a_name_backs_off_doubling_up_to_the_lockout(tmp_path) -> None:
-    store.init_db(tmp_path)
-    with contextlib.closing(store.connect(store.db_path(tmp_path))) as conn:
+    database.init_db(tmp_path)
+    with contextlib.closing(database.connect(database.db_path(tmp_path))) as conn:
         name = ["name:cid nurse"]
         for _ in range(accounts.MAX_FAILURES):
             accounts.reserve_attempt(conn, [], now=1000.0, backoff_keys=name)

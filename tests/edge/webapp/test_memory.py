@@ -104,11 +104,11 @@ def test_each_upload_is_decoded_once_and_a_refused_film_is_not_encoded(
         return real_load(data)
 
     monkeypatch.setattr(preprocess, "_load_raster", counting)
-    from edge.webapp import images
+    from edge.webapp.records import xray_copies
 
     encodes: list[int] = []
-    real_png = images.deidentified_png
-    monkeypatch.setattr(images, "deidentified_png", lambda pixels: encodes.append(1) or real_png(pixels))
+    real_png = xray_copies.deidentified_png
+    monkeypatch.setattr(xray_copies, "deidentified_png", lambda pixels: encodes.append(1) or real_png(pixels))
     assert post_file(client, "/api/v1/predict", small_xray).status_code == 201
     assert (len(decodes), len(encodes)) == (1, 1)
     assert post_file(client, "/api/v1/predict", colour_photo).get_json()["status"] == "rejected"

@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from edge.screener import INTENDED_USE
-from edge.webapp import store
+from edge.webapp.records import database
 
 from .bad_uploads import CATALOGUE, BadUpload
 from .helpers import post_file, stored_state
@@ -61,7 +61,7 @@ def test_assess_commits_then_shows_label_probability_threshold_and_heatmap(
     response = post_file(client, "/assess", small_xray, case_ref="WARD3-0042")
     assert response.status_code == 303
     case_id = int(response.headers["Location"].rsplit("/", 1)[1])
-    case = store.get_case(store.connect(store.db_path(data_dir)), case_id)
+    case = database.get_case(database.connect(database.db_path(data_dir)), case_id)
     assert case is not None and case.status == "ok" and case.case_ref == "WARD3-0042"
 
     page = client.get(response.headers["Location"])
@@ -132,7 +132,7 @@ def test_uploaded_file_name_is_never_used_or_stored(
     assert len(files) == 1 and re.fullmatch(r"[0-9a-f]{64}\.png", files[0])
     everything = [p.name for p in tmp_path.rglob("*")]
     assert not any(name in everything for name in ("evil.jpg", "chest.jpg", "passwd.jpg"))
-    conn = sqlite3.connect(store.db_path(data_dir))
+    conn = sqlite3.connect(database.db_path(data_dir))
     dump = "\n".join(conn.iterdump())
     conn.close()
     assert "Smith" not in dump and "evil" not in dump and "passwd" not in dump

@@ -14,7 +14,9 @@ from PIL import Image
 
 from edge import quality
 from edge.heatmap import COLOUR_STOPS, DISPLAY_LONG_SIDE
-from edge.webapp import localtime, refused, store
+from edge.webapp.display import localtime
+from edge.webapp.intake import refused_thumbnails
+from edge.webapp.records import database
 
 from .helpers import NURSE, NURSE_PIN, add_staff, login, post_file, stored_state
 
@@ -56,7 +58,7 @@ def test_a_heatmap_stored_by_an_older_kiosk_is_served_as_it_was(client: FlaskCli
     case_id = assess(client, xray_bytes(seed=22, width=400, height=480))
     buffer = io.BytesIO()
     Image.new("RGB", (40, 48), (200, 10, 10)).save(buffer, format="PNG")
-    conn = sqlite3.connect(store.db_path(data_dir))
+    conn = sqlite3.connect(database.db_path(data_dir))
     with conn:
         conn.execute("UPDATE heatmaps SET png = ? WHERE case_id = ?", (buffer.getvalue(), case_id))
     conn.close()
@@ -78,21 +80,21 @@ def test_refusal_says_what_is_wrong_and_what_to_do_with_the_figures_apart(
     assert quality.PLAIN_WORDS[quality.COLOUR_PHOTO] in text
     assert re.search(r'class="technical"[^>]*>Details for the technician: [^<]*colourfulness \d', text)
     thumb = picture(client, f"/cases/{case_id}/refused.jpg", "JPEG")
-    assert max(thumb.size) <= refused.THUMB_LONG_SIDE
+    assert max(thumb.size) <= refused_thumbnails.THUMB_LONG_SIDE
     assert stored_state(data_dir) == (1, [])  # the thumbnail is nowhere on disk
     report = client.get(f"/cases/{case_id}/report").data.decode()
     assert quality.PLAIN_WORDS[quality.COLOUR_PHOTO] in report
 
 
 def test_a_refused_films_thumbnail_is_dropped_after_a_while(client: FlaskClient, app, colour_photo) -> None:
-    app.extensions["pneumoedge.refused_thumbnails"] = refused.RefusedThumbnails(keep_s=0.0)
+    app.extensions["pneumoedge.refused_thumbnails"] = refused_thumbnails.RefusedThumbnails(keep_s=0.0)
     case_id = assess(client, colour_photo)
     assert client.get(f"/cases/{case_id}/refused.jpg").status_code == 404
     assert "Refused images are not kept." in client.get(f"/cases/{case_id}").data.decode()
 
 
 def test_only_the_most_recent_thumbnails_are_held() -> None:
-    held = refused.RefusedThumbnails(capacity=2)
+    held = refused_thumbnails.RefusedThumbnails(capacity=2)
     for case_id in (1, 2, 3):
         held.put(case_id, b"jpeg%d" % case_id)
     assert (held.get(1), held.get(2), held.get(3)) == (None, b"jpeg2", b"jpeg3")
@@ -116,7 +118,7 @@ def test_times_are_shown_in_the_kiosk_zone_and_stored_in_utc(make_app, data_dir,
     client = app.test_client()
     login(client)
     case_id = assess(client, xray_bytes(seed=23, width=300, height=360))
-    case = store.get_case(store.connect(store.db_path(data_dir)), case_id)
+    case = database.get_case(database.connect(database.db_path(data_dir)), case_id)
     assert case.created_utc.endswith("Z")  # the database keeps UTC
     shown = localtime.format_local(case.created_utc, localtime.parse_zone("Asia/Kathmandu"))
     assert shown.endswith("+0545")
@@ -133,7 +135,7 @@ def test_history_dates_are_local_days_and_the_api_keeps_utc(make_app, data_dir, 
     client = app.test_client()
     login(client)
     case_id = assess(client, xray_bytes(seed=25, width=300, height=360))
-    conn = sqlite3.connect(store.db_path(data_dir))
+    conn = sqlite3.connect(database.db_path(data_dir))
     with conn:  # 20:00 UTC on 31 January is 01:45 on 1 February in Kathmandu
         conn.execute("UPDATE cases SET created_utc = '2026-01-31T20:00:00.000Z' WHERE id = ?", (case_id,))
     conn.close()

@@ -11,7 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
-from edge.webapp import accounts, security
+import edge.webapp
+from edge.webapp.access import accounts, request_guard
 
 from .helpers import NURSE, NURSE_PIN, AppFactory, add_staff, login, post_file, stored_state
 from .test_pages import alert_text
@@ -45,7 +46,9 @@ def test_every_page_and_api_response_is_hardened(client: FlaskClient) -> None:
 
 def test_templates_hold_no_inline_script_or_style() -> None:
     """The CSP forbids inline code, so any would silently not run."""
-    for template in (Path(security.__file__).parent / "templates").iterdir():
+    templates = sorted((Path(edge.webapp.__file__).parent / "templates").rglob("*.html"))
+    assert len(templates) > 1
+    for template in templates:
         text = template.read_text(encoding="utf-8")
         assert not re.search(r"<script(?![^>]*\bsrc=)", text), template.name
         assert "<style" not in text and " style=" not in text and " onclick=" not in text, template.name
@@ -154,16 +157,16 @@ def test_repeated_wrong_codes_lock_the_address_out_even_for_the_right_code(locke
     ],
 )
 def test_weak_access_codes_are_refused(data_dir: Path, code: str, message: str) -> None:
-    with pytest.raises(security.AccessCodeError, match=message):
-        security.store_access_code(data_dir, code)
-    assert security.load_access_code_hash(data_dir) is None
+    with pytest.raises(request_guard.AccessCodeError, match=message):
+        request_guard.store_access_code(data_dir, code)
+    assert request_guard.load_access_code_hash(data_dir) is None
 
 
 def test_access_code_is_stored_only_as_a_private_hash(app: Flask, data_dir: Path) -> None:
-    security.store_access_code(data_dir, CODE)
-    path = data_dir / security.ACCESS_CODE_FILE
+    request_guard.store_access_code(data_dir, CODE)
+    path = data_dir / request_guard.ACCESS_CODE_FILE
     assert CODE not in path.read_text()
     assert path.stat().st_mode & 0o777 == 0o600
-    guard = security.AccessGuard(security.load_access_code_hash(data_dir))
+    guard = request_guard.AccessGuard(request_guard.load_access_code_hash(data_dir))
     with app.app_context():
         assert guard.check(CODE, "127.0.0.1") and not guard.check(CODE + "x", "127.0.0.1")

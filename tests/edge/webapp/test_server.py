@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from edge.bundle import Bundle
-from edge.webapp import audit_chain, store
+from edge.webapp.records import audit_chain, database
 from tests.tiny_bundle import xray_bytes
 
 from .bad_uploads import CATALOGUE, MULTIPART, BadUpload, file_body
@@ -48,7 +48,7 @@ def predict(kiosk: KioskServer, data: bytes, case_ref: str) -> dict:
 
 def chain_of(data_dir: Path) -> tuple[audit_chain.ChainReport, set[int]]:
     """The audit chain's state, and the cases with a `screen` entry."""
-    conn = sqlite3.connect(store.db_path(data_dir))
+    conn = sqlite3.connect(database.db_path(data_dir))
     try:
         screened = {row[0] for row in conn.execute("SELECT case_id FROM audit_log WHERE action = 'screen'")}
         return audit_chain.verify(conn), screened
@@ -57,7 +57,7 @@ def chain_of(data_dir: Path) -> tuple[audit_chain.ChainReport, set[int]]:
 
 
 def committed_cases(data_dir: Path) -> dict[int, tuple[str, str]]:
-    conn = sqlite3.connect(store.db_path(data_dir))
+    conn = sqlite3.connect(database.db_path(data_dir))
     try:
         return {
             row[0]: (row[1], row[2]) for row in conn.execute("SELECT id, case_ref, input_sha256 FROM cases")
@@ -136,7 +136,7 @@ def test_sigkill_under_load_loses_no_acknowledged_result(
 
     kiosk.start()  # the same data folder
     try:
-        conn = sqlite3.connect(store.db_path(kiosk.data_dir))
+        conn = sqlite3.connect(database.db_path(kiosk.data_dir))
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         conn.close()
         stored = committed_cases(kiosk.data_dir)

@@ -11,8 +11,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from edge.webapp import accounts, images, store
-from edge.webapp.percent import percent
+from edge.webapp.access import accounts
+from edge.webapp.display.percent import percent
+from edge.webapp.records import database, xray_copies
 
 from .helpers import NURSE, NURSE_PIN, AppFactory, add_staff, login, post_file
 
@@ -46,20 +47,20 @@ def test_the_data_folder_and_database_are_the_kiosk_users_alone(
 ) -> None:
     assert post_file(client, "/assess", small_xray).status_code == 303
     assert data_dir.stat().st_mode & 0o777 == 0o700
-    assert images.images_dir(data_dir).stat().st_mode & 0o777 == 0o700
-    for path in data_dir.glob(f"{store.DB_FILE}*"):
+    assert xray_copies.images_dir(data_dir).stat().st_mode & 0o777 == 0o700
+    for path in data_dir.glob(f"{database.DB_FILE}*"):
         assert path.stat().st_mode & 0o777 == 0o600, path.name
-    for path in images.images_dir(data_dir).iterdir():
+    for path in xray_copies.images_dir(data_dir).iterdir():
         assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_an_older_kiosks_readable_files_are_made_private(make_app: AppFactory, data_dir: Path) -> None:
     make_app()
     data_dir.chmod(0o755)
-    store.db_path(data_dir).chmod(0o644)
+    database.db_path(data_dir).chmod(0o644)
     make_app()
     assert data_dir.stat().st_mode & 0o777 == 0o700
-    assert store.db_path(data_dir).stat().st_mode & 0o777 == 0o600
+    assert database.db_path(data_dir).stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize("number", ["１", "٣", "１２", "1１"])
@@ -89,7 +90,7 @@ def test_a_near_certain_result_shows_more_than_99_9(
     app: Flask, client: FlaskClient, data_dir: Path, small_xray: bytes
 ) -> None:
     case_id = post_file(client, "/api/v1/predict", small_xray).get_json()["id"]
-    conn = sqlite3.connect(store.db_path(data_dir))
+    conn = sqlite3.connect(database.db_path(data_dir))
     with conn:
         conn.execute("UPDATE cases SET probability = 0.99996, label = 'PNEUMONIA' WHERE id = ?", (case_id,))
     conn.close()

@@ -12,7 +12,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from edge.webapp import images, scoring, storage, store
+from edge.webapp.intake import scoring
+from edge.webapp.records import data_folder, database, xray_copies
 
 from .helpers import NURSE, NURSE_PIN, AppFactory, add_staff, login, post_file, stored_state
 from .test_pages import alert_text
@@ -32,7 +33,7 @@ def test_below_the_free_space_floor_uploads_get_a_plain_storage_full_answer(
     client = logged_in(app)
     page = post_file(client, "/assess", small_xray, case_ref="WARD2-17")
     assert page.status_code == 507
-    assert alert_text(page.data) == storage.STORAGE_FULL_MESSAGE
+    assert alert_text(page.data) == data_folder.STORAGE_FULL_MESSAGE
     assert 'value="WARD2-17"' in page.data.decode()  # the typed case reference is kept
     api = post_file(client, "/api/v1/predict", small_xray)
     assert api.status_code == 507 and api.get_json()["error"]["code"] == "storage_full"
@@ -48,10 +49,10 @@ def test_a_disk_that_fills_during_the_write_is_storage_full_not_a_500(
     def no_space(*_args: object, **_kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(images, "atomic_write_bytes", no_space)
+    monkeypatch.setattr(xray_copies, "atomic_write_bytes", no_space)
     response = post_file(client, "/assess", small_xray, case_ref="WARD2-18")
     assert response.status_code == 507
-    assert alert_text(response.data) == storage.STORAGE_FULL_MESSAGE
+    assert alert_text(response.data) == data_folder.STORAGE_FULL_MESSAGE
     assert stored_state(data_dir) == (0, [])
 
 
@@ -61,7 +62,7 @@ def test_a_database_that_fills_is_storage_full_and_leaves_no_image(
     def full(*_args: object, **_kwargs: object) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(scoring.store, "insert_case", full)
+    monkeypatch.setattr(scoring.database, "insert_case", full)
     response = post_file(client, "/api/v1/predict", small_xray)
     assert response.status_code == 507
     assert stored_state(data_dir) == (0, [])  # the image written before the failed commit is gone
@@ -71,7 +72,7 @@ def test_healthz_is_unhealthy_when_the_image_folder_cannot_be_written(
     client: FlaskClient, data_dir: Path
 ) -> None:
     assert client.get("/healthz").get_json()["images"] == "ok"
-    folder = images.images_dir(data_dir)
+    folder = xray_copies.images_dir(data_dir)
     folder.rename(data_dir / "images-moved")
     folder.write_bytes(b"")  # a file where the folder should be: nothing can be written in it
     body = client.get("/healthz")
@@ -81,7 +82,7 @@ def test_healthz_is_unhealthy_when_the_image_folder_cannot_be_written(
 def test_healthz_is_unhealthy_when_the_database_cannot_be_written(
     client: FlaskClient, data_dir: Path
 ) -> None:
-    path = store.db_path(data_dir)
+    path = database.db_path(data_dir)
     path.rename(data_dir / "moved.sqlite3")
     path.mkdir()  # the database file is gone and cannot be created
     body = client.get("/healthz")
@@ -89,7 +90,7 @@ def test_healthz_is_unhealthy_when_the_database_cannot_be_written(
 
 
 def _backdate(data_dir: Path, case_id: int, stamp: str) -> None:
-    conn = sqlite3.connect(store.db_path(data_dir))
+    conn = sqlite3.connect(database.db_path(data_dir))
     with conn:
         conn.execute("UPDATE cases SET created_utc = ? WHERE id = ?", (stamp, case_id))
     conn.close()
@@ -109,11 +110,11 @@ def test_retention_deletes_old_images_and_heatmaps_but_keeps_results(
     login(client)
     rows, files = stored_state(data_dir)
     assert rows == 2 and len(files) == 1
-    conn = store.connect(store.db_path(data_dir))
-    kept_old, kept_new = store.get_case(conn, old), store.get_case(conn, new)
+    conn = database.connect(database.db_path(data_dir))
+    kept_old, kept_new = database.get_case(conn, old), database.get_case(conn, new)
     assert kept_old is not None and kept_new is not None
     assert kept_old.label is not None and kept_old.image_file is None  # the result stays
-    assert not store.has_heatmap(conn, old) and store.has_heatmap(conn, new)
+    assert not database.has_heatmap(conn, old) and database.has_heatmap(conn, new)
     assert files == [kept_new.image_file]
     conn.close()
     assert "deleted after the kiosk's retention period" in client.get(f"/cases/{old}").data.decode()
@@ -125,7 +126,7 @@ def test_images_without_a_case_are_removed_at_start(
     client = logged_in(make_app())
     post_file(client, "/api/v1/predict", small_xray)
     _, kept = stored_state(data_dir)
-    orphan = images.images_dir(data_dir) / f"{'ab' * 32}.png"  # written, then the process was killed
-    orphan.write_bytes(images.deidentified_png(np.zeros((4, 4), dtype=np.uint8)))
+    orphan = xray_copies.images_dir(data_dir) / f"{'ab' * 32}.png"  # written, then the process was killed
+    orphan.write_bytes(xray_copies.deidentified_png(np.zeros((4, 4), dtype=np.uint8)))
     make_app()
     assert stored_state(data_dir)[1] == kept

@@ -11,43 +11,44 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge.webapp import images, store
+from edge.webapp.records import database, xray_copies
 from tests.kiosk_exports import scored_upload
 
 
-def new_case(n: int) -> store.NewCase:
+def new_case(n: int) -> database.NewCase:
     return scored_upload(
         f"{n:064x}", case_ref=f"T-{n}", probability=0.1, detail="NORMAL", model_name="m", runtime="r"
     )
 
 
 def test_connections_use_wal_and_full_sync(tmp_path: Path) -> None:
-    store.init_db(tmp_path)
-    conn = store.connect(store.db_path(tmp_path))
+    database.init_db(tmp_path)
+    conn = database.connect(database.db_path(tmp_path))
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    store.init_db(tmp_path)
-    with sqlite3.connect(store.db_path(tmp_path)) as conn:
-        conn.execute(f"PRAGMA user_version={store.SCHEMA_VERSION + 1}")
+    database.init_db(tmp_path)
+    with sqlite3.connect(database.db_path(tmp_path)) as conn:
+        conn.execute(f"PRAGMA user_version={database.SCHEMA_VERSION + 1}")
     with pytest.raises(
         RuntimeError,
-        match=f"schema version {store.SCHEMA_VERSION + 1}; this kiosk knows version {store.SCHEMA_VERSION}",
+        match=f"schema version {database.SCHEMA_VERSION + 1}; "
+        f"this kiosk knows version {database.SCHEMA_VERSION}",
     ):
-        store.init_db(tmp_path)
+        database.init_db(tmp_path)
 
 
 def test_concurrent_writers_queue_and_every_write_lands(tmp_path: Path) -> None:
-    store.init_db(tmp_path)
+    database.init_db(tmp_path)
     committed: list[int] = []
     lock = threading.Lock()
 
     def writer(offset: int) -> None:
-        conn = store.connect(store.db_path(tmp_path))
+        conn = database.connect(database.db_path(tmp_path))
         for n in range(offset, offset + 25):
-            case = store.insert_case(conn, new_case(n), heatmap_png=b"png")
+            case = database.insert_case(conn, new_case(n), heatmap_png=b"png")
             with lock:
                 committed.append(case.id)
         conn.close()
@@ -57,41 +58,43 @@ def test_concurrent_writers_queue_and_every_write_lands(tmp_path: Path) -> None:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    conn = store.connect(store.db_path(tmp_path))
+    conn = database.connect(database.db_path(tmp_path))
     ids = sorted(row[0] for row in conn.execute("SELECT id FROM cases"))
     assert ids == sorted(committed) and len(ids) == 100
     assert conn.execute("SELECT count(*) FROM heatmaps").fetchone()[0] == 100
 
 
 def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
-    store.init_db(tmp_path)
-    conn = store.connect(store.db_path(tmp_path))
-    broken = store.NewCase(**{**new_case(1).__dict__, "status": "maybe"})  # violates the CHECK
+    database.init_db(tmp_path)
+    conn = database.connect(database.db_path(tmp_path))
+    broken = database.NewCase(**{**new_case(1).__dict__, "status": "maybe"})  # violates the CHECK
     with pytest.raises(sqlite3.IntegrityError):
-        store.insert_case(conn, broken, heatmap_png=None)
+        database.insert_case(conn, broken, heatmap_png=None)
     assert conn.execute("SELECT count(*) FROM cases").fetchone()[0] == 0
-    assert store.insert_case(conn, new_case(2), heatmap_png=None).id >= 1  # and the connection still works
+    assert database.insert_case(conn, new_case(2), heatmap_png=None).id >= 1  # and the connection still works
 
 
 def test_images_are_named_by_hash_and_stray_temporary_files_are_swept(tmp_path: Path) -> None:
-    images.init_dir(tmp_path)
-    leftover = images.images_dir(tmp_path) / ".abc.png.x1y2"
+    xray_copies.init_dir(tmp_path)
+    leftover = xray_copies.images_dir(tmp_path) / ".abc.png.x1y2"
     leftover.write_bytes(b"half")
-    images.init_dir(tmp_path)
+    xray_copies.init_dir(tmp_path)
     assert not leftover.exists()
-    name = images.save(tmp_path, "a" * 64, images.deidentified_png(np.zeros((4, 5), dtype=np.uint8)))
-    assert name == "a" * 64 + ".png" and images.path_of(tmp_path, name).is_file()
+    name = xray_copies.save(
+        tmp_path, "a" * 64, xray_copies.deidentified_png(np.zeros((4, 5), dtype=np.uint8))
+    )
+    assert name == "a" * 64 + ".png" and xray_copies.path_of(tmp_path, name).is_file()
     for bad in ("../secret.png", "x.png", "a" * 64 + ".png/../../etc"):
         with pytest.raises(ValueError, match="not a stored image name"):
-            images.path_of(tmp_path, bad)
+            xray_copies.path_of(tmp_path, bad)
     with pytest.raises(ValueError, match="64 lowercase hex digits"):
-        images.save(tmp_path, "../../evil", b"png")
+        xray_copies.save(tmp_path, "../../evil", b"png")
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 3), (300, 257)])
 def test_deidentified_png_is_a_lossless_bare_grayscale_png(shape: tuple[int, int]) -> None:
     pixels = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
-    data = images.deidentified_png(pixels)
+    data = xray_copies.deidentified_png(pixels)
     with Image.open(io.BytesIO(data)) as image:
         image.load()
         assert image.format == "PNG" and image.mode == "L" and image.info == {}

@@ -19,7 +19,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from edge.bundle import Bundle
-from edge.webapp.security import CONTENT_SECURITY_POLICY
+from edge.webapp.access.request_guard import CONTENT_SECURITY_POLICY
 from tests.tiny_bundle import dicom_bytes, synthetic_xray
 
 from .bad_uploads import MULTIPART, file_body, good_jpeg

@@ -32,7 +32,7 @@ from pathlib import Path
 from flask import Flask, current_app
 from flask_babel import lazy_gettext
 
-from edge.webapp import images, store
+from edge.webapp.records import database, xray_copies
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def check_health(conn: sqlite3.Connection | None, data_dir: Path | str, space: S
     """Can the kiosk record a case right now? Writes nothing that stays. `conn` None: it did not open.
 
     Storage is "low" exactly when an upload would be refused for space (`require_space`)."""
-    database = "ok"
+    db_state = "ok"
     try:
         if conn is None:
             raise sqlite3.OperationalError("the database could not be opened")
@@ -159,16 +159,16 @@ def check_health(conn: sqlite3.Connection | None, data_dir: Path | str, space: S
         conn.execute("BEGIN IMMEDIATE")  # takes the write lock: fails on a read-only database
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS health_probe (x)")
         conn.execute("ROLLBACK")
-        with store.db_path(data_dir).open("r+b"):  # the file itself must be writable
+        with database.db_path(data_dir).open("r+b"):  # the file itself must be writable
             pass
     except (sqlite3.Error, OSError) as e:
         if conn is not None and conn.in_transaction:
             conn.execute("ROLLBACK")
         log.error("health check: the database cannot be written (%s)", type(e).__name__)
-        database = "error"
+        db_state = "error"
     image_state = "ok"
     try:
-        folder = images.images_dir(data_dir)
+        folder = xray_copies.images_dir(data_dir)
         probe = folder / f".health-{os.getpid()}-{threading.get_ident()}"
         probe.write_bytes(b"")
         probe.unlink()
@@ -180,7 +180,7 @@ def check_health(conn: sqlite3.Connection | None, data_dir: Path | str, space: S
     except OSError:
         free = 0
     storage = "ok" if free >= space.floor else "low"
-    return Health(database, image_state, storage, round(free / MB, 1))
+    return Health(db_state, image_state, storage, round(free / MB, 1))
 
 
 def apply_retention(conn: sqlite3.Connection, data_dir: Path | str, days: float) -> int:
@@ -198,7 +198,7 @@ def apply_retention(conn: sqlite3.Connection, data_dir: Path | str, days: float)
         (cutoff,),
     ).fetchall()
     names = [row["image_file"] for row in rows]
-    with store.write(conn):
+    with database.write(conn):
         conn.executemany("UPDATE cases SET image_file = NULL WHERE image_file = ?", [(n,) for n in names])
         conn.execute(
             "DELETE FROM heatmaps WHERE case_id IN (SELECT id FROM cases WHERE created_utc < ?)", (cutoff,)
@@ -206,7 +206,7 @@ def apply_retention(conn: sqlite3.Connection, data_dir: Path | str, days: float)
     removed = 0
     for name in names:  # after the commit: a crash in between leaves files that the start-up sweep removes
         try:
-            images.path_of(data_dir, name).unlink(missing_ok=True)
+            xray_copies.path_of(data_dir, name).unlink(missing_ok=True)
             removed += 1
         except (OSError, ValueError) as e:
             log.warning("retention: could not delete a stored image (%s)", type(e).__name__)
@@ -221,7 +221,7 @@ def remove_orphans(conn: sqlite3.Connection, data_dir: Path | str) -> int:
         row[0] for row in conn.execute("SELECT DISTINCT image_file FROM cases WHERE image_file IS NOT NULL")
     }
     removed = 0
-    for path in images.images_dir(data_dir).glob("*.png"):
+    for path in xray_copies.images_dir(data_dir).glob("*.png"):
         if path.name not in referenced:
             log.warning("removing an image without a case, left by an interrupted upload")
             path.unlink(missing_ok=True)
@@ -237,7 +237,7 @@ def init_app(app: Flask) -> None:
     app.extensions[RESERVE_KEY] = space
     space.upkeep()
     app.before_request(space.upkeep)
-    conn = store.connect(store.db_path(data_dir))
+    conn = database.connect(database.db_path(data_dir))
     try:
         remove_orphans(conn, data_dir)
         apply_retention(conn, data_dir, float(app.config["RETENTION_DAYS"]))
@@ -249,7 +249,7 @@ def init_app(app: Flask) -> None:
 
 def _start_retention_timer(data_dir: str, days: float) -> None:
     def run() -> None:
-        conn = store.connect(store.db_path(data_dir))
+        conn = database.connect(database.db_path(data_dir))
         try:
             apply_retention(conn, data_dir, days)
         except (OSError, sqlite3.Error) as e:
@@ -267,6 +267,6 @@ def remove_if_unreferenced(conn: sqlite3.Connection, data_dir: Path | str, name:
     """After a failed commit: delete the image just written unless another case already uses it."""
     try:
         if conn.execute("SELECT 1 FROM cases WHERE image_file = ?", (name,)).fetchone() is None:
-            images.path_of(data_dir, name).unlink(missing_ok=True)
+            xray_copies.path_of(data_dir, name).unlink(missing_ok=True)
     except (OSError, sqlite3.Error, ValueError) as e:
         log.warning("could not remove an uncommitted image (%s); it goes at the next start", type(e).__name__)

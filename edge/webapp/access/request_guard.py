@@ -1,15 +1,16 @@
 """Who may use the kiosk, and the browser protections on every response.
 
-- Every page needs a personal staff login (edge.webapp.accounts): the signed session cookie holds a
+- Every page needs a personal staff login (edge.webapp.access.accounts): the signed session cookie holds a
   token that is checked against the server's session table on each request, so logging out, an
   idle timeout or a disabled login ends it at once. `current_actor()` names who acts, for the audit.
 - The JSON API needs a credential in every configuration: an API token an administrator made for
-  one clinic system (edge.webapp.api_tokens), the operator access code, both as
+  one clinic system (edge.webapp.access.api_tokens), the operator access code, both as
   `Authorization: Bearer <token>`, or a logged-in staff session (the kiosk's own pages). Repeated
   wrong tokens from one address lock it out; a locked-out address is refused before its token is
   looked at, so even the right one gets 429 and the answer tells a guesser nothing.
 - Requests from another site are refused: any state-changing request, and every API request, whose
-  `Origin` or `Sec-Fetch-Site` says it came from elsewhere (the `Host` check is edge.webapp.hosts).
+  `Origin` or `Sec-Fetch-Site` says it came from elsewhere (the `Host` check is
+  edge.webapp.access.host_guard).
 - Forms carry CSRF tokens (flask-wtf); the JSON API is exempt: a cookie reaches it only from the
   kiosk's own origin (SameSite=Strict, and the origin check above).
 - Every response gets a strict Content-Security-Policy (everything from this kiosk, nothing inline,
@@ -42,8 +43,9 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from edge.files import atomic_write_bytes
-from edge.webapp import accounts, api_tokens, store
-from edge.webapp.accounts import LockedOutError, Staff
+from edge.webapp.access import accounts, api_tokens
+from edge.webapp.access.accounts import LockedOutError, Staff
+from edge.webapp.records import database
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,7 @@ class AccessGuard:
     scrypt takes tens of milliseconds by design; after the first success the API compares a
     sha256 of the presented code in constant time instead, so clinic systems are not slowed down.
     The lockout is looked at first; other attempts are counted in the database before the hash is
-    checked (edge.webapp.accounts.reserve_attempt), so parallel wrong codes cannot get past it.
+    checked (edge.webapp.access.accounts.reserve_attempt), so parallel wrong codes cannot get past it.
     """
 
     def __init__(self, code_hash: str | None) -> None:
@@ -128,7 +130,7 @@ class AccessGuard:
     def check(self, code: str, client: str) -> bool:
         """True when `code` is the access code; LockedOutError while `client` is locked out,
         whatever the code, and after too many wrong ones."""
-        conn = store.get_db()
+        conn = database.get_db()
         keys = [f"api:{client}"]
         wait = accounts.locked_for(conn, keys)
         if wait:
@@ -169,7 +171,7 @@ def current_staff() -> Staff | None:
         staff = None
         if isinstance(token, str) and token:
             staff = accounts.session_staff(
-                store.get_db(),
+                database.get_db(),
                 token,
                 float(current_app.config["IDLE_LOGOUT_S"]),
                 current_app.config["PERMANENT_SESSION_LIFETIME"].total_seconds(),
@@ -181,12 +183,12 @@ def current_staff() -> Staff | None:
     return g.staff
 
 
-def current_actor() -> store.Actor:
+def current_actor() -> database.Actor:
     """Who is acting in this request: the logged-in staff member, or the API credential's holder."""
     if is_api_request():
-        return g.get("api_actor") or store.Actor(None, API_ACTOR)
+        return g.get("api_actor") or database.Actor(None, API_ACTOR)
     staff = current_staff()
-    return staff.actor if staff is not None else store.Actor(None, API_ACTOR)
+    return staff.actor if staff is not None else database.Actor(None, API_ACTOR)
 
 
 def _refuse_other_sites() -> Response | None:
@@ -195,7 +197,7 @@ def _refuse_other_sites() -> Response | None:
         return None
     if _same_origin():
         return None
-    from edge.webapp.errors import error_response  # errors imports this module
+    from edge.webapp.views.errors import error_response  # errors imports this module
 
     log.warning("refused a cross-origin %s request", request.method)
     return error_response(
@@ -266,16 +268,16 @@ def _require_api_credential() -> Response | None:
     return None
 
 
-def _bearer_actor(secret: str, client: str) -> store.Actor | None:
+def _bearer_actor(secret: str, client: str) -> database.Actor | None:
     """Who holds this bearer secret: an API token's system, or the operator access code's."""
-    conn = store.get_db()
+    conn = database.get_db()
     wait = accounts.locked_for(conn, [f"api:{client}"])
     if wait:
         raise LockedOutError(client, wait)
     token = api_tokens.find_active(conn, secret)
     if token is not None:
         return token.actor
-    return store.Actor(None, API_ACTOR) if guard().check(secret, client) else None
+    return database.Actor(None, API_ACTOR) if guard().check(secret, client) else None
 
 
 def _api_denied(status: int, code: str, message: str) -> Response:

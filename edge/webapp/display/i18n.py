@@ -16,8 +16,8 @@ from flask import Blueprint, Flask, abort, current_app, has_request_context, red
 from flask_babel import Babel, get_locale, gettext, lazy_gettext
 from werkzeug.wrappers import Response
 
-from edge.webapp.auth import safe_next
-from edge.webapp.security import is_api_request
+from edge.webapp.access.request_guard import is_api_request
+from edge.webapp.views.auth import safe_next
 
 SOURCE_LANGUAGE = "en"
 COOKIE = "pneumoedge_lang"
@@ -120,7 +120,7 @@ REFUSAL_TEXTS = (
     lazy_gettext("The kiosk cannot assess this image. Ask the clinician to read the film."),
 )
 #: edge.formats' file refusals in plain words (formats.plain_words), marked here for the same reason;
-#: uploads.UploadError translates them, and a test keeps the copies identical.
+#: upload_checks.UploadError translates them, and a test keeps the copies identical.
 FILE_REFUSAL_TEXTS = (
     lazy_gettext("The file is empty. Copy the X-ray file again from the X-ray system, then load it again."),
     lazy_gettext("The kiosk does not take this kind of file. Load the X-ray as a JPEG, PNG or DICOM file."),

@@ -6,7 +6,8 @@ decoded film (an undecodable or oversized file raises and nothing is written); t
 de-identified image is encoded and written (accepted images only: they are what a clinician may
 later confirm for retraining); then the case row, its heatmap layer and the audit entry are
 committed in one transaction. Only after the commit does the caller answer the client, so every
-acknowledged result is on disk. A refused film leaves only a thumbnail in memory (edge.webapp.refused).
+acknowledged result is on disk. A refused film leaves only a thumbnail in memory
+(edge.webapp.intake.refused_thumbnails).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from flask import Flask, current_app
 
 from edge.preprocess import ImageError, load_xray
 from edge.screener import INTENDED_USE, STATUS_OK, Assessment, Screener
-from edge.webapp import images, storage, store
-from edge.webapp.refused import RefusedThumbnails, thumbnail_jpeg
-from edge.webapp.uploads import Upload, UploadError
+from edge.webapp.intake.refused_thumbnails import RefusedThumbnails, thumbnail_jpeg
+from edge.webapp.intake.upload_checks import Upload, UploadError
+from edge.webapp.records import data_folder, database, xray_copies
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def refused_thumbnail(case_id: int) -> bytes | None:
     return current_app.extensions[REFUSED_KEY].get(case_id)
 
 
-def score_and_record(upload: Upload, actor: store.Actor | None = None) -> store.Case:
+def score_and_record(upload: Upload, actor: database.Actor | None = None) -> database.Case:
     """Assess the upload and commit the case; UploadError when it cannot be read or stored.
 
     The file is decoded once, here, inside the preprocessing memory budget (an image that would
@@ -85,23 +86,23 @@ def score_and_record(upload: Upload, actor: store.Actor | None = None) -> store.
     """
     data_dir = current_app.config["DATA_DIR"]
     try:
-        storage.require_space()
+        data_folder.require_space()
         with current_app.extensions[SLOTS_KEY]:
             assessment, image_file, thumbnail = _assess_and_keep(upload, data_dir)
-        conn = store.get_db()
+        conn = database.get_db()
         try:
-            case = store.insert_case(
+            case = database.insert_case(
                 conn, _new_case(assessment, upload.case_ref, image_file), assessment.heatmap_png, actor
             )
         except BaseException:
             if image_file is not None:
-                storage.remove_if_unreferenced(conn, data_dir, image_file)
+                data_folder.remove_if_unreferenced(conn, data_dir, image_file)
             raise
     except (OSError, sqlite3.Error) as e:
-        if not storage.is_out_of_space(e):
+        if not data_folder.is_out_of_space(e):
             raise
         log.error("storage full: an upload was refused")
-        raise UploadError(507, "storage_full", storage.STORAGE_FULL_MESSAGE) from e
+        raise UploadError(507, "storage_full", data_folder.STORAGE_FULL_MESSAGE) from e
     if thumbnail is not None:
         current_app.extensions[REFUSED_KEY].put(case.id, thumbnail)
     return case
@@ -123,13 +124,13 @@ def _assess_and_keep(upload: Upload, data_dir: str) -> tuple[Assessment, str | N
     assessment = screener.assess_image(image, hashlib.sha256(upload.data).hexdigest(), started)
     if assessment.status != STATUS_OK:
         return assessment, None, thumbnail_jpeg(image.pixels)
-    png = images.deidentified_png(image.pixels)
+    png = xray_copies.deidentified_png(image.pixels)
     del image  # the full-resolution pixels go before the file is written
-    return assessment, images.save(data_dir, assessment.input_sha256, png), None
+    return assessment, xray_copies.save(data_dir, assessment.input_sha256, png), None
 
 
-def _new_case(assessment: Assessment, case_ref: str | None, image_file: str | None) -> store.NewCase:
-    return store.NewCase(
+def _new_case(assessment: Assessment, case_ref: str | None, image_file: str | None) -> database.NewCase:
+    return database.NewCase(
         case_ref=case_ref,
         status=assessment.status,
         label=assessment.label,

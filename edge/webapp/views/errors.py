@@ -10,8 +10,8 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.wrappers import Response
 
-from edge.webapp.security import is_api_request
-from edge.webapp.uploads import CASE_REF_MAX
+from edge.webapp.access.request_guard import is_api_request
+from edge.webapp.intake.upload_checks import CASE_REF_MAX
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,9 @@ def error_response(status: int, code: str, message: str, detail: str | None = No
         error = {"code": code, "message": message} | ({"detail": detail} if detail else {})
         response = jsonify(error=error)
     else:
-        response = current_app.make_response(render_template("error.html", status=status, message=message))
+        response = current_app.make_response(
+            render_template("errors/error.html", status=status, message=message)
+        )
     response.status_code = status
     return response
 

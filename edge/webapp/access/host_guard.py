@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from edge.webapp.security import SECURITY_HEADERS
+from edge.webapp.access.request_guard import SECURITY_HEADERS
 
 #: Names every kiosk answers to: this machine, by name and by its loopback addresses.
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")

@@ -6,7 +6,7 @@ database does not give API access. sha256 (not scrypt) is enough because the tok
 is nothing to guess, and the lookup by hash costs the same for every wrong token. Each token has a
 name (which system holds it), so the audit log can say which system read or created what.
 
-The table lives here, created if missing, rather than in edge.webapp.store's numbered schema: it is
+The table lives here, created if missing, rather than in edge.webapp.records.database's numbered schema: it is
 independent of the case tables, and an older database simply gains it.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from flask import Flask
 from flask_babel import gettext
 
-from edge.webapp.store import Actor, append_audit, connect, db_path, utc_now, write
+from edge.webapp.records.database import Actor, append_audit, connect, db_path, utc_now, write
 
 PREFIX = "pe_"
 TOKEN_BYTES = 32

@@ -1,7 +1,7 @@
 """Personal staff logins: log in with name and PIN, log out, the first-run set-up, and staff management.
 
-Every page needs a logged-in staff member (edge.webapp.security); what they do is attributed to them
-in the audit log. Administrators add staff, reset PINs and disable logins at /staff.
+Every page needs a logged-in staff member (edge.webapp.access.request_guard); what they do is
+attributed to them in the audit log. Administrators add staff, reset PINs and disable logins at /staff.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from flask import Blueprint, abort, redirect, render_template, request, session,
 from flask_babel import gettext
 from werkzeug.wrappers import Response
 
-from edge.webapp import accounts, store
-from edge.webapp.accounts import AccountError, LockedOutError
-from edge.webapp.security import current_actor, current_staff
+from edge.webapp.access import accounts
+from edge.webapp.access.accounts import AccountError, LockedOutError
+from edge.webapp.access.request_guard import current_actor, current_staff
+from edge.webapp.records import database
 
 bp = Blueprint("auth", __name__)
 
@@ -27,11 +28,11 @@ bp = Blueprint("auth", __name__)
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Response | tuple[str, int] | tuple[str, int, dict[str, str]] | str:
     target = safe_next(request.values.get("next", ""))
-    conn = store.get_db()
+    conn = database.get_db()
     if accounts.count_staff(conn) == 0:
         return _first_run(target)
     if request.method == "GET":
-        return render_template("login.html", next=target)
+        return render_template("auth/login.html", next=target)
     name = request.form.get("name", "")
     client = request.remote_addr or "unknown"
     try:
@@ -41,14 +42,14 @@ def login() -> Response | tuple[str, int] | tuple[str, int, dict[str, str]] | st
     except LockedOutError as e:
         wait = max(1, math.ceil(e.retry_after_s))
         message = gettext("Too many wrong PINs. Wait %(s)d seconds and try again.", s=wait)
-        page = render_template("login.html", next=target, name=name, error=message)
+        page = render_template("auth/login.html", next=target, name=name, error=message)
         return page, 429, {"Retry-After": str(wait)}
     if staff is None:
-        store.append_audit(conn, store.Actor(None, "unknown"), "login_failed", detail=f"from {client}")
+        database.append_audit(conn, database.Actor(None, "unknown"), "login_failed", detail=f"from {client}")
         error = gettext("That name and PIN do not match an active login. Check both and try again.")
-        return render_template("login.html", next=target, name=name, error=error), 401
+        return render_template("auth/login.html", next=target, name=name, error=error), 401
     _start_session(staff)
-    store.append_audit(conn, staff.actor, "login")
+    database.append_audit(conn, staff.actor, "login")
     return redirect(target)
 
 
@@ -57,9 +58,9 @@ def logout() -> Response:
     token = session.get("sid")
     staff = current_staff()
     if isinstance(token, str) and token:
-        accounts.close_session(store.get_db(), token)  # a copied cookie stops working too
+        accounts.close_session(database.get_db(), token)  # a copied cookie stops working too
     if staff is not None:
-        store.append_audit(store.get_db(), staff.actor, "logout")
+        database.append_audit(database.get_db(), staff.actor, "logout")
     session.clear()
     return redirect(url_for("auth.login"))
 
@@ -89,7 +90,7 @@ def staff_add() -> Response | tuple[str, int]:
         if form.get("pin", "") != form.get("pin_again", ""):
             raise AccountError(gettext("The two PINs differ; type the same PIN twice."))
         accounts.add_staff(
-            store.get_db(),
+            database.get_db(),
             form.get("name", ""),
             form.get("pin", ""),
             form.get("role", "staff"),
@@ -103,7 +104,7 @@ def staff_add() -> Response | tuple[str, int]:
 @bp.post("/staff/<rowid:staff_id>")
 @admin_required
 def staff_change(staff_id: int) -> Response | tuple[str, int]:
-    form, conn = request.form, store.get_db()
+    form, conn = request.form, database.get_db()
     try:
         if form.get("action") == "pin":
             accounts.set_pin(conn, staff_id, form.get("pin", ""), current_actor())
@@ -137,33 +138,39 @@ def safe_next(target: str) -> str:
 def _start_session(staff: accounts.Staff) -> None:
     session.clear()
     session.permanent = True
-    session["sid"] = accounts.open_session(store.get_db(), staff)
+    session["sid"] = accounts.open_session(database.get_db(), staff)
 
 
 def _first_run(target: str) -> Response | tuple[str, int] | str:
     """No login exists yet: the kiosk's own screen (loopback only) may create the first administrator."""
     local = _is_loopback(request.remote_addr)
     if request.method == "GET" or not local:
-        return render_template("setup.html", local=local, pin_rule=accounts.pin_rule()), 200 if local else 403
+        return render_template(
+            "auth/setup.html", local=local, pin_rule=accounts.pin_rule()
+        ), 200 if local else 403
     form = request.form
     try:
         if form.get("pin", "") != form.get("pin_again", ""):
             raise AccountError(gettext("The two PINs differ; type the same PIN twice."))
         staff = accounts.add_staff(
-            store.get_db(),
+            database.get_db(),
             form.get("name", ""),
             form.get("pin", ""),
             "admin",
-            store.Actor(None, "first-run set-up"),
+            database.Actor(None, "first-run set-up"),
             only_if_none=True,
         )
     except AccountError as e:
         page = render_template(
-            "setup.html", local=True, error=str(e), name=form.get("name", ""), pin_rule=accounts.pin_rule()
+            "auth/setup.html",
+            local=True,
+            error=str(e),
+            name=form.get("name", ""),
+            pin_rule=accounts.pin_rule(),
         )
         return page, 400
     _start_session(staff)
-    store.append_audit(store.get_db(), staff.actor, "login")
+    database.append_audit(database.get_db(), staff.actor, "login")
     return redirect(target)
 
 
@@ -176,8 +183,8 @@ def _is_loopback(address: str | None) -> bool:
 
 def _staff_page(error: str | None = None) -> str:
     return render_template(
-        "staff.html",
-        staff=accounts.list_staff(store.get_db()),
+        "auth/staff.html",
+        staff=accounts.list_staff(database.get_db()),
         roles=accounts.ROLES,
         pin_rule=accounts.pin_rule(),
         error=error,

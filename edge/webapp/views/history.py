@@ -15,13 +15,14 @@ from werkzeug.wrappers import Response
 
 from edge.kermany import LABELS
 from edge.signing import SigningError
-from edge.webapp import audit_chain, fhir, localtime, store
-from edge.webapp.errors import error_response
-from edge.webapp.export import cases_csv, write_dataset_zip
-from edge.webapp.queries import QueryError, parse_case_query, parse_int
-from edge.webapp.scoring import kiosk_info
-from edge.webapp.security import current_actor
-from edge.webapp.uploads import CASE_REF_MAX
+from edge.webapp.access.request_guard import current_actor
+from edge.webapp.display import localtime
+from edge.webapp.intake.scoring import kiosk_info
+from edge.webapp.intake.upload_checks import CASE_REF_MAX
+from edge.webapp.records import audit_chain, database, fhir
+from edge.webapp.records.export import cases_csv, write_dataset_zip
+from edge.webapp.views.case_filters import QueryError, parse_case_query, parse_int
+from edge.webapp.views.errors import error_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("history", __name__)
@@ -38,7 +39,7 @@ def index() -> str | tuple[str, int]:
         page = parse_int(request.args, "page", 1, 1, 1_000_000)
     except QueryError as e:
         return _page([], 0, 1, filters, error=gettext("Cannot search: %(reason)s.", reason=e)), 400
-    cases, total = store.search_cases(store.get_db(), query, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    cases, total = database.search_cases(database.get_db(), query, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     return _page(cases, total, page, filters)
 
 
@@ -53,18 +54,18 @@ def confirm(case_id: int) -> Response | str:
         abort(
             400, description=gettext("Choose the confirmed diagnosis: %(a)s or %(b)s.", a=normal, b=pneumonia)
         )
-    conn = store.get_db()
-    case = store.get_case(conn, case_id)
+    conn = database.get_db()
+    case = database.get_case(conn, case_id)
     if case is None:
         abort(404, description=gettext("There is no case #%(id)d.", id=case_id))
     try:
         if case.status != "ok" or request.form.get("confirmed") == "yes":
-            store.confirm_case(
+            database.confirm_case(
                 conn, case_id, diagnosis, current_actor(), request.form.get("previous") or None
             )
         else:
-            return render_template("confirm.html", case=case, diagnosis=diagnosis)
-    except store.ConfirmError as e:
+            return render_template("history/confirm.html", case=case, diagnosis=diagnosis)
+    except database.ConfirmError as e:
         return error_response(e.status, e.code, e.message)
     return redirect(url_for("pages.result", case_id=case_id), code=303)
 
@@ -75,9 +76,9 @@ def export_csv() -> Response:
         query = _page_query()
     except QueryError as e:
         abort(400, description=gettext("Cannot export: %(reason)s.", reason=e))
-    conn = store.get_db()
-    store.append_audit(conn, current_actor(), "export_csv", detail=_described(request.args))
-    body = cases_csv(store.iter_cases(conn, query), audit_chain.head(conn))
+    conn = database.get_db()
+    database.append_audit(conn, current_actor(), "export_csv", detail=_described(request.args))
+    body = cases_csv(database.iter_cases(conn, query), audit_chain.head(conn))
     response = current_app.response_class(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="pneumoedge-cases-{_today()}.csv"'
     return response
@@ -90,12 +91,12 @@ def export_fhir() -> Response:
         query = dataclasses.replace(_page_query(), confirmed=True)
     except QueryError as e:
         abort(400, description=gettext("Cannot export: %(reason)s.", reason=e))
-    conn = store.get_db()
-    store.append_audit(conn, current_actor(), "export_fhir", detail=_described(request.args))
+    conn = database.get_db()
+    database.append_audit(conn, current_actor(), "export_fhir", detail=_described(request.args))
     body = fhir.bundle(
-        store.iter_cases(conn, query),
-        store.corrected_case_ids(conn),
-        store.utc_now(),
+        database.iter_cases(conn, query),
+        database.corrected_case_ids(conn),
+        database.utc_now(),
         kiosk_info().intended_use,
         audit_chain.head(conn),
     )
@@ -110,16 +111,16 @@ def export_dataset() -> Response:
     data_dir = current_app.config["DATA_DIR"]
     # Unnamed, so nothing is left behind: the response closes (and so deletes) it once sent.
     spool = tempfile.TemporaryFile(dir=data_dir)  # noqa: SIM115
-    conn = store.get_db()
+    conn = database.get_db()
     try:
         # The head before this export's own entry, which is written once the zip exists.
-        cases = store.iter_cases(conn, store.CaseQuery(confirmed=True))
+        cases = database.iter_cases(conn, database.CaseQuery(confirmed=True))
         write_dataset_zip(cases, data_dir, spool, audit_chain.head(conn))
     except SigningError as e:  # no openssl 3: an unsigned export would be refused by the programme
         spool.close()
         log.error("the confirmed-images export cannot be signed: %s", e)
         abort(503, description=gettext("Cannot export: %(reason)s.", reason=e))
-    store.append_audit(conn, current_actor(), "export_dataset")
+    database.append_audit(conn, current_actor(), "export_dataset")
     spool.seek(0)
     return send_file(
         spool,
@@ -130,10 +131,10 @@ def export_dataset() -> Response:
 
 
 def _page(
-    cases: list[store.Case], total: int, page: int, filters: dict[str, str], error: str | None = None
+    cases: list[database.Case], total: int, page: int, filters: dict[str, str], error: str | None = None
 ) -> str:
     return render_template(
-        "history.html",
+        "history/history.html",
         cases=cases,
         total=total,
         page=page,
@@ -144,7 +145,7 @@ def _page(
     )
 
 
-def _page_query() -> store.CaseQuery:
+def _page_query() -> database.CaseQuery:
     """The filters typed on the page: dates are days in the kiosk's time zone."""
     return dataclasses.replace(parse_case_query(request.args, exact_case_ref=False), zone=localtime.zone())
 

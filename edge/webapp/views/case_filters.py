@@ -8,8 +8,8 @@ from flask_babel import gettext
 from werkzeug.datastructures import MultiDict
 
 from edge.kermany import LABELS
-from edge.webapp.store import CaseQuery
-from edge.webapp.uploads import CASE_REF_MAX
+from edge.webapp.intake.upload_checks import CASE_REF_MAX
+from edge.webapp.records.database import CaseQuery
 
 STATUSES = ("ok", "rejected")
 MAX_LIMIT = 500

@@ -16,7 +16,7 @@ holds the sha256 of `manifest.csv` (which holds every film's sha256) and the fin
 kiosk's Ed25519 key, `export.sig` is the signature of export.json's exact bytes and `kiosk.pub` the
 public key. The private key (SIGNING_KEY_FILE, 0600, made on the first export) never leaves the
 kiosk. Signing needs the `openssl` command (edge.signing); without it the export fails before a
-byte is written. Every export also carries the audit log's chain head (edge.webapp.audit_chain): the
+byte is written. Every export also carries the audit log's chain head (edge.webapp.records.audit_chain): the
 CSV in its last line, the zip in export.json, so a later rewrite of the log can be found.
 """
 
@@ -38,9 +38,9 @@ from typing import IO
 from edge import signing
 from edge.files import atomic_write_bytes
 from edge.provenance import sha256_file
-from edge.webapp import images
-from edge.webapp.audit_chain import Head
-from edge.webapp.store import Case
+from edge.webapp.records import xray_copies
+from edge.webapp.records.audit_chain import Head
+from edge.webapp.records.database import Case
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def _manifest(
     films = []
     for sha, entry in sorted(by_sha.items()):
         label = next(iter(entry.labels)) if len(entry.labels) == 1 else ""
-        path = images.path_of(data_dir, entry.file)
+        path = xray_copies.path_of(data_dir, entry.file)
         if not label:
             status = "conflicting diagnoses: " + " / ".join(sorted(entry.labels))
         elif not path.is_file():

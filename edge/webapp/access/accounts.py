@@ -1,7 +1,7 @@
 """Staff accounts, their server-side sessions, and the lockout of repeated wrong PINs or codes.
 
 Every person who uses the kiosk's pages logs in with their own name and PIN, so every clinical
-action can be attributed (edge.webapp.store.append_audit). PINs are stored only as werkzeug
+action can be attributed (edge.webapp.records.database.append_audit). PINs are stored only as werkzeug
 password hashes (scrypt). Roles: `staff` screen, view, confirm and export; `admin` also manages
 staff. A session is a random token in the signed cookie whose sha256 is a row here: logging out
 deletes the row, so a copied cookie stops working at once; a session also ends after a configured
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from flask_babel import gettext
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from edge.webapp.store import Actor, append_audit, utc_now, write
+from edge.webapp.records.database import Actor, append_audit, utc_now, write
 
 ROLES = ("staff", "admin")
 PIN_MIN, PIN_MAX = 6, 12

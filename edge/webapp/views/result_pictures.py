@@ -1,6 +1,6 @@
 """The pictures a result shows, made when they are asked for, never while the clinic waits.
 
-A case keeps its de-identified X-ray (edge.webapp.images) and a heatmap layer (edge.heatmap); the
+A case keeps its de-identified X-ray (edge.webapp.records.xray_copies) and a heatmap layer (edge.heatmap); the
 result page lays the layer over a display-size copy of the X-ray, so a nurse can fade it or switch
 it off; the report and the API get the two blended into one PNG. Heatmaps stored before the layer
 (full-colour overlays) are served as they are. Each function answers None when there is nothing
@@ -17,13 +17,13 @@ import numpy as np
 from PIL import Image
 
 from edge.heatmap import DISPLAY_LONG_SIDE, display_size, overlay
-from edge.webapp import images, store
+from edge.webapp.records import database, xray_copies
 
 _PNG_COLOUR_TYPE_OFFSET = 25  # in the IHDR chunk, after the signature, length, type, size and depth
 _PNG_PALETTE = 3
 
 
-def xray_jpeg(data_dir: Path | str, case: store.Case) -> bytes | None:
+def xray_jpeg(data_dir: Path | str, case: database.Case) -> bytes | None:
     """The case's de-identified X-ray at display size, as JPEG."""
     image = _stored_at_display_size(data_dir, case)
     if image is None:
@@ -33,9 +33,9 @@ def xray_jpeg(data_dir: Path | str, case: store.Case) -> bytes | None:
     return buffer.getvalue()
 
 
-def heatmap_overlay(data_dir: Path | str, conn: sqlite3.Connection, case: store.Case) -> bytes | None:
+def heatmap_overlay(data_dir: Path | str, conn: sqlite3.Connection, case: database.Case) -> bytes | None:
     """The X-ray with its heatmap blended in, as one PNG (for print and for the API)."""
-    layer = store.get_heatmap(conn, case.id)
+    layer = database.get_heatmap(conn, case.id)
     if layer is None or not is_layer(layer):
         return layer
     image = _stored_at_display_size(data_dir, case)
@@ -47,12 +47,12 @@ def is_layer(png: bytes) -> bool:
     return len(png) > _PNG_COLOUR_TYPE_OFFSET and png[_PNG_COLOUR_TYPE_OFFSET] == _PNG_PALETTE
 
 
-def _stored_at_display_size(data_dir: Path | str, case: store.Case) -> Image.Image | None:
+def _stored_at_display_size(data_dir: Path | str, case: database.Case) -> Image.Image | None:
     """The stored copy shrunk for the screen; Pillow only, so a big film is held once, briefly."""
     if case.image_file is None:
         return None
     try:
-        image = Image.open(images.path_of(data_dir, case.image_file))
+        image = Image.open(xray_copies.path_of(data_dir, case.image_file))
     except FileNotFoundError:
         return None
     image.load()  # reads the one frame and closes the file

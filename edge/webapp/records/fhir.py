@@ -18,8 +18,8 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from edge.webapp.audit_chain import Head
-from edge.webapp.store import Case
+from edge.webapp.records.audit_chain import Head
+from edge.webapp.records.database import Case
 
 MEDIA_TYPE = "application/fhir+json"
 CASE_REF_TYPE = "Clinic case reference"
@@ -43,7 +43,7 @@ def bundle(
 ) -> dict[str, Any]:
     """A `collection` Bundle of the confirmed cases' reports; `corrected` holds the ids of cases whose
     confirmation was changed after it was first recorded (their reports are `amended`). The audit
-    log's head when it was made (edge.webapp.audit_chain) is a tag in the Bundle's `meta`."""
+    log's head when it was made (edge.webapp.records.audit_chain) is a tag in the Bundle's `meta`."""
     entries = [
         {
             "fullUrl": f"urn:uuid:{report_uuid(case)}",

@@ -17,9 +17,9 @@ from werkzeug.datastructures import FileStorage
 
 from edge import formats
 from edge.preprocess import ImageError
-from edge.webapp import case_refs
-from edge.webapp.case_refs import CASE_REF_MAX
-from edge.webapp.i18n import translated
+from edge.webapp.display.i18n import translated
+from edge.webapp.intake import case_refs
+from edge.webapp.intake.case_refs import CASE_REF_MAX
 
 __all__ = ["CASE_REF_FIELD", "CASE_REF_MAX", "FILE_FIELD", "Upload", "UploadError", "read_upload"]
 

@@ -5,7 +5,7 @@ with `synchronous=FULL`, and every write is one `BEGIN IMMEDIATE ... COMMIT` tra
 is on disk before the kiosk acknowledges it and concurrent writers queue instead of failing.
 
 Only what a screening record needs is stored: no patient identifiers, no uploaded file names, no
-DICOM fields. The case reference is the clinic's own code, checked by `edge.webapp.uploads`.
+DICOM fields. The case reference is the clinic's own code, checked by `edge.webapp.intake.upload_checks`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 from flask import Flask, current_app, g
 from flask_babel import gettext
 
-from edge.webapp import audit_chain
+from edge.webapp.records import audit_chain
 
 DB_FILE = "pneumoedge.sqlite3"
 #: SQLite's largest row id: a larger number in a URL is no case (404), not an overflow (500).
@@ -242,7 +242,7 @@ def init_db(data_dir: Path | str) -> None:
 
 
 def _chain_the_audit_log(conn: sqlite3.Connection) -> None:
-    """Version 3: the audit log's hash chain (edge.webapp.audit_chain). Entries already there are
+    """Version 3: the audit log's hash chain (edge.webapp.records.audit_chain). Entries already there are
     chained once, here, and an entry says so: their history before this update cannot be vouched for."""
     with _write(conn):
         conn.execute("ALTER TABLE audit_log ADD COLUMN prev_sha256 TEXT")
@@ -417,7 +417,7 @@ def append_audit(
     new_value: str | None = None,
     detail: str | None = None,
 ) -> None:
-    """Add one entry to the append-only, hash-chained audit log (edge.webapp.audit_chain).
+    """Add one entry to the append-only, hash-chained audit log (edge.webapp.records.audit_chain).
 
     Inside a transaction of the caller's, it commits with the change it describes; otherwise alone.
     Either way it holds the write lock, so the next number and the previous hash cannot race.

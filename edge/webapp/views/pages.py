@@ -8,10 +8,12 @@ from werkzeug.wrappers import Response
 
 from edge.kermany import LABELS
 from edge.quality import plain_words
-from edge.webapp import case_refs, pictures, store
-from edge.webapp.scoring import refused_thumbnail, score_and_record
-from edge.webapp.security import current_actor
-from edge.webapp.uploads import CASE_REF_FIELD, CASE_REF_MAX, UploadError, read_upload
+from edge.webapp.access.request_guard import current_actor
+from edge.webapp.intake import case_refs
+from edge.webapp.intake.scoring import refused_thumbnail, score_and_record
+from edge.webapp.intake.upload_checks import CASE_REF_FIELD, CASE_REF_MAX, UploadError, read_upload
+from edge.webapp.records import database
+from edge.webapp.views import result_pictures
 
 bp = Blueprint("pages", __name__)
 
@@ -38,9 +40,9 @@ def assess() -> Response | tuple[str, int]:
 @bp.get("/cases/<rowid:case_id>")
 def result(case_id: int) -> str:
     case = _case_or_404(case_id)
-    store.append_audit(store.get_db(), current_actor(), "view_result", case_id)
+    database.append_audit(database.get_db(), current_actor(), "view_result", case_id)
     return render_template(
-        "result.html",
+        "pages/result.html",
         case=case,
         has_heatmap=_has_heatmap(case),
         has_thumbnail=case.status != "ok" and refused_thumbnail(case_id) is not None,
@@ -52,9 +54,9 @@ def result(case_id: int) -> str:
 @bp.get("/cases/<rowid:case_id>/report")
 def report(case_id: int) -> str:
     case = _case_or_404(case_id)
-    store.append_audit(store.get_db(), current_actor(), "view_report", case_id)
+    database.append_audit(database.get_db(), current_actor(), "view_report", case_id)
     return render_template(
-        "report.html",
+        "pages/report.html",
         case=case,
         has_heatmap=_has_heatmap(case),
         advice=_advice(case),
@@ -65,21 +67,23 @@ def report(case_id: int) -> str:
 @bp.get("/cases/<rowid:case_id>/heatmap.png")
 def heatmap(case_id: int) -> Response:
     """The X-ray with its heatmap blended in (the printed report)."""
-    png = pictures.heatmap_overlay(current_app.config["DATA_DIR"], store.get_db(), _case_or_404(case_id))
+    png = result_pictures.heatmap_overlay(
+        current_app.config["DATA_DIR"], database.get_db(), _case_or_404(case_id)
+    )
     return _picture(png, "image/png", gettext("Case %(id)d has no heatmap.", id=case_id))
 
 
 @bp.get("/cases/<rowid:case_id>/heatmap-layer.png")
 def heatmap_layer(case_id: int) -> Response:
     """The see-through heatmap the result page lays over the X-ray."""
-    layer = store.get_heatmap(store.get_db(), case_id)
+    layer = database.get_heatmap(database.get_db(), case_id)
     return _picture(layer, "image/png", gettext("Case %(id)d has no heatmap.", id=case_id))
 
 
 @bp.get("/cases/<rowid:case_id>/xray.jpg")
 def xray(case_id: int) -> Response:
     """The stored de-identified X-ray at display size."""
-    jpeg = pictures.xray_jpeg(current_app.config["DATA_DIR"], _case_or_404(case_id))
+    jpeg = result_pictures.xray_jpeg(current_app.config["DATA_DIR"], _case_or_404(case_id))
     return _picture(jpeg, "image/jpeg", gettext("Case %(id)d has no stored image.", id=case_id))
 
 
@@ -94,7 +98,7 @@ def refused_thumbnail_image(case_id: int) -> Response:
 def _upload_page(error: str | None = None, error_detail: str | None = None, case_ref: str = "") -> str:
     max_mb = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
     return render_template(
-        "index.html",
+        "pages/index.html",
         error=error,
         error_detail=error_detail,
         case_ref=case_ref,
@@ -104,18 +108,18 @@ def _upload_page(error: str | None = None, error_detail: str | None = None, case
     )
 
 
-def _case_or_404(case_id: int) -> store.Case:
-    case = store.get_case(store.get_db(), case_id)
+def _case_or_404(case_id: int) -> database.Case:
+    case = database.get_case(database.get_db(), case_id)
     if case is None:
         abort(404, description=gettext("There is no case #%(id)d.", id=case_id))
     return case
 
 
-def _has_heatmap(case: store.Case) -> bool:
-    return store.has_heatmap(store.get_db(), case.id)
+def _has_heatmap(case: database.Case) -> bool:
+    return database.has_heatmap(database.get_db(), case.id)
 
 
-def _advice(case: store.Case) -> list[str]:
+def _advice(case: database.Case) -> list[str]:
     """What a refusal means and what to do next, in plain words (accepted cases: none)."""
     return plain_words(case.quality_flags) if case.status != "ok" else []
 

@@ -1,8 +1,8 @@
 """The JSON API for clinic systems (docs/openapi.yaml) and the health check.
 
 Every call but /healthz needs a credential (an API token, the access code, or the kiosk's own
-logged-in pages' session: edge.webapp.security); what each call reads or creates is in the audit log
-under the credential's holder. Exempt from CSRF: cross-site requests are refused outright.
+logged-in pages' session: edge.webapp.access.request_guard); what each call reads or creates is in
+the audit log under the credential's holder. Exempt from CSRF: cross-site requests are refused outright.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from flask import Blueprint, abort, current_app, jsonify, request, url_for
 from flask_babel import gettext
 from werkzeug.wrappers import Response
 
-from edge.webapp import clock, storage, store
-from edge.webapp.errors import error_response
-from edge.webapp.pictures import heatmap_overlay
-from edge.webapp.queries import MAX_LIMIT, QueryError, parse_case_query, parse_int
-from edge.webapp.scoring import kiosk_info, score_and_record
-from edge.webapp.security import current_actor
-from edge.webapp.uploads import UploadError, read_upload
+from edge.webapp.access.request_guard import current_actor
+from edge.webapp.intake.scoring import kiosk_info, score_and_record
+from edge.webapp.intake.upload_checks import UploadError, read_upload
+from edge.webapp.records import clock, data_folder, database
+from edge.webapp.views.case_filters import MAX_LIMIT, QueryError, parse_case_query, parse_int
+from edge.webapp.views.errors import error_response
+from edge.webapp.views.result_pictures import heatmap_overlay
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,9 @@ def results() -> Response:
         offset = parse_int(request.args, "offset", 0, 0, 2**31)
     except QueryError as e:
         return error_response(400, "bad_query", f"{e}.")
-    cases, total = store.search_cases(store.get_db(), query, limit, offset)
-    store.append_audit(
-        store.get_db(), current_actor(), "api_list_results", detail=f"{len(cases)} of {total} cases"
+    cases, total = database.search_cases(database.get_db(), query, limit, offset)
+    database.append_audit(
+        database.get_db(), current_actor(), "api_list_results", detail=f"{len(cases)} of {total} cases"
     )
     next_offset = offset + len(cases) if offset + len(cases) < total else None
     return jsonify(
@@ -75,20 +75,20 @@ def results() -> Response:
 
 @bp.get("/api/v1/results/<rowid:case_id>")
 def result(case_id: int) -> Response:
-    case = store.get_case(store.get_db(), case_id)
+    case = database.get_case(database.get_db(), case_id)
     if case is None:
         abort(404, description=f"There is no case #{case_id}.")
-    store.append_audit(store.get_db(), current_actor(), "api_view_result", case_id)
+    database.append_audit(database.get_db(), current_actor(), "api_view_result", case_id)
     return jsonify(_case_json(case))
 
 
 @bp.get("/api/v1/results/<rowid:case_id>/heatmap.png")
 def heatmap(case_id: int) -> Response:
-    case = store.get_case(store.get_db(), case_id)
-    png = None if case is None else heatmap_overlay(current_app.config["DATA_DIR"], store.get_db(), case)
+    case = database.get_case(database.get_db(), case_id)
+    png = None if case is None else heatmap_overlay(current_app.config["DATA_DIR"], database.get_db(), case)
     if png is None:
         abort(404, description=f"Case #{case_id} has no heatmap (none exists, or it could not be assessed).")
-    store.append_audit(store.get_db(), current_actor(), "api_view_heatmap", case_id)
+    database.append_audit(database.get_db(), current_actor(), "api_view_heatmap", case_id)
     return current_app.response_class(png, mimetype="image/png")
 
 
@@ -98,10 +98,10 @@ def healthz() -> tuple[Response, int]:
     space above the floor), and which model is loaded. 503 when it cannot."""
     info = kiosk_info()
     try:
-        conn: sqlite3.Connection | None = store.get_db()
+        conn: sqlite3.Connection | None = database.get_db()
     except sqlite3.Error:
         conn = None
-    health = storage.check_health(conn, current_app.config["DATA_DIR"], storage.reserve())
+    health = data_folder.check_health(conn, current_app.config["DATA_DIR"], data_folder.reserve())
     body = {
         "status": "ok" if health.ok else "error",
         "database": health.database,
@@ -117,7 +117,7 @@ def healthz() -> tuple[Response, int]:
     return jsonify(body), 200 if health.ok else 503
 
 
-def _case_json(case: store.Case) -> dict[str, Any]:
+def _case_json(case: database.Case) -> dict[str, Any]:
     body = case.to_dict()
     body["heatmap_url"] = url_for("api.heatmap", case_id=case.id) if case.status == "ok" else None
     body["report_url"] = url_for("pages.report", case_id=case.id)

@@ -1,0 +1,1 @@
+"""What people read: the pages' languages, local times and percentages."""

@@ -1,0 +1,1 @@
+"""The blueprints (pages, history, auth, tokens, audit, api), the error pages and what only they use."""
