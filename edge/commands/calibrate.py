@@ -130,7 +130,7 @@ def calibrate(
     threshold = operating["threshold"]
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     section = {
-        "method": "head-refit+platt" if refit_head else "platt",
+        "method": "head-refit+platt" if fitted.record["refit"] else "platt",
         "slope": slope,
         "intercept": intercept,
         "description": _description(site, len(samples), created, operating),

@@ -42,7 +42,7 @@ def test_calibrated_bundle_records_the_rule_the_films_and_the_evidence(
     assert main(["calibrate", str(site), "--model", str(tiny_bundle_int8.root), "--out", str(out)]) == 0
     bundle = load_bundle(out)
     section = bundle.metadata["calibration"]
-    assert section["method"] == "head-refit+platt" and section["site"] == "clinic-a"
+    assert section["site"] == "clinic-a"
     assert section["films"]["total"] == 115
     assert bundle.threshold == section["threshold"]
     assert section["recall_lower_bound_95"] >= 0.95
@@ -51,6 +51,7 @@ def test_calibrated_bundle_records_the_rule_the_films_and_the_evidence(
     assert set(refit["cross_validated_auc_by_strength"]) == {str(s) for s in STRENGTHS}
     # the site's head is shipped when it ranked the films better out of fold, else the trained one
     assert (bundle.metadata["head"] != tiny_bundle_int8.metadata["head"]) == refit["refit"]
+    assert section["method"] == ("head-refit+platt" if refit["refit"] else "platt")  # what was done
     cross_validated = section["metrics_cross_validated"]["recall"]["value"]
     assert cross_validated == section["expected_recall"]
     assert bundle.model_sha256 == tiny_bundle_int8.model_sha256  # the same model file
