@@ -26,6 +26,8 @@ HERE = Path(__file__).resolve().parent
 BUILD_ROOTFS = HERE / "build-rootfs.sh"
 TOOLS = ("qemu-system-x86_64", "qemu-img", "qemu-nbd", "nbdkit", "debootstrap", "mkfs.ext4")
 MARK = "PNEUMOEDGE-TEST:"
+#: The serial console belongs to the test agent: a login prompt there would hang up its output.
+KERNEL_ARGS = "systemd.mask=serial-getty@ttyS0.service"
 
 
 def missing_tools() -> list[str]:
@@ -140,13 +142,14 @@ class Guest:
             drive = f"file=nbd+unix:///?socket={outer},format=raw,if=virtio"
         self.serial.unlink(missing_ok=True)
         self.monitor.unlink(missing_ok=True)
+        # -cpu max: the bundle's numpy 2 needs x86-64-v2 (SSE4.2, POPCNT); TCG's default qemu64 lacks it.
         self.procs["qemu"] = subprocess.Popen(
             [
                 "qemu-system-x86_64",
-                *("-accel", "tcg", "-smp", "2", "-m", "2048", "-no-reboot"),
+                *("-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "2048", "-no-reboot"),
                 *("-display", "none", "-monitor", f"unix:{self.monitor},server=on,wait=off", "-serial", f"file:{self.serial}"),
                 *("-kernel", str(self.base.kernel), "-initrd", str(self.base.initrd)),
-                *("-append", f"root=/dev/vda rw console=ttyS0 {self.cmdline}"),
+                *("-append", f"root=/dev/vda rw console=ttyS0 {KERNEL_ARGS} {self.cmdline}"),
                 *("-drive", drive),
                 *("-drive", f"file={self.usb},format=raw,if=virtio,readonly=on"),
                 *("-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:18080"),

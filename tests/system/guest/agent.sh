@@ -11,6 +11,7 @@
 #   pneumoedge.test=check              report what serves after a power cut; stay up
 # Every line for the host starts with "PNEUMOEDGE-TEST:"; output goes to the serial console.
 set -uo pipefail
+trap '' HUP # a getty on the console must not end the test
 usb=/media/usb
 prefix=/opt/pneumoedge
 say() { printf 'PNEUMOEDGE-TEST: %s\n' "$*"; }
