@@ -70,12 +70,16 @@ class Stage:
 
 
 @pytest.fixture(scope="module")
-def stage(tmp_path_factory: pytest.TempPathFactory, tiny_bundle_int8: Bundle, tiny_bundle_float: Bundle) -> Stage:
+def stage(
+    tmp_path_factory: pytest.TempPathFactory, tiny_bundle_int8: Bundle, tiny_bundle_float: Bundle
+) -> Stage:
     """Build (or reuse) the guest image; build and sign two real bundles; write the USB stick."""
     missing = vm.missing_tools()
     if missing:
-        pytest.skip(f"the booted system test needs {', '.join(missing)} (apt-get install qemu-system-x86 "
-                    "qemu-utils debootstrap e2fsprogs nbdkit)")
+        pytest.skip(
+            f"the booted system test needs {', '.join(missing)} (apt-get install qemu-system-x86 "
+            "qemu-utils debootstrap e2fsprogs nbdkit)"
+        )
     if os.geteuid() != 0 and not (vm.cache_dir() / f"rootfs-{vm.recipe_key()}" / ".complete").exists():
         pytest.skip("building the guest's root file system needs root (debootstrap)")
     wheelhouse = Path(os.environ.get("PNEUMOEDGE_WHEELHOUSE", DEFAULT_WHEELHOUSE))
@@ -174,10 +178,17 @@ def post_case(guest: vm.Guest) -> bytes:
     """Record one case with the kiosk's API as a clinic system would (multipart, access code)."""
     boundary = uuid.uuid4().hex
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="film.jpeg"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode() + FILM.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    headers = {"Authorization": f"Bearer {ACCESS_CODE}", "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="film.jpeg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + FILM.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {
+        "Authorization": f"Bearer {ACCESS_CODE}",
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+    }
     return guest.http("/api/v1/predict", body, headers)
 
 

@@ -147,7 +147,14 @@ class Guest:
             [
                 "qemu-system-x86_64",
                 *("-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "2048", "-no-reboot"),
-                *("-display", "none", "-monitor", f"unix:{self.monitor},server=on,wait=off", "-serial", f"file:{self.serial}"),
+                *(
+                    "-display",
+                    "none",
+                    "-monitor",
+                    f"unix:{self.monitor},server=on,wait=off",
+                    "-serial",
+                    f"file:{self.serial}",
+                ),
                 *("-kernel", str(self.base.kernel), "-initrd", str(self.base.initrd)),
                 *("-append", f"root=/dev/vda rw console=ttyS0 {KERNEL_ARGS} {self.cmdline}"),
                 *("-drive", drive),
@@ -194,9 +201,11 @@ class Guest:
         """Wait for the guest to power itself off (a clean shutdown flushes everything)."""
         try:
             self.procs["qemu"].wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as e:
             self.stop()
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}:\n{self.log()[-4000:]}")
+            raise AssertionError(
+                f"timed out after {timeout_s:.0f} s waiting for {what}:\n{self.log()[-4000:]}"
+            ) from e
         self.stop()
 
     def power_cut(self) -> None:
@@ -222,6 +231,8 @@ class Guest:
 
     def http(self, path: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> bytes:
         """A request to the kiosk from the host (hostfwd -> the guest's forwarder -> 127.0.0.1:8080)."""
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, headers=headers or {})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=data, headers=headers or {}
+        )
         with urllib.request.urlopen(request, timeout=300) as response:
             return bytes(response.read())
