@@ -40,13 +40,17 @@ BOOT_S = 30 * 60
 STEP_S = 45 * 60
 #: Where the power is cut, and the release that must serve afterwards (by design, see
 #: docs/deployment.md "Power cuts during an update"). None: no cut, the update completes.
+#: The most telling first, so a time-boxed run (CI) gets them: PNEUMOEDGE_SYSTEM_CUTS=after-switch,
+#: rollback runs only those (no-cut names the uncut update); before-switch always runs (it installs
+#: 2.0.0 for the others).
 CUTS: dict[str | None, str] = {
-    None: "2.0.0",
-    "during-switch": "1.0.0",
     "after-switch": "2.0.0",
-    "health-window": "2.0.0",
     "rollback": "1.0.0",
+    "health-window": "2.0.0",
+    "during-switch": "1.0.0",
+    None: "2.0.0",
 }
+SELECTED = os.environ.get("PNEUMOEDGE_SYSTEM_CUTS", "")
 TIMINGS: dict[str, float] = {}
 RESULTS: dict[str, dict[str, object]] = {}
 
@@ -235,6 +239,8 @@ def test_power_cut_before_the_switch(kiosk: Path) -> None:
 
 @pytest.mark.parametrize("cut", list(CUTS), ids=[c or "no-cut" for c in CUTS])
 def test_power_cut_during_the_update(stage: Stage, kiosk: Path, cut: str | None) -> None:
+    if SELECTED and (cut or "no-cut") not in SELECTED.split(","):
+        pytest.skip(f"not in PNEUMOEDGE_SYSTEM_CUTS={SELECTED}")
     started = time.monotonic()
     result = cut_and_reboot(stage, kiosk, cut)
     RESULTS[cut or "no-cut"] = result
