@@ -57,7 +57,7 @@ case "$mode" in
 provision)
 	# The clinic's OS image would have Chromium and cage; this guest has no display (stand-ins).
 	install -m 0755 "${usb}/test/chromium" "${usb}/test/cage" /usr/local/bin/
-	export HEALTH_TIMEOUT_SEC=900 START_TIMEOUT_SEC=900 WATCHDOG_SEC=600 SCREEN_SETTLE_SEC=15
+	export HEALTH_TIMEOUT_SEC=900 START_TIMEOUT_SEC=900 WATCHDOG_SEC=120 SCREEN_SETTLE_SEC=15
 	if ! "${usb}/firmware_scripts/provision.sh" --pubkey "${usb}/pneumoedge-signing.pub" "$(bundle 1.0.0)"; then
 		say "provision FAILED"
 		tail -n 40 /var/log/pneumoedge/provision.log
