@@ -169,13 +169,20 @@ class Guest:
         """QEMU's monitor socket (the power button)."""
         return self.serial.with_suffix(".monitor")
 
-    def power_button(self, timeout_s: float, what: str) -> None:
-        """Press the (ACPI) power button and wait for the clean shutdown systemd-logind makes of it."""
+    def power_button(self, timeout_s: float) -> bool:
+        """Press the (ACPI) power button and wait for the clean shutdown systemd-logind makes of it;
+        if none comes within `timeout_s`, cut the power instead and return False."""
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(self.monitor))
             s.sendall(b"system_powerdown\n")
             time.sleep(1)
-        self.wait_poweroff(timeout_s, what)
+        try:
+            self.procs["qemu"].wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.power_cut()
+            return False
+        self.stop()
+        return True
 
     def log(self) -> str:
         """The serial console so far (kernel, systemd and the agent's lines)."""
