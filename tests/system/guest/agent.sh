@@ -91,6 +91,8 @@ firstboot)
 	systemctl poweroff
 	;;
 update)
+	# The stand-in browser of this test run (the disk may come from an earlier provisioning).
+	install -m 0755 "${usb}/test/chromium" "${usb}/test/cage" /usr/local/bin/
 	wait_active pneumoedge.service 1800 || say "pneumoedge.service not active after 30 min"
 	report
 	mkdir -p /run/pneumoedge-test
