@@ -8,7 +8,7 @@ release serves /healthz to the host, the screen unit runs, the case is still in 
 
 Stand-ins (there is no display): the browser and the compositor (tests/system/guest/chromium,
 cage), and a forwarder so the host reaches the loopback-only kiosk (build-rootfs.sh). Slow: about
-an hour on two busy cores (make test-system); timings go to the output and to
+40 min on two busy cores (make test-system); timings go to the output and to
 PNEUMOEDGE_SYSTEM_CACHE/last-run.json.
 """
 
