@@ -136,7 +136,16 @@ class Guest:
             )
             _wait_for_socket(inner)
             self.procs["nbdkit"] = subprocess.Popen(
-                ["nbdkit", "--foreground", "-U", str(outer), "--filter=cache", "nbd", f"socket={inner}"]
+                [
+                    "nbdkit",
+                    "--foreground",
+                    "-U",
+                    str(outer),
+                    "--filter=cache",
+                    "nbd",
+                    f"socket={inner}",
+                    "cache=writeback",
+                ]
             )
             _wait_for_socket(outer)
             drive = f"file=nbd+unix:///?socket={outer},format=raw,if=virtio"
