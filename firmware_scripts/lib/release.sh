@@ -490,9 +490,9 @@ roll_back_to() {
 }
 
 # pause_point STEP: a test-only hook for the booted system test (tests/system), inert otherwise:
-# when PAUSE_FILE (/run/pneumoedge-test/pause-at; /run is emptied at every boot) names STEP, say so
-# and wait there, so the test can cut the power at exactly this step. STEPs: before-switch,
-# during-switch, after-switch, health-window, rollback.
+# when PNEUMOEDGE_PAUSE_FILE (default /run/pneumoedge-test/pause-at; /run is emptied at every
+# boot) names STEP, say so and wait there, so the test can cut the power at exactly this step.
+# STEPs: before-switch, during-switch, after-switch, health-window, rollback.
 pause_point() {
 	local file="${PNEUMOEDGE_PAUSE_FILE:-/run/pneumoedge-test/pause-at}"
 	[[ -f "$file" && "$(<"$file")" == "$1" ]] || return 0
