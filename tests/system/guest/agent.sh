@@ -101,8 +101,8 @@ update)
 		echo "$cut" >/run/pneumoedge-test/pause-at
 	fi
 	if [[ "$cut" == rollback ]]; then
-		# Make the new release's screen check fail, so update.sh rolls back (and pauses in it).
-		touch /run/pneumoedge-test/screen-fail
+		# 2.0.0's screen will not come up (the stand-in browser crashes), so update.sh rolls back.
+		echo 2.0.0 >/run/pneumoedge-test/screen-fail
 	fi
 	say "running update.sh"
 	/opt/pneumoedge/updater/update.sh "$(bundle 2.0.0)"
