@@ -42,9 +42,9 @@ TFLITE_MISSING := tflite-runtime 2.14 has wheels for Python 3.9-3.11 only, and n
   $(TFLITE_CANDIDATES) is one (TFLITE_PYTHON=/path/to/python3.11 names one)
 EDGE_TESTS := tests/edge
 # The developer loop: what a change is checked with many times an hour (make test-dev).
-DEV_MARKERS := not slow and not data and not browser and not firmware
+DEV_MARKERS := not slow and not data and not browser and not firmware and not system
 
-.PHONY: help kiosk test test-fast test-dev test-edge-litert test-edge-tflite-runtime golden wheelhouse lint translations train folds film-subspace evaluate sweep export calibrate benchmark bench-kiosk bench-gate clean
+.PHONY: help kiosk test test-system test-fast test-dev test-edge-litert test-edge-tflite-runtime golden wheelhouse lint translations train folds film-subspace evaluate sweep export calibrate benchmark bench-kiosk bench-gate clean
 
 # The variables a target's description names, printed with their values (HOST=... make help shows those).
 HELP_VARIABLES := HOST PORT MODEL RUN DATA SITE FULLRES KIOSK_CONFIG
@@ -97,24 +97,32 @@ test: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete $(if $(TFLITE_PYTHON),$(T
 	$(MAKE) --no-print-directory lint
 	PNEUMOEDGE_WHEELHOUSE=$(WHEELHOUSE) \
 	  $(if $(TFLITE_PYTHON),PNEUMOEDGE_PARITY_PYTHONS=$(CURDIR)/$(TEST_TFLITE_VENV)/bin/python) \
-	  $(TRAIN_VENV)/bin/python -m pytest -m "slow or not slow"
+	  $(TRAIN_VENV)/bin/python -m pytest -m "(slow or not slow) and not system"
 	$(MAKE) --no-print-directory test-edge-litert $(if $(TFLITE_PYTHON),test-edge-tflite-runtime)
 	$(if $(TFLITE_PYTHON),,@echo "make test: skipped the edge tests under tflite-runtime (make test-edge-tflite-runtime): $(TFLITE_MISSING)")
+
+# The booted system test (tests/system): its own stage, never part of `make test`. Skips, saying why,
+# without qemu-system-x86_64, qemu-img, qemu-nbd, nbdkit, debootstrap or mkfs.ext4, or without root
+# the first time (debootstrap); the guest image is cached in PNEUMOEDGE_SYSTEM_CACHE.
+# SYSTEM_TEST_FLAGS: extra pytest flags (CI passes -x: a failure ends the run before its time box).
+SYSTEM_TEST_FLAGS ?=
+test-system: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete ## boot a real Debian in QEMU: provision, update, power cuts at each update step (about 40 min here; needs qemu, debootstrap, nbdkit, root)
+	PNEUMOEDGE_WHEELHOUSE=$(WHEELHOUSE) $(TRAIN_VENV)/bin/python -m pytest tests/system -m system -s --timeout=0 $(SYSTEM_TEST_FLAGS)
 
 test-edge-litert: $(TEST_LITERT_VENV)/.installed ## the edge and kiosk tests in the kiosk's environment (ai-edge-litert, no TensorFlow)
 	$(TEST_LITERT_VENV)/bin/python -c 'import importlib.util as u, sys; \
 	  sys.exit("TensorFlow is installed in the kiosk test environment" if u.find_spec("tensorflow") else 0)'
-	$(TEST_LITERT_VENV)/bin/python -m pytest $(EDGE_TESTS) -m "slow or not slow"
+	$(TEST_LITERT_VENV)/bin/python -m pytest $(EDGE_TESTS) -m "(slow or not slow) and not system"
 
 test-edge-tflite-runtime: $(TEST_TFLITE_VENV)/.installed ## the edge and kiosk tests under tflite-runtime 2.14 + numpy 1.26 (32-bit Pi)
-	$(TEST_TFLITE_VENV)/bin/python -m pytest $(EDGE_TESTS) -m "slow or not slow"
+	$(TEST_TFLITE_VENV)/bin/python -m pytest $(EDGE_TESTS) -m "(slow or not slow) and not system"
 
 golden: $(EDGE_VENV)/.installed ## after a deliberate model change: rewrite the golden answers (tests/fixtures/golden)
 	$(EDGE_VENV)/bin/python -m benchmarks.golden --write
 
 test-fast: $(TRAIN_VENV)/.installed ## lint and the quick tests only (no slow offline-install or real-data tests)
 	$(MAKE) --no-print-directory lint
-	$(TRAIN_VENV)/bin/python -m pytest -m "not slow and not data"
+	$(TRAIN_VENV)/bin/python -m pytest -m "not slow and not data and not system"
 
 test-dev: $(TRAIN_VENV)/.installed ## the developer loop (under 2 min here): ruff, then the tests but firmware rehearsals, browser, slow and real-data ones
 	$(TRAIN_VENV)/bin/ruff check .
@@ -130,7 +138,7 @@ $(WHEELHOUSE)/.complete: requirements-edge.txt requirements-build.txt
 lint: $(TRAIN_VENV)/.installed ## ruff and shellcheck
 	$(TRAIN_VENV)/bin/ruff check .
 	$(TRAIN_VENV)/bin/ruff format --check .
-	find firmware_scripts .ci -type f \( -name '*.sh' -o -name run \) -print0 | xargs -0 -r $(TRAIN_VENV)/bin/shellcheck
+	find firmware_scripts .ci tests/system -type f \( -name '*.sh' -o -name run \) -print0 | xargs -0 -r $(TRAIN_VENV)/bin/shellcheck
 
 translations: $(EDGE_VENV)/.installed ## extract the kiosk's texts, update the fr and pt catalogs, compile them
 	$(EDGE_VENV)/bin/pybabel extract --mapping-file babel.cfg --keywords lazy_gettext \

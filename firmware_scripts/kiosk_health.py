@@ -32,6 +32,9 @@ from dataclasses import dataclass
 log = logging.getLogger("kiosk_health")
 
 PROBE_TIMEOUT_S = 5.0
+#: Until the app first answers, probe this often: READY (and so `systemctl restart` in an update's
+#: health check, and the screen that waits for the app) must not wait a whole watchdog interval.
+STARTUP_PROBE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,7 @@ def supervise(url: str, command: list[str], interval: float) -> int:
         elif ready:
             log.warning("health probe failed, watchdog not fed: %s", result.reason)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=interval)
+            child.wait(timeout=interval if ready else min(interval, STARTUP_PROBE_S))
     log.info("the app exited with status %s", child.returncode)
     if stopping:
         return 0  # asked to stop: a clean stop, not a failure for Restart=on-failure

@@ -80,4 +80,15 @@ def test_with_a_python_3_11_make_test_runs_the_tflite_runtime_environment(only_n
 
 def test_the_developer_loop_leaves_out_the_slow_browser_and_firmware_tests() -> None:
     plan = make("-B", "-n", "test-dev")
-    assert 'pytest -q -m "not slow and not data and not browser and not firmware"' in plan
+    assert 'pytest -q -m "not slow and not data and not browser and not firmware and not system"' in plan
+
+
+def test_make_test_leaves_the_booted_system_test_to_its_own_target() -> None:
+    """The QEMU system test (marker `system`, about 40 min) is never part of `make test`; make
+    test-system runs it, and only it."""
+    runs = [line for line in make("-B", "-n", "test").splitlines() if "-m pytest" in line]
+    assert runs
+    assert all("and not system" in line for line in runs), runs
+    system = [line for line in make("-B", "-n", "test-system").splitlines() if "-m pytest" in line]
+    assert len(system) == 1
+    assert "tests/system -m system" in system[0]

@@ -469,6 +469,7 @@ restart_and_check() {
 		log "health check skipped: nothing was restarted (--root or --dry-run)"
 		return 0
 	fi
+	pause_point health-window
 	check_health "$1" || return 1
 }
 
@@ -478,6 +479,7 @@ roll_back_to() {
 	local version="$1" leaving="$2"
 	warn "rolling back to release ${version}"
 	switch_link current "$version"
+	pause_point rollback
 	run_system systemctl stop pneumoedge.service 9>&- || warn "could not stop the app of ${leaving}"
 	restore_db "$version" "$leaving"
 	if ! restart_and_check "$(release_sha256 "$version")"; then
@@ -487,16 +489,30 @@ roll_back_to() {
 	log "release ${version} is serving again"
 }
 
+# pause_point STEP: a test-only hook for the booted system test (tests/system), inert otherwise:
+# when PNEUMOEDGE_PAUSE_FILE (default /run/pneumoedge-test/pause-at; /run is emptied at every
+# boot) names STEP, say so and wait there, so the test can cut the power at exactly this step.
+# STEPs: before-switch, during-switch, after-switch, health-window, rollback.
+pause_point() {
+	local file="${PNEUMOEDGE_PAUSE_FILE:-/run/pneumoedge-test/pause-at}"
+	[[ -f "$file" && "$(<"$file")" == "$1" ]] || return 0
+	log "PNEUMOEDGE-TEST-PAUSE: $1 (${file}); waiting for the power cut"
+	sleep 3600
+}
+
 # begin_switch KIND VERSION: from the running release to VERSION (KIND update: a newer or
 # reinstalled release, previous becomes the running one; rollback: back to previous).
 begin_switch() {
 	local kind="$1" version="$2" running previous
 	running="$(current_version)"
 	previous="$(link_version previous)"
+	pause_point before-switch
 	if [[ "$kind" == rollback ]]; then snapshot_db "$running" "$version"; else snapshot_db "$running"; fi
 	if health_checks_run; then write_pending "$kind" "$version" "$running" "$previous"; fi
 	[[ "$kind" == rollback ]] || switch_link previous "$running"
+	pause_point during-switch
 	switch_link current "$version"
+	pause_point after-switch
 	if [[ "$kind" == rollback ]]; then
 		run_system systemctl stop pneumoedge.service 9>&- || warn "could not stop the app of ${running}"
 		restore_db "$version" "$running"

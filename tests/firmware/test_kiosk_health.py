@@ -167,3 +167,38 @@ def test_supervise_passes_on_the_app_failure(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 3  # so Restart=on-failure restarts it
+
+
+STUB_APP = """
+import http.server, json, sys, time
+time.sleep(2)  # starting up: nothing listens yet
+class Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"status": "ok", "model": {"sha256": "x"}}).encode()
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Ok).serve_forever()
+"""
+
+
+def test_supervise_reports_ready_soon_after_the_app_answers_not_a_watchdog_interval_later(
+    tmp_path: Path,
+) -> None:
+    """Found by the booted system test: with WatchdogSec=60 the first probe fails (the app is still
+    starting) and the next one came 20 s later, so READY, and every restart in an update's health
+    check, waited up to a third of WatchdogSec after the app was already serving."""
+    notify = NotifySocket(tmp_path / "notify.sock")
+    port = free_port()
+    started = time.monotonic()
+    app = [sys.executable, "-c", STUB_APP, str(port)]
+    supervisor = subprocess.Popen(
+        [*HEALTH, "supervise", "--url", f"http://127.0.0.1:{port}/healthz", "--", *app],
+        env=_env(NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="60000000"),  # probes every 20 s once ready
+    )
+    try:
+        assert notify.wait_for("READY=1", timeout=15), "never reported READY"
+        assert time.monotonic() - started < 12
+    finally:
+        supervisor.terminate()
+        supervisor.wait(timeout=30)
