@@ -15,6 +15,7 @@ from typing import Any
 
 from edge.calibration import Calibration, Head
 from edge.files import atomic_write_bytes
+from edge.kermany import LABELS
 from edge.provenance import sha256_file
 
 FORMAT = "pneumoedge-bundle"
@@ -31,6 +32,8 @@ OUTPUT_EMBEDDING = "embedding"  # (1, d) pooled features, for the out-of-distrib
 #: (1, h, w, d) last-conv features, optional: the kiosk then draws the cam with the bundle's own head,
 #: so a head refitted on a site's films (`python -m edge calibrate`) explains its own decision.
 OUTPUT_FEATURES = "features"
+#: The model inputs the kiosk feeds (edge.preprocess.load_model_input, cast by edge.runtime).
+INPUT_DTYPES = ("uint8", "float32")
 
 
 class BundleError(RuntimeError):
@@ -114,6 +117,24 @@ def _check_format(metadata: dict[str, Any], meta_path: Path) -> None:
     missing = [key for key in required if key not in metadata]
     if missing:
         raise BundleError(f"{meta_path} lacks required fields: {', '.join(missing)}")
+    refusals = [reason for reason in _unhandled(metadata) if reason]
+    if refusals:
+        raise BundleError(f"{meta_path}: this kiosk cannot run it: {'; '.join(refusals)}")
+
+
+def _unhandled(metadata: dict[str, Any]) -> list[str]:
+    """What in a well-formed bundle the kiosk does not handle: its pages, records and FHIR say
+    NORMAL / PNEUMONIA, feed uint8 or float32 pixels and read P(PNEUMONIA) and the embedding."""
+    labels, dtype = metadata["labels"], metadata["input"].get("dtype")
+    outputs, threshold = metadata["outputs"], metadata["threshold"]
+    return [
+        list(labels) != list(LABELS) and f"labels {labels!r}, not {list(LABELS)!r}",
+        dtype not in INPUT_DTYPES and f"input dtype {dtype!r}, not one of {', '.join(INPUT_DTYPES)}",
+        not {OUTPUT_PROBABILITY, OUTPUT_EMBEDDING} <= set(outputs)
+        and f"outputs {sorted(outputs)!r} lack {OUTPUT_PROBABILITY!r} or {OUTPUT_EMBEDDING!r}",
+        not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0)
+        and f"threshold {threshold!r} is not a probability strictly between 0 and 1",
+    ]
 
 
 def write_bundle(root: Path | str, model_bytes: bytes, metadata: dict[str, Any]) -> Bundle:

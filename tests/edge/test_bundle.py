@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,8 @@ METADATA = {
     "name": "unit",
     "labels": ["NORMAL", "PNEUMONIA"],
     "threshold": 0.4,
-    "input": {"height": 224, "width": 224, "channels": 1},
-    "outputs": {"probability": {"shape": [1, 1]}},
+    "input": {"height": 224, "width": 224, "channels": 1, "dtype": "uint8"},
+    "outputs": {"probability": {"shape": [1, 1]}, "embedding": {"shape": [1, 2]}},
     "head": {"input": "embedding", "activation": "sigmoid", "kernel": [0.5, -0.25], "bias": 0.1},
 }
 
@@ -114,6 +115,23 @@ def test_a_format_1_bundle_without_a_head_is_refused(bundle_dir):
     metadata["format_version"] = 1
     path.write_text(json.dumps(metadata))
     with pytest.raises(BundleError, match="format_version 1; this kiosk reads version 2"):
+        load_bundle(bundle_dir)
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"labels": ["PNEUMONIA", "NORMAL"]}, "labels"),
+        ({"labels": ["NORMAL", "BACTERIAL", "VIRAL"]}, "labels"),
+        ({"input": {**METADATA["input"], "dtype": "int16"}}, "input dtype 'int16'"),
+        ({"outputs": {"probability": {"shape": [1, 1]}}}, "lack 'probability' or 'embedding'"),
+        ({"threshold": 1.0}, "threshold 1.0"),
+        ({"threshold": "0.5"}, "threshold '0.5'"),
+    ],
+)
+def test_a_bundle_the_kiosk_cannot_run_is_refused_by_name(bundle_dir, changes, named):
+    edit_metadata(bundle_dir, **changes)
+    with pytest.raises(BundleError, match=f"this kiosk cannot run it: .*{re.escape(named)}"):
         load_bundle(bundle_dir)
 
 
