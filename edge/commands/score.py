@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders (recursive)")
     parser.add_argument("--model", type=Path, default=default_model_dir(), help="model bundle folder")
-    parser.add_argument("--csv", type=Path, default=None, help="write the CSV to this file (None: stdout)")
+    parser.add_argument(
+        "--out", "--csv", dest="csv", type=Path, default=None, help="the CSV file to write (None: stdout)"
+    )
     parser.add_argument(
         "--num-threads", type=_positive, default=None, help="TFLite threads (None: the runtime chooses)"
     )
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return 2
     if args.csv is not None and not args.csv.parent.is_dir():
-        print(f"error: the folder for --csv {args.csv} does not exist; create it first", file=sys.stderr)
+        print(f"error: the folder for --out {args.csv} does not exist; create it first", file=sys.stderr)
         return 2
     try:
         options = ScreenerOptions(num_threads=args.num_threads, heatmap=False)

@@ -94,7 +94,7 @@ def test_named_files_are_scored_whatever_their_suffix(tmp_path, tiny_bundle_int8
 
 def test_csv_file_is_written_whole(clinic_folder, tiny_bundle_float, tmp_path, capsys):
     out = tmp_path / "results.csv"
-    args = ["score", "--model", str(tiny_bundle_float.root), "--csv", str(out), str(clinic_folder)]
+    args = ["score", "--model", str(tiny_bundle_float.root), "--out", str(out), str(clinic_folder)]
     assert main(args) == 0
     assert capsys.readouterr().out == ""
     assert len(rows_of(out.read_text())) == 4
