@@ -106,7 +106,7 @@ test: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete $(if $(TFLITE_PYTHON),$(T
 # the first time (debootstrap); the guest image is cached in PNEUMOEDGE_SYSTEM_CACHE.
 # SYSTEM_TEST_FLAGS: extra pytest flags (CI passes -x: a failure ends the run before its time box).
 SYSTEM_TEST_FLAGS ?=
-test-system: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete ## boot a real Debian in QEMU: provision, update, power cuts at each update step (about 40 min here; needs qemu, debootstrap, nbdkit, root)
+test-system: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete ## boot a real Debian in QEMU: provision, update, power cuts at each update step (19-39 min here; needs qemu, debootstrap, nbdkit, root)
 	PNEUMOEDGE_WHEELHOUSE=$(WHEELHOUSE) $(TRAIN_VENV)/bin/python -m pytest tests/system -m system -s --timeout=0 $(SYSTEM_TEST_FLAGS)
 
 test-edge-litert: $(TEST_LITERT_VENV)/.installed ## the edge and kiosk tests in the kiosk's environment (ai-edge-litert, no TensorFlow)
