@@ -92,7 +92,7 @@ $(KIOSK_CONFIG):
 	  'HOST = "$(HOST)"' 'PORT = $(PORT)' 'MODEL_DIR = "$(abspath $(MODEL))"' 'DATA_DIR = "$(abspath $(KIOSK_DATA))"' > $@
 	@echo "make kiosk: wrote $@; edit it to change the kiosk's settings"
 
-test: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete $(if $(TFLITE_PYTHON),$(TEST_TFLITE_VENV)/.installed) ## set up, lint, run the whole suite (about 20-25 min here), then the edge tests in both kiosk environments
+test: $(TRAIN_VENV)/.installed $(WHEELHOUSE)/.complete $(if $(TFLITE_PYTHON),$(TEST_TFLITE_VENV)/.installed) ## set up, lint, run the whole suite (about 26 min here), then the edge tests in both kiosk environments
 	$(if $(TFLITE_PYTHON),,@echo "make test: skipped the edge tests under tflite-runtime (make test-edge-tflite-runtime): $(TFLITE_MISSING)")
 	$(MAKE) --no-print-directory lint
 	PNEUMOEDGE_WHEELHOUSE=$(WHEELHOUSE) \
