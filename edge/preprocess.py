@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageOps, ImageStat, UnidentifiedImageError
 
 from edge.formats import ACCEPTED_FORMATS, DICOM, Sniffed, sniff
+from edge.intensity import NONE, standardise
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,9 @@ def load_xray(data: bytes) -> XrayImage:
     return _load_raster(data)
 
 
-def to_model_input(image: XrayImage, size: int) -> np.ndarray:
-    """Squash to size x size with Pillow bicubic, as the training data was made; uint8 (size, size, 1)."""
+def to_model_input(image: XrayImage, size: int, intensity: str = NONE) -> np.ndarray:
+    """Squash to size x size with Pillow bicubic, as the training data was made, then standardise the
+    intensity as the bundle says (edge.intensity); uint8 (size, size, 1)."""
     if image.pixels.dtype != np.uint8 or image.pixels.ndim != 2:
         raise ValueError(
             f"expected a 2-D uint8 grayscale image, got {image.pixels.dtype} {image.pixels.shape}"
@@ -98,12 +100,12 @@ def to_model_input(image: XrayImage, size: int) -> np.ndarray:
     pil = Image.fromarray(image.pixels, mode="L")
     if pil.size != (size, size):
         pil = pil.resize((size, size), Image.Resampling.BICUBIC)
-    return np.asarray(pil, dtype=np.uint8)[:, :, np.newaxis]
+    return standardise(np.asarray(pil, dtype=np.uint8)[:, :, np.newaxis], intensity)
 
 
-def load_model_input(data: bytes, size: int) -> np.ndarray:
+def load_model_input(data: bytes, size: int, intensity: str = NONE) -> np.ndarray:
     """Decode and preprocess in one call: the exact path from a file to the model's input tensor."""
-    return to_model_input(load_xray(data), size)
+    return to_model_input(load_xray(data), size, intensity)
 
 
 def _load_raster(data: bytes) -> XrayImage:

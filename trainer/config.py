@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.intensity import check_method
+
 #: Backbones we know: (keras.applications name, last convolution layer for the class activation map).
 ARCHITECTURES: dict[str, tuple[str, str]] = {
     "mobilenetv2": ("MobileNetV2", "out_relu"),
@@ -56,6 +58,9 @@ class TrainConfig:
     contrast: float = 0.15
     #: Acquisition augmentation: what differs between sites and export paths (trainer/acquisition.py).
     acquisition: bool = True
+    #: Intensity standardisation of every model input (edge.intensity): "none" or "clahe", after the
+    #: acquisition augmentation in training; the bundle carries it to the kiosk.
+    intensity: str = "none"
     limit: int | None = None  # use only N training files, a seeded stratified subset (smoke runs, sweeps)
 
     def __post_init__(self) -> None:
@@ -67,6 +72,7 @@ class TrainConfig:
             raise ValueError(f"schedule {self.schedule!r} unknown; choose one of {SCHEDULES}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer {self.optimizer!r} unknown; choose one of {OPTIMIZERS}")
+        check_method(self.intensity)
         if not 0.0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
         if self.fine_tune_from is None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from edge.intensity import NONE, standardise_all
 from edge.kermany import Sample, drop_duplicates, scan_split
 from edge.preprocess import ImageError, load_model_input
 from lab.tf_env import tf
@@ -39,12 +40,17 @@ def collect_samples(data_root: Path, split: str = "train") -> tuple[list[Sample]
     return samples, duplicates
 
 
-def load_images(samples: Sequence[Sample], size: int, desc: str = "decoding") -> ImageSet:
-    """Decode every file with `edge.preprocess`; a broken file is logged and skipped."""
+def load_images(
+    samples: Sequence[Sample], size: int, desc: str = "decoding", intensity: str = NONE
+) -> ImageSet:
+    """Decode every file with `edge.preprocess`; a broken file is logged and skipped.
+
+    Training films are loaded with intensity `none`: their standardisation follows the augmentation.
+    """
     images, kept, skipped = [], [], []
     for sample in tqdm(samples, desc=desc, unit="img", leave=False):
         try:
-            images.append(load_model_input(sample.path.read_bytes(), size))
+            images.append(load_model_input(sample.path.read_bytes(), size, intensity))
             kept.append(sample)
         except (ImageError, OSError) as e:
             log.warning("skipping %s: %s", sample.path.name, e)
@@ -74,6 +80,7 @@ def training_dataset(data: ImageSet, config: TrainConfig) -> tuple[tf.data.Datas
     copies = config.head_epochs + config.fine_tune_epochs
     log.info("augmenting %d copies of %d films", copies, len(data.labels))
     pool = acquisition.augmented_copies(data.images, copies, augment_ranges(config), config.seed)
+    pool = standardise_all(pool, config.intensity)
     labels = np.tile(data.labels, copies)
     ds = tf.data.Dataset.from_tensor_slices((pool, labels))
     ds = ds.shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True).repeat()

@@ -22,6 +22,7 @@ import numpy as np
 
 from edge import INTENDED_USE
 from edge.files import atomic_write_text
+from edge.intensity import NONE
 from edge.kermany import LABELS, Sample, scan_split
 from edge.metrics import binary_metrics
 from edge.preprocess import XrayImage, to_model_input
@@ -69,7 +70,9 @@ def evaluate(
     config = TrainConfig.load(run_dir / CONFIG_FILE)
     root = Path(data_root or run["data_root"])
     eval_set = heldout_set(finished, root) if split is None else folder_set(finished, root, split)
-    images = data.load_images(eval_set.samples, run["input_size"], f"decoding {eval_set.name}")
+    images = data.load_images(
+        eval_set.samples, run["input_size"], f"decoding {eval_set.name}", config.intensity
+    )
     if len(images.samples) == 0:
         raise ValueError(f"none of the {len(eval_set.samples)} files of {eval_set.description} could be read")
 
@@ -103,7 +106,7 @@ def evaluate(
         )
         if sets is not None:
             report["shift"] = strip_per_film(
-                shift_report(keras_scorer(net, run["input_size"]), run["threshold"], sets)
+                shift_report(keras_scorer(net, run["input_size"], config.intensity), run["threshold"], sets)
             )
     out_dir = out_dir or run_dir / f"eval-{eval_set.name}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -118,11 +121,11 @@ def evaluate(
     return report
 
 
-def keras_scorer(net: keras.Model, size: int) -> Scorer:
+def keras_scorer(net: keras.Model, size: int, intensity: str = NONE) -> Scorer:
     """Films -> the Keras model's probabilities, through the kiosk's preprocessing."""
 
     def score(films: Sequence[XrayImage]) -> np.ndarray:
-        inputs = np.stack([to_model_input(film, size) for film in films]).astype(np.float32)
+        inputs = np.stack([to_model_input(film, size, intensity) for film in films]).astype(np.float32)
         return net.predict(inputs, batch_size=64, verbose=0).ravel().astype(np.float64)
 
     return score

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Collection
 
+from edge.intensity import METHODS
 from trainer.config import ARCHITECTURES, FINE_TUNE_FROM, OPTIMIZERS, SCHEDULES, TrainConfig
 
 
@@ -90,6 +91,14 @@ def add_config_options(parser: argparse.ArgumentParser, skip: Collection[str] = 
                 "action": argparse.BooleanOptionalAction,
                 "default": defaults.acquisition,
                 "help": "acquisition augmentation: resampling, JPEG, gamma, blur/sharpen, noise",
+            },
+        ),
+        (
+            "--intensity",
+            {
+                "choices": METHODS,
+                "default": defaults.intensity,
+                "help": "intensity standardisation of every model input (clahe needs opencv)",
             },
         ),
         (

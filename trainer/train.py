@@ -77,7 +77,7 @@ def _train(
         train_samples, val_samples = split(samples)
     write_split(out_dir / SPLIT_FILE, train_samples, val_samples, data_root)
     train_set = data.load_images(train_samples, config.input_size, "decoding train")
-    val_set = data.load_images(val_samples, config.input_size, "decoding val")
+    val_set = data.load_images(val_samples, config.input_size, "decoding val", config.intensity)
     weights = class_weights(train_set.samples)
     log.info(
         "train %d / val %d images; class weights %s", len(train_set.samples), len(val_set.samples), weights
@@ -85,7 +85,8 @@ def _train(
 
     monitor_set = None
     if monitor is not None:
-        monitor_set = data.load_images(scan_split(monitor.parent, monitor.name), config.input_size, "monitor")
+        films = scan_split(monitor.parent, monitor.name)
+        monitor_set = data.load_images(films, config.input_size, "monitor", config.intensity)
     net = model.build_model(config)
     history = _fit(net, config, train_set, val_set, weights, out_dir, monitor_set)
     best = keras.models.load_model(out_dir / MODEL_FILE)
