@@ -134,7 +134,7 @@ def bare_invoke(model_dir: Path, base: np.ndarray, warmup: int, runs: int) -> tu
 
     bundle = load_bundle(model_dir)
     model = TfliteModel(bundle.model_path)
-    tensor = to_model_input(XrayImage(base, "JPEG", 0.0), bundle.input_size)
+    tensor = to_model_input(XrayImage(base, "JPEG", 0.0), bundle.input_size, bundle.intensity)
     timings = []
     for _ in range(warmup):
         model.run(tensor)

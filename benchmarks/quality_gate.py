@@ -201,7 +201,9 @@ def measure_xrays(screener: Screener, paths: list[Path]) -> tuple[Tally, np.ndar
         tally.add(path.name, verdict(screener, data))
         image = load_xray(data)
         if ood is not None and check_image(image, screener.options.quality).passed:
-            embedding = screener.model.run(to_model_input(image, screener.bundle.input_size))["embedding"]
+            embedding = screener.model.run(
+                to_model_input(image, screener.bundle.input_size, screener.bundle.intensity)
+            )["embedding"]
             scores.append(ood.score(embedding))
     elapsed_ms = (time.perf_counter() - started) * 1000 / max(1, len(paths))
     return tally, np.asarray(scores), elapsed_ms

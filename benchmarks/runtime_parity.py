@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import subprocess
 import sys
 import time
@@ -93,10 +94,13 @@ def score(
             "probability": assessment.probability,
             "ood_score": assessment.ood_score,
         }
-    image = to_model_input(load_xray(films[0].read_bytes()), screener.bundle.input_size)
+    image = to_model_input(
+        load_xray(films[0].read_bytes()), screener.bundle.input_size, screener.bundle.intensity
+    )
     model_ms = model_latency(model, image, threads) if time_kernels else {}
     return {
         "runtime": screener.model.runtime_name,
+        "machine": platform.machine(),
         "kernels": screener.model.kernels,
         "film_ms": float(np.median(elapsed)),
         "model_ms": model_ms,
@@ -163,7 +167,8 @@ def _verdict(verdict: dict[str, Any]) -> str:
 
 #: film ms: the whole assessment; model ms: the model alone, on the built-in / the default kernels.
 HEADER = (
-    f"  {'runtime':24} {'kernels':16} {'agree':>7} {'max |dp|':>9} {'film ms':>8} {'model ms':>15}  parity"
+    f"  {'runtime (machine)':34} {'kernels':16} {'agree':>7} {'max |dp|':>9} {'film ms':>8} "
+    f"{'model ms':>15}  parity"
 )
 
 
@@ -173,8 +178,9 @@ def _model_ms(model_ms: dict[str, float]) -> str:
 
 def _row(kernels: str, run: dict[str, Any], result: Comparison) -> str:
     ran = kernels if kernels == run["kernels"] else f"{kernels} ({run['kernels']})"
+    where = f"{run['runtime']} ({run['machine']})"
     return (
-        f"  {run['runtime']:24} {ran:16} {result.agree:>3}/{result.films:<3} {result.max_gap:9.4f} "
+        f"  {where:34} {ran:16} {result.agree:>3}/{result.films:<3} {result.max_gap:9.4f} "
         f"{run['film_ms']:8.1f} {_model_ms(run['model_ms']):>15}  {'yes' if result.holds else 'NO'}"
     )
 
@@ -214,7 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             for py in args.python
         }
         reference = runs[("auto" if "auto" in args.kernels else args.kernels[0], args.python[0])]
-        print(f"\n{model.name} (reference: {reference['runtime']}, {reference['kernels']} kernels)")
+        print(
+            f"\n{model.name} (reference: {reference['runtime']} on {reference['machine']}, "
+            f"{reference['kernels']} kernels)"
+        )
         print(HEADER)
         for (kernels, _), run in runs.items():
             result = compare(reference, run)

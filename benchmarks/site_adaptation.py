@@ -46,7 +46,7 @@ def main() -> None:
     run = read_run_dir(args.run)
     model = keras.models.load_model(run.model_path, compile=False)
     samples, _ = drop_duplicates(scan_split(args.site.parent, args.site.name))
-    images = np.stack([load_model_input(s.path.read_bytes(), run.input_size) for s in samples])
+    images = np.stack([load_model_input(s.path.read_bytes(), run.input_size, run.intensity) for s in samples])
     labels = np.array([s.label for s in samples], dtype=bool)
     patients = tuple(s.patient for s in samples)
     kernel, bias = model.get_layer("probability").get_weights()
@@ -71,7 +71,8 @@ def main() -> None:
     print(f"TTA mean of crops 1, 0.95, 0.9: AUC {roc_auc(labels, sum(logits.values())):.4f}")
 
     original = model.get_weights()
-    training = decode(run.data_root, _sample(run.split["train"], args.train_films), run.input_size).images
+    train_films = _sample(run.split["train"], args.train_films)
+    training = decode(run.data_root, train_films, run.input_size, intensity=run.intensity).images
     moments = (_moments(model, training), _moments(model, images))
     for count in (1, 3, len(batchnorm_layers(model))):
         _match_batchnorm(model, *moments, count)

@@ -15,6 +15,7 @@ from typing import Any
 
 from edge.calibration import Calibration, Head
 from edge.files import atomic_write_bytes
+from edge.intensity import METHODS, NONE
 from edge.kermany import LABELS
 from edge.provenance import sha256_file
 
@@ -66,6 +67,11 @@ class Bundle:
     @property
     def input_size(self) -> int:
         return int(self.metadata["input"]["height"])
+
+    @property
+    def intensity(self) -> str:
+        """The intensity standardisation its model was trained with (edge.intensity; older bundles: none)."""
+        return str(self.metadata["input"].get("intensity", NONE))
 
     @property
     def labels(self) -> list[str]:
@@ -126,6 +132,7 @@ def _unhandled(metadata: dict[str, Any]) -> list[str]:
     """What in a well-formed bundle the kiosk does not handle: its pages, records and FHIR say
     NORMAL / PNEUMONIA, feed uint8 or float32 pixels and read P(PNEUMONIA) and the embedding."""
     labels, dtype = metadata["labels"], metadata["input"].get("dtype")
+    intensity = metadata["input"].get("intensity", NONE)
     outputs, threshold = metadata["outputs"], metadata["threshold"]
     return [
         list(labels) != list(LABELS) and f"labels {labels!r}, not {list(LABELS)!r}",
@@ -134,6 +141,8 @@ def _unhandled(metadata: dict[str, Any]) -> list[str]:
         and f"outputs {sorted(outputs)!r} lack {OUTPUT_PROBABILITY!r} or {OUTPUT_EMBEDDING!r}",
         not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0)
         and f"threshold {threshold!r} is not a probability strictly between 0 and 1",
+        intensity not in METHODS
+        and f"intensity standardisation {intensity!r}, not one of {', '.join(METHODS)}",
     ]
 
 

@@ -144,7 +144,7 @@ class Screener:
         gate = check_image(image, self.options.quality)
         if not gate.passed:
             return self._rejected(sha, started, gate)
-        outputs = self.model.run(to_model_input(image, self.bundle.input_size))
+        outputs = self.model.run(to_model_input(image, self.bundle.input_size, self.bundle.intensity))
         embedding = outputs[OUTPUT_EMBEDDING]
         ood_score = None if self._ood is None else self._ood.score(embedding)
         gate = check_embedding(embedding, self._ood, self.options.quality)

@@ -92,6 +92,11 @@ class RunDir:
         return list(self.run["labels"])
 
     @property
+    def intensity(self) -> str:
+        """The run's intensity standardisation (edge.intensity); runs older than the option had none."""
+        return str(self.config.get("intensity", "none"))
+
+    @property
     def min_recall(self) -> float:
         return float(self.config["min_recall"])
 
@@ -123,6 +128,11 @@ class RunSettings(Protocol):
 
     @property
     def weights(self) -> str | None: ...
+
+    @property
+    def intensity(self) -> str:
+        """The run's intensity standardisation (edge.intensity); runs older than the option had none."""
+        return str(self.config.get("intensity", "none"))
 
     @property
     def min_recall(self) -> float: ...

@@ -102,15 +102,15 @@ def run_benchmark(
     if len(set(names)) != len(names):
         raise ValueError(f"bundle names must differ to be compared, got {names}")
     data_root, files, description = select_images(data, split)
-    decoded: dict[int, DecodedImages] = {}
-    for size in sorted({b.input_size for b in bundles}):
-        decoded[size] = decode(data_root, files, size)
+    decoded: dict[tuple[int, str], DecodedImages] = {}
+    for size, intensity in sorted({(b.input_size, b.intensity) for b in bundles}):
+        decoded[size, intensity] = decode(data_root, files, size, intensity=intensity)
     runtimes = [r for r in installed_runtimes() if settings.runtimes is None or r in settings.runtimes]
     if not runtimes:
         raise ValueError(f"none of the runtimes {settings.runtimes} is installed; try ai-edge-litert")
     models = []
     for bundle in bundles:
-        images = decoded[bundle.input_size]
+        images = decoded[bundle.input_size, bundle.intensity]
         entry = _model_entry(bundle, images, runtimes, settings)
         if shift is not None:
             log.info("shift evaluations of %s", bundle.name)

@@ -18,6 +18,7 @@ import numpy as np
 
 from edge.bundle import Bundle, load_bundle, write_bundle
 from edge.calibration import Head
+from edge.intensity import standardise_all
 from edge.provenance import git_commit, sha256_file
 from lab.run_dir import RunDir, read_run_dir
 from lab.shift import random_acquisition
@@ -85,21 +86,22 @@ def _decode_inputs(run: RunDir, data_root: Path, settings: ExportSettings) -> _I
         return DecodedImages(train.images[rows], train.labels[rows], files)
 
     ood_files = _sample(train_files, 2 * settings.ood_images, run.seed + 1)
+    # training films are decoded as they come and standardised after their variation (_varied), as in training
     return _Inputs(
-        val=decode(data_root, run.split["val"], size),
+        val=decode(data_root, run.split["val"], size, intensity=run.intensity),
         calibration=subset(_sample(train_files, settings.calibration_images, run.seed)),
         ood_fit=subset(ood_files[0::2]),
         ood_threshold=subset(ood_files[1::2]),
         train=train,
-        site=_site_films(settings.adapt_batchnorm, size),
+        site=_site_films(settings.adapt_batchnorm, size, run.intensity),
     )
 
 
-def _site_films(folder: Path | None, size: int) -> DecodedImages | None:
+def _site_films(folder: Path | None, size: int, intensity: str) -> DecodedImages | None:
     if folder is None:
         return None
     root, files = scan_folder(folder)
-    return decode(root, files, size)
+    return decode(root, files, size, intensity=intensity)
 
 
 def _adapted(
@@ -124,13 +126,13 @@ def _export_variant(
     log.info("exporting %s", variant)
     provenance: dict[str, Any] = {}
     if variant.startswith("pruned"):
-        model, provenance = _pruned(model, inputs.train, run.class_weights, settings.prune)
+        model, provenance = _pruned(model, inputs.train, run, settings.prune)
         if inputs.site is not None:  # fine-tuning on training films ran with the adapted statistics
             adapt_batchnorm(model, inputs.site.images, run.seed)
     if adaptation is not None:
         provenance["batchnorm_adaptation"] = adaptation
     integer = variant in INTEGER_VARIANTS
-    calibration = _calibration_images(inputs, run.seed) if integer else None
+    calibration = _calibration_images(inputs, run.seed, run.intensity) if integer else None
     model_bytes = to_tflite(model, run.feature_layer, integer, calibration)
     kernel, bias = head_layer(model).get_weights()
     head = Head(np.asarray(kernel, dtype=np.float64).reshape(-1), float(bias[0]))
@@ -138,7 +140,7 @@ def _export_variant(
     threshold, metrics = calibrate.threshold_and_metrics(
         inputs.val.labels, val.probabilities, run.min_recall, run.seed
     )
-    ood = _ood(model_bytes, head, inputs, val.embeddings, settings.threads, run.seed)
+    ood = _ood(model_bytes, head, inputs, val.embeddings, settings.threads, run)
     provenance.update(_provenance(run, len(inputs.calibration.files) if integer else 0, settings.data_root))
     name = f"{out_prefix.name}-{variant}"
     shapes = shapes_of(model, run.feature_layer)
@@ -148,7 +150,7 @@ def _export_variant(
         "labels": run.labels,
         "threshold": threshold,
         "threshold_rule": run.threshold_rule + " (recalibrated on this variant's TFLite outputs)",
-        "input": _input_contract(shapes, integer),
+        "input": _input_contract(shapes, integer, run.intensity),
         "outputs": shapes.outputs(run.labels),
         "head": head.to_metadata(),
         "calibration": {
@@ -173,23 +175,26 @@ def _export_variant(
     return bundle
 
 
-def _calibration_images(inputs: _Inputs, seed: int) -> np.ndarray:
+def _calibration_images(inputs: _Inputs, seed: int, intensity: str) -> np.ndarray:
     """Varied training films, plus the site's films when the statistics were adapted to them."""
-    varied = _varied(inputs.calibration.images, seed)
+    varied = _varied(inputs.calibration.images, seed, intensity)
     return varied if inputs.site is None else np.concatenate([varied, inputs.site.images])
 
 
-def _varied(images: np.ndarray, seed: int) -> np.ndarray:
-    """The clean training copies and each one re-acquired once (lab.shift.random_acquisition)."""
-    return np.concatenate([images, random_acquisition(images, seed)])
+def _varied(images: np.ndarray, seed: int, intensity: str) -> np.ndarray:
+    """The clean training copies and each one re-acquired once (lab.shift.random_acquisition), then
+    standardised as the model's inputs are."""
+    return standardise_all(np.concatenate([images, random_acquisition(images, seed)]), intensity)
 
 
 def _ood(
-    model_bytes: bytes, head: Head, inputs: _Inputs, val_embeddings: np.ndarray, threads: int, seed: int
+    model_bytes: bytes, head: Head, inputs: _Inputs, val_embeddings: np.ndarray, threads: int, run: RunDir
 ) -> dict[str, Any]:
     """The ood section from varied training films, and its false-reject rate on validation X-rays."""
-    fit = calibrate.score_bytes(model_bytes, _varied(inputs.ood_fit.images, seed), head, threads).embeddings
-    varied = _varied(inputs.ood_threshold.images, seed + 1)
+    seed, intensity = run.seed, run.intensity
+    fit_images = _varied(inputs.ood_fit.images, seed, intensity)
+    fit = calibrate.score_bytes(model_bytes, fit_images, head, threads).embeddings
+    varied = _varied(inputs.ood_threshold.images, seed + 1, intensity)
     holdout = calibrate.score_bytes(model_bytes, varied, head, threads).embeddings
     section = calibrate.ood_section(fit, holdout)
     section["validation_false_reject_rate"] = calibrate.false_reject_rate(section, val_embeddings)
@@ -211,7 +216,7 @@ def recalibrate_ood(run_path: Path, bundle_dirs: list[Path], settings: ExportSet
             raise ValueError(f"{path} was not exported from {run.root}; pass that bundle's own run")
         model_bytes = bundle.model_path.read_bytes()
         val = calibrate.score_bytes(model_bytes, inputs.val.images, bundle.head, settings.threads)
-        ood = _ood(model_bytes, bundle.head, inputs, val.embeddings, settings.threads, run.seed)
+        ood = _ood(model_bytes, bundle.head, inputs, val.embeddings, settings.threads, run)
         ood["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         bundles.append(write_bundle(bundle.root, model_bytes, {**bundle.metadata, "ood": ood}))
         log.info("%s: ood threshold %.3f, false rejects on validation %.2f%%", bundle.name,
@@ -220,12 +225,13 @@ def recalibrate_ood(run_path: Path, bundle_dirs: list[Path], settings: ExportSet
 
 
 def _pruned(
-    model: keras.Model, train: DecodedImages | None, class_weights: dict[int, float], settings: PruneSettings
+    model: keras.Model, train: DecodedImages | None, run: RunDir, settings: PruneSettings
 ) -> tuple[keras.Model, dict[str, Any]]:
     """The pruned, fine-tuned model and what to record about it."""
     if train is None:
         raise ValueError("the pruned variant needs the decoded training images")
-    pruned = prune(model, train.images, train.labels, class_weights, settings)
+    images = standardise_all(train.images, run.intensity)
+    pruned = prune(model, images, train.labels, run.class_weights, settings)
     measured = measured_sparsity(pruned, settings.min_weights)
     provenance = {
         "pruning": {**asdict(settings), "measured_sparsity": measured},
@@ -234,7 +240,7 @@ def _pruned(
     return pruned, provenance
 
 
-def _input_contract(shapes: SignatureShapes, integer: bool) -> dict[str, Any]:
+def _input_contract(shapes: SignatureShapes, integer: bool, intensity: str) -> dict[str, Any]:
     return {
         "name": INPUT_NAME,
         "height": shapes.input_size,
@@ -244,6 +250,7 @@ def _input_contract(shapes: SignatureShapes, integer: bool) -> dict[str, Any]:
         "resize": "pillow-bicubic-squash",
         "dtype": "uint8" if integer else "float32",
         "value_range": [0, 255],
+        "intensity": intensity,
         "preprocess": "edge.preprocess.load_model_input",
     }
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.intensity import NONE
 from edge.kermany import LABELS, scan_split
 from edge.preprocess import ImageError, load_model_input
 from lab.run_dir import LabelledFile, label_index
@@ -69,7 +70,9 @@ def scan_folder(folder: Path) -> tuple[Path, list[LabelledFile]]:
     return folder.parent, files
 
 
-def decode(data_root: Path, files: Sequence[LabelledFile], size: int, verify: bool = True) -> DecodedImages:
+def decode(
+    data_root: Path, files: Sequence[LabelledFile], size: int, verify: bool = True, intensity: str = NONE
+) -> DecodedImages:
     """Decode each file with `edge.preprocess.load_model_input`; missing, altered or broken files raise."""
     images = []
     for entry in files:
@@ -86,7 +89,7 @@ def decode(data_root: Path, files: Sequence[LabelledFile], size: int, verify: bo
                 "point --data at the data root the list was made from"
             )
         try:
-            images.append(load_model_input(data, size))
+            images.append(load_model_input(data, size, intensity))
         except ImageError as e:
             raise ValueError(f"{path} cannot be decoded ({e.reason}): {e}") from e
     stacked = np.stack(images) if images else np.zeros((0, size, size, 1), np.uint8)

@@ -127,12 +127,19 @@ def test_a_format_1_bundle_without_a_head_is_refused(bundle_dir):
         ({"outputs": {"probability": {"shape": [1, 1]}}}, "lack 'probability' or 'embedding'"),
         ({"threshold": 1.0}, "threshold 1.0"),
         ({"threshold": "0.5"}, "threshold '0.5'"),
+        ({"input": {**METADATA["input"], "intensity": "histogram"}}, "intensity standardisation 'histogram'"),
     ],
 )
 def test_a_bundle_the_kiosk_cannot_run_is_refused_by_name(bundle_dir, changes, named):
     edit_metadata(bundle_dir, **changes)
     with pytest.raises(BundleError, match=f"this kiosk cannot run it: .*{re.escape(named)}"):
         load_bundle(bundle_dir)
+
+
+def test_intensity_is_read_and_older_bundles_have_none(bundle_dir):
+    assert load_bundle(bundle_dir).intensity == "none"
+    edit_metadata(bundle_dir, input={**METADATA["input"], "intensity": "clahe"})
+    assert load_bundle(bundle_dir).intensity == "clahe"
 
 
 def test_head_and_default_calibration_are_read(bundle_dir):

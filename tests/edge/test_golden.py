@@ -1,5 +1,6 @@
-"""Golden answers: the shipped default bundle on committed synthetic films, under this environment's
-runtime (the kiosk's ai-edge-litert, the 32-bit Pi's tflite-runtime, or the training environment's).
+"""Golden answers: the shipped default bundle on committed synthetic films, under this platform's
+architecture and runtime (the kiosk's ai-edge-litert, the 32-bit Pi's tflite-runtime, or the training
+environment's; x86-64 here, aarch64 under emulation in `make test-aarch64`).
 
 The expectations are regenerated on purpose only: `python -m benchmarks.golden --write`.
 """
@@ -11,7 +12,7 @@ import json
 
 import pytest
 
-from benchmarks.golden import EXPECTED, STALE, answers, mismatches
+from benchmarks.golden import EXPECTED, STALE, answers, for_platform, mismatches, platform_key
 from edge.bundle import load_bundle
 from edge.screener import default_model_dir
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def expected() -> dict:
+def document() -> dict:
     return json.loads(EXPECTED.read_text())
 
 
@@ -31,8 +32,15 @@ def got() -> dict:
     return answers(SHIPPED)
 
 
-def test_expectations_are_for_the_shipped_bundle(expected):
-    assert expected["model_sha256"] == load_bundle(SHIPPED).model_sha256, STALE
+@pytest.fixture(scope="module")
+def expected(document, got) -> dict:
+    mine = for_platform(document, got["_runtime"])
+    assert mine is not None, f"no golden answers for {platform_key(got['_runtime'])}: {STALE} on it"
+    return mine
+
+
+def test_expectations_are_for_the_shipped_bundle(document):
+    assert document["model_sha256"] == load_bundle(SHIPPED).model_sha256, STALE
 
 
 def test_shipped_bundle_gives_the_golden_answers(expected, got):
@@ -41,6 +49,14 @@ def test_shipped_bundle_gives_the_golden_answers(expected, got):
 
 def test_the_golden_set_covers_both_verdicts(expected):
     assert {film["status"] for film in expected["films"].values()} == {"ok", "rejected"}
+
+
+def test_another_platform_answers_are_not_used_here(document, got):
+    other = {
+        **document,
+        "platforms": {"riscv64 some-runtime": document["platforms"][platform_key(got["_runtime"])]},
+    }
+    assert for_platform(other, got["_runtime"]) is None
 
 
 def test_a_moved_probability_or_a_changed_label_is_caught(expected, got):
