@@ -37,9 +37,14 @@ GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "golden"
 EXPECTED = GOLDEN / "expected.json"
 #: How far an answer may move (another CPU's kernels, another JPEG decoder) before it is a regression.
 TOLERANCE = {"probability": 0.02, "ood_score": 0.05}
-#: (seed, lesion) of each film, chosen to stay clear of the bundle's thresholds: four accepted, one
-#: refused as out of distribution.
+#: (seed, lesion) of each film. film-26 and film-16-lesion are accepted with room to spare (ood score
+#: 1.64 and 1.72 on x86-64, threshold 2.00; aarch64 moves a score by up to 0.12); film-11, film-29
+#: and film-14-lesion are refused as out of distribution on every platform. film-06 (1.93) and
+#: film-29-lesion (2.04) sit near the threshold, so their verdict depends on the platform's kernels
+#: (film-06 is refused under ai-edge-litert on aarch64): each platform's answers record it.
 FILMS = {
+    "film-26.jpeg": (26, None),
+    "film-16-lesion.jpeg": (16, (0.68, 0.55)),
     "film-06.jpeg": (6, None),
     "film-11.jpeg": (11, None),
     "film-29.jpeg": (29, None),

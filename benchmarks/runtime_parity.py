@@ -109,7 +109,13 @@ def score(
 
 
 def score_in(
-    python: str, model: Path, films: list[Path], kernels: str, threads: int | None, time_kernels: bool = True
+    python: str,
+    model: Path,
+    films: list[Path],
+    kernels: str,
+    threads: int | None,
+    time_kernels: bool = True,
+    timeout_s: float = WORKER_TIMEOUT_S,
 ) -> dict[str, Any]:
     """`score` run by another environment's interpreter, as a subprocess that prints JSON."""
     command = [python, "-m", "benchmarks.runtime_parity", "--worker", "--model", str(model)]
@@ -121,7 +127,7 @@ def score_in(
         capture_output=True,
         text=True,
         cwd=REPO,
-        timeout=WORKER_TIMEOUT_S,
+        timeout=timeout_s,
         check=False,
     )
     if done.returncode != 0:
@@ -201,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=1, help="interpreter threads (0: the runtime's choice)"
     )
     parser.add_argument("--no-latency", action="store_true", help="skip timing the model alone")
+    parser.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=WORKER_TIMEOUT_S,
+        help="seconds one runtime may take for one model (emulated aarch64: about 10 s per float32 film)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.threads = args.threads or None
@@ -215,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     broken = False
     for model in args.model:
         runs = {
-            (k, py): score_in(py, model, films, k, args.threads, not args.no_latency)
+            (k, py): score_in(py, model, films, k, args.threads, not args.no_latency, args.worker_timeout)
             for k in args.kernels
             for py in args.python
         }
