@@ -57,6 +57,6 @@ def _clahe() -> Any:  # cv2.CLAHE: OpenCV is imported only here
     except ImportError as e:
         raise IntensityUnavailableError(
             "this bundle standardises intensity with CLAHE, which needs OpenCV: "
-            "pip install opencv-python-headless (pneumoedge[opencv])"
+            "pip install opencv-python-headless"
         ) from e
     return cv2.createCLAHE(clipLimit=CLAHE_CLIP_LIMIT, tileGridSize=CLAHE_TILES)
