@@ -143,7 +143,7 @@ $(WHEELHOUSE)/.complete: requirements-edge.txt requirements-build.txt
 lint: $(TRAIN_VENV)/.installed ## ruff and shellcheck
 	$(TRAIN_VENV)/bin/ruff check .
 	$(TRAIN_VENV)/bin/ruff format --check .
-	find firmware_scripts .ci tests/system -type f \( -name '*.sh' -o -name run \) -print0 | xargs -0 -r $(TRAIN_VENV)/bin/shellcheck
+	find firmware_scripts .ci tests/system tests/aarch64 -type f \( -name '*.sh' -o -name run \) -print0 | xargs -0 -r $(TRAIN_VENV)/bin/shellcheck
 
 translations: $(EDGE_VENV)/.installed ## extract the kiosk's texts, update the fr and pt catalogs, compile them
 	$(EDGE_VENV)/bin/pybabel extract --mapping-file babel.cfg --keywords lazy_gettext \
