@@ -73,7 +73,13 @@ install_venv() {
 		--no-index --find-links /wheels -r "/wheels/${runtime}" -r /wheels/requirements-test-edge.txt
 }
 
-[[ -d "$root" ]] || build_root
+if [[ ! -d "$root" ]]; then
+	# A root that cannot be built (no mirror, no PyPI, emulation refused) is this machine's problem,
+	# not the product's: say so and exit 77 like the other missing prerequisites.
+	trap 'die "could not build the arm64 root (message above): this machine cannot run the test"' ERR
+	build_root
+	trap - ERR
+fi
 
 # The repository and the films appear at their own paths inside the root. /sys stays unmounted: the
 # runtimes' cpuinfo would read the host's x86 CPU list there and crash under emulation; without it
