@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edge.files import atomic_write_text
+from edge.intensity import NONE
 from edge.kermany import LABELS, Sample
 from edge.provenance import git_commit, sha256_file
 
@@ -94,7 +95,7 @@ class RunDir:
     @property
     def intensity(self) -> str:
         """The run's intensity standardisation (edge.intensity); runs older than the option had none."""
-        return str(self.config.get("intensity", "none"))
+        return str(self.config.get("intensity", NONE))
 
     @property
     def min_recall(self) -> float:
@@ -128,11 +129,6 @@ class RunSettings(Protocol):
 
     @property
     def weights(self) -> str | None: ...
-
-    @property
-    def intensity(self) -> str:
-        """The run's intensity standardisation (edge.intensity); runs older than the option had none."""
-        return str(self.config.get("intensity", "none"))
 
     @property
     def min_recall(self) -> float: ...
