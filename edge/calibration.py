@@ -140,13 +140,14 @@ def wilson_lower(successes: int, total: int, z: float = Z_ONE_SIDED_95) -> float
 
 
 def promised_threshold(probabilities: np.ndarray, labels: np.ndarray, floor: float) -> dict[str, Any]:
-    """The highest threshold whose recall has a one-sided 95% lower bound >= floor.
+    """The highest threshold whose recall has a one-sided 95% lower bound >= floor, set with a margin.
 
     `probabilities` must be out of fold (no film scored by a head fitted on it): then recall on them
     estimates recall on the next films, and the bound makes the promise hold on new films, not only
     on the sample. "Highest threshold keeping recall >= 0.98 on the films" took the 4th-lowest of 194
     in-sample scores and promised 0.985; the next films got 0.954. Refuses a sample that cannot
-    support the promise even when every PNEUMONIA film is caught.
+    support the promise even when every PNEUMONIA film is caught. The threshold lies midway between
+    the lowest PNEUMONIA score it keeps and the next lower score (`with_margin`).
     """
     labels = np.asarray(labels).astype(bool)
     probabilities = np.asarray(probabilities, dtype=np.float64)
@@ -161,12 +162,17 @@ def promised_threshold(probabilities: np.ndarray, labels: np.ndarray, floor: flo
             f"{total} confirmed PNEUMONIA films cannot support the promise recall >= {floor} on new "
             f"films with 95% confidence, even with none missed: at least {minimum} are needed"
         )
-    threshold = float(positives[needed - 1])
+    setting_score = float(positives[needed - 1])
+    threshold = with_margin(probabilities, setting_score)
     flagged = probabilities >= threshold
     caught, cleared = int((flagged & labels).sum()), int((~flagged & ~labels).sum())
     return {
         "threshold": threshold,
-        "rule": f"highest threshold whose cross-validated recall has a one-sided 95% lower bound >= {floor}",
+        "rule": (
+            f"highest threshold whose cross-validated recall has a one-sided 95% lower bound >= {floor}, "
+            "placed midway (in logit) between the lowest PNEUMONIA score it keeps and the next lower score"
+        ),
+        "set_by_score": setting_score,
         "recall_floor": floor,
         "expected_recall": caught / total,
         "expected_recall_ci95": list(wilson_interval(caught, total)),
@@ -174,6 +180,23 @@ def promised_threshold(probabilities: np.ndarray, labels: np.ndarray, floor: flo
         "expected_specificity": cleared / int((~labels).sum()),
         "expected_specificity_ci95": list(wilson_interval(cleared, int((~labels).sum()))),
     }
+
+
+def with_margin(probabilities: np.ndarray, setting_score: float) -> float:
+    """Midway, in logit, between `setting_score` and the next lower score: the same films pass either way.
+
+    A threshold equal to a film's own score leaves that film no margin: on another machine's kernels
+    (int8 on aarch64 moved one site film from 0.2111 to 0.1823) exactly that film flips to a miss.
+    """
+    below = probabilities[probabilities < setting_score]
+    if below.size == 0:
+        return setting_score
+    return float(sigmoid(np.array((_logit(setting_score) + _logit(float(below.max()))) / 2.0)))
+
+
+def _logit(probability: float) -> float:
+    clipped = min(max(probability, 1e-12), 1.0 - 1e-12)
+    return math.log(clipped / (1.0 - clipped))
 
 
 def brier(probabilities: np.ndarray, labels: np.ndarray) -> float:

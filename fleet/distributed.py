@@ -151,9 +151,8 @@ def train_pool(
         def make_dataset(pipelines: int, pipeline: int, per_replica: int) -> tf.data.Dataset:
             # one pipeline per worker: the films were already divided by worker above
             del pipelines, pipeline
-            ds, _ = data.training_dataset(shard_set, dataclasses.replace(config, batch_size=per_replica))
-            table = tf.constant([weights[label] for label in range(len(LABELS))], tf.float32)
-            return ds.map(lambda x, y: (x, y, tf.gather(table, tf.cast(y, tf.int32))))
+            replica_config = dataclasses.replace(config, batch_size=per_replica)
+            return data.training_dataset(shard_set, replica_config, weights)[0]
 
         batches = distributed_batches(strategy, make_dataset, global_batch)
         val_set = _load(pool_dir, val_records, val_samples, "validation")

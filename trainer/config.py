@@ -47,6 +47,9 @@ class TrainConfig:
     train_batchnorm: bool = False
     dropout: float = 0.2
     label_smoothing: float = 0.0  # 0.1 was tried with AdamW + cosine: docs/training.md "Ablation"
+    #: Mixup: each training film blended with another of its batch, weight Beta(a, a) (the larger part
+    #: kept first), labels and class weights blended alike. 0 is off.
+    mixup: float = 0.0
     #: The model kept is the last epoch: choosing an epoch on validation patients from the training
     #: pool selects for the training cohort's look, not for new cohorts.
     min_recall: float = 0.97  # threshold rule: highest threshold keeping validation recall >= this
@@ -73,6 +76,8 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer {self.optimizer!r} unknown; choose one of {OPTIMIZERS}")
         check_method(self.intensity)
+        if self.mixup < 0.0:
+            raise ValueError(f"mixup must be >= 0 (0 is off), got {self.mixup}")
         if not 0.0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
         if self.fine_tune_from is None:

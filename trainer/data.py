@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,21 +71,50 @@ def augment_ranges(config: TrainConfig) -> acquisition.AugmentRanges:
     )
 
 
-def training_dataset(data: ImageSet, config: TrainConfig) -> tuple[tf.data.Dataset, int]:
-    """Endless shuffled batches drawn from one augmented copy of every film per epoch; and steps per epoch.
+def training_dataset(
+    data: ImageSet, config: TrainConfig, class_weights: dict[int, float]
+) -> tuple[tf.data.Dataset, int]:
+    """Endless shuffled (film, label, weight) batches from one augmented copy of every film per epoch.
 
-    No flips: the heart is on the left and markers would read mirrored, so a flipped film is not a
-    plausible X-ray.
+    The class weight travels with each film as its sample weight (Keras' `class_weight` would truncate
+    a mixed label such as 0.8 to class 0). No flips: the heart is on the left and markers would read
+    mirrored, so a flipped film is not a plausible X-ray.
     """
     copies = config.head_epochs + config.fine_tune_epochs
     log.info("augmenting %d copies of %d films", copies, len(data.labels))
     pool = acquisition.augmented_copies(data.images, copies, augment_ranges(config), config.seed)
     pool = standardise_all(pool, config.intensity)
     labels = np.tile(data.labels, copies)
-    ds = tf.data.Dataset.from_tensor_slices((pool, labels))
+    weights = np.array([class_weights[int(y)] for y in labels], dtype=np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((pool, labels, weights))
     ds = ds.shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).batch(config.batch_size)
+    ds = ds.map(lambda x, y, w: (tf.cast(x, tf.float32), y, w)).batch(config.batch_size)
+    if config.mixup > 0:
+        ds = ds.map(mixup(config.mixup, config.seed))
     return ds.prefetch(tf.data.AUTOTUNE), math.ceil(len(data.labels) / config.batch_size)
+
+
+def mixup(alpha: float, seed: int) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple]:
+    """Blend each film of a batch with another of the same batch (Zhang et al. 2018, mixup).
+
+    The blend weight is the larger of b and 1 - b, b ~ Beta(alpha, alpha), so every film stays mostly
+    itself; labels and class weights are blended with the same weight.
+    """
+    rng = tf.random.Generator.from_seed(seed)
+
+    def blend(x: tf.Tensor, y: tf.Tensor, w: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        n = tf.shape(y)[0]
+        first = tf.random.stateless_gamma([n], rng.make_seeds(1)[:, 0], alpha)
+        second = tf.random.stateless_gamma([n], rng.make_seeds(1)[:, 0], alpha)
+        lam = tf.maximum(first, second) / (first + second)
+        partner = tf.argsort(rng.uniform([n]))
+
+        def mix(values: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
+            return weight * values + (1.0 - weight) * tf.gather(values, partner)
+
+        return mix(x, lam[:, None, None, None]), mix(y, lam), mix(w, lam)
+
+    return blend
 
 
 def evaluation_dataset(data: ImageSet, batch_size: int = 64) -> tf.data.Dataset:

@@ -78,6 +78,10 @@ def add_config_options(parser: argparse.ArgumentParser, skip: Collection[str] = 
             {"type": float, "default": defaults.label_smoothing, "help": "targets 0/1 become s/2, 1-s/2"},
         ),
         (
+            "--mixup",
+            {"type": float, "default": defaults.mixup, "help": "Beta(a, a) mixup of film pairs; 0 is off"},
+        ),
+        (
             "--train-batchnorm",
             {
                 "action": argparse.BooleanOptionalAction,

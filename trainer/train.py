@@ -132,7 +132,7 @@ def _fit(
     `monitor` films (a shift set such as site-calibration/) are scored after every epoch and logged
     beside the validation figures, to see how a recipe behaves on a new cohort; they choose nothing.
     """
-    train_ds, steps_per_epoch = data.training_dataset(train_set, config)
+    train_ds, steps_per_epoch = data.training_dataset(train_set, config, weights)
     val_ds = data.evaluation_dataset(val_set)
     callbacks = [] if monitor is None else [_MonitorAuc(monitor)]
     callbacks += [
@@ -150,7 +150,6 @@ def _fit(
         validation_data=val_ds,
         epochs=config.head_epochs,
         steps_per_epoch=steps_per_epoch,
-        class_weight=weights,
         callbacks=callbacks,
         verbose=1,
     )
@@ -174,7 +173,6 @@ def _fit(
         initial_epoch=config.head_epochs,
         epochs=config.head_epochs + config.fine_tune_epochs,
         steps_per_epoch=steps_per_epoch,
-        class_weight=weights,
         callbacks=callbacks,
         verbose=1,
     )

@@ -58,6 +58,27 @@ def test_threshold_is_the_highest_whose_lower_bound_reaches_the_floor():
     assert low < chosen["recall_lower_bound_95"] < chosen["expected_recall"] <= high
 
 
+def test_threshold_sits_midway_between_the_film_that_sets_it_and_the_next_lower_score():
+    """No film sits on the threshold, so a small change of kernels cannot flip the film that set it."""
+    rng = np.random.default_rng(3)
+    labels = np.r_[np.ones(200, bool), np.zeros(100, bool)]
+    scores = np.r_[rng.uniform(0.3, 1.0, 200), rng.uniform(0.0, 0.6, 100)]
+    chosen = promised_threshold(scores, labels, 0.95)
+    setting, threshold = chosen["set_by_score"], chosen["threshold"]
+    next_lower = scores[scores < setting].max()
+    assert next_lower < threshold < setting
+    three = np.array([threshold, setting, next_lower])
+    logits = np.log(three / (1 - three))
+    assert logits[0] == pytest.approx((logits[1] + logits[2]) / 2)
+    assert np.sum(scores >= threshold) == np.sum(scores >= setting)  # the same films pass
+
+
+def test_a_threshold_below_every_film_stays_on_the_lowest_score():
+    labels = np.r_[np.ones(60, bool), np.zeros(60, bool)]
+    scores = np.r_[np.full(60, 0.1), np.full(60, 0.9)]
+    assert promised_threshold(scores, labels, 0.95)["threshold"] == 0.1
+
+
 def test_the_promise_holds_on_new_films_in_at_least_95_percent_of_samples():
     """The guarantee itself: choose on 196 films, measure on a large fresh draw, many times."""
     rng = np.random.default_rng(7)
