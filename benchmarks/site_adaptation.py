@@ -10,7 +10,9 @@ Candidates, all on the float Keras model of a training run (the int8 export foll
 - AdaBN: every BatchNorm layer's statistics re-estimated on the site's films (quantize/adabn.py),
   then the head refitted (it was trained on unadapted embeddings);
 - matched BatchNorm: each of the first N layers' statistics moved so that the site's films reach the
-  next layer normalised as the training films did (per-channel moments of 600 training films).
+  next layer normalised as the training films did (per-channel moments of 600 training films);
+- a head fitted afresh (no prior; L2, standardised embeddings) on the site's films pooled with 600
+  training films per class, out of fold by patient over the site films, per L2 strength.
 Labels are read only to score; AdaBN and the matched statistics never read them.
 """
 
@@ -24,7 +26,7 @@ from PIL import Image
 
 from edge import INTENDED_USE
 from edge.calibration import Head
-from edge.head_refit import SiteFilms, choose_strength
+from edge.head_refit import SiteFilms, choose_strength, fit_head, patient_folds
 from edge.kermany import drop_duplicates, scan_split
 from edge.metrics import roc_auc
 from edge.preprocess import load_model_input
@@ -73,6 +75,13 @@ def main() -> None:
     original = model.get_weights()
     train_films = _sample(run.split["train"], args.train_films)
     training = decode(run.data_root, train_films, run.input_size, intensity=run.intensity).images
+    per_class = [_sample([r for r in run.split["train"] if r.label == k], args.train_films) for k in (0, 1)]
+    pooled = decode(run.data_root, per_class[0] + per_class[1], run.input_size, intensity=run.intensity)
+    train_labels = np.array([r.label for r in per_class[0] + per_class[1]], dtype=bool)
+    site, train = SiteFilms(plain, labels, patients), embeddings(pooled.images)
+    for strength in (1000.0, 300.0, 100.0):
+        auc = _pooled_refit_auc(site, train, train_labels, strength)
+        print(f"fresh head on site + {len(train)} training films, L2 {strength:g}: out-of-fold AUC {auc:.4f}")
     moments = (_moments(model, training), _moments(model, images))
     for count in (1, 3, len(batchnorm_layers(model))):
         _match_batchnorm(model, *moments, count)
@@ -81,6 +90,24 @@ def main() -> None:
     adapt_batchnorm(model, images, seed=run.seed)
     report("AdaBN, all layers", embeddings(images))
     print(f"{INTENDED_USE} Every figure here is a research measurement.")
+
+
+def _pooled_refit_auc(site: SiteFilms, train: np.ndarray, train_labels: np.ndarray, strength: float) -> float:
+    """Mean out-of-fold site AUC (5 folds by patient, 2 draws) of a fresh head on site + training films."""
+    mean, std = train.mean(axis=0), train.std(axis=0) + 1e-6
+    site_z, train_z = (site.embeddings - mean) / std, (train - mean) / std
+    zero = Head(np.zeros(site_z.shape[1]), 0.0)
+    draws = []
+    for seed in range(2):
+        folds, logits = patient_folds(site.patients, site.labels, 5, seed), np.empty(len(site.labels))
+        for fold in range(5):
+            held = folds == fold
+            films = np.vstack([site_z[~held], train_z])
+            targets = np.r_[site.labels[~held], train_labels]
+            head = fit_head(SiteFilms(films, targets, ("",) * len(targets)), zero, strength)
+            logits[held] = head.logits(site_z[held])
+        draws.append(roc_auc(site.labels, logits))
+    return float(np.mean(draws))
 
 
 def _sample(files: list, count: int) -> list:
@@ -106,10 +133,6 @@ def _moments(model: keras.Model, films: np.ndarray) -> Moments:
         batch = [_channel_sums(tf.reshape(o, [-1, o.shape[-1]]).numpy()) for o in outputs]
         sums = batch if not sums else [_add(x, y) for x, y in zip(sums, batch, strict=True)]
     return [(s1 / n, np.maximum(s2 / n - (s1 / n) ** 2, 1e-12)) for s1, s2, n in sums]
-
-
-def _add(left: list, right: list) -> list:
-    return [a + b for a, b in zip(left, right, strict=True)]
 
 
 def _add(left: list, right: list) -> list:
