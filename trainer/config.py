@@ -14,11 +14,17 @@ from edge.intensity import check_method
 ARCHITECTURES: dict[str, tuple[str, str]] = {
     "mobilenetv2": ("MobileNetV2", "out_relu"),
     "mobilenet": ("MobileNet", "conv_pw_13_relu"),
+    "efficientnet-lite0": ("EfficientNet-Lite0 (trainer/efficientnet_lite.py)", "top_activation"),
 }
 #: First backbone layer unfrozen for fine-tuning when the config names none: the top blocks. Fine-tuning
 #: all of MobileNetV2 (`Conv1`) fitted the training cohort better and the new cohort worse (site AUC
 #: 0.967 against 0.977: docs/training.md, "Ablation").
-FINE_TUNE_FROM: dict[str, str] = {"mobilenetv2": "block_12_expand", "mobilenet": "conv_dw_12"}
+#: EfficientNet-Lite0's counterpart of block_12_expand: the second block of the last 14 x 14 stage.
+FINE_TUNE_FROM: dict[str, str] = {
+    "mobilenetv2": "block_12_expand",
+    "mobilenet": "conv_dw_12",
+    "efficientnet-lite0": "block5b_expand_conv",
+}
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
 SCHEDULES = ("cosine", "constant")
 
@@ -27,7 +33,7 @@ SCHEDULES = ("cosine", "constant")
 class TrainConfig:
     """Defaults are the shipped model's settings; see docs/training.md 'What the sweep taught us'."""
 
-    architecture: str = "mobilenetv2"  # mobilenetv2 (alpha 1.0) or mobilenet (v1, alpha 0.25)
+    architecture: str = "mobilenetv2"  # mobilenetv2 (alpha 1.0), mobilenet (v1, 0.25), efficientnet-lite0
     alpha: float = 1.0
     input_size: int = 224
     weights: str | None = None  # path to an ImageNet backbone .h5; None trains from scratch
@@ -71,6 +77,8 @@ class TrainConfig:
             raise ValueError(
                 f"architecture {self.architecture!r} unknown; choose one of {list(ARCHITECTURES)}"
             )
+        if self.architecture == "efficientnet-lite0" and self.alpha != 1.0:
+            raise ValueError("efficientnet-lite0 has one width (alpha 1.0)")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule {self.schedule!r} unknown; choose one of {SCHEDULES}")
         if self.optimizer not in OPTIMIZERS:

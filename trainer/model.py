@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from lab.tf_env import keras
 from trainer.config import ARCHITECTURES, TrainConfig
+from trainer.efficientnet_lite import efficientnet_lite0
 
 INPUT_NAME = "xray"
 EMBEDDING_LAYER = "embedding"
@@ -17,21 +18,24 @@ _HEAD_LAYERS = frozenset({EMBEDDING_LAYER, "head_dropout", OUTPUT_LAYER})
 
 def build_model(config: TrainConfig) -> keras.Model:
     inputs = keras.Input((config.input_size, config.input_size, 1), name=INPUT_NAME)
-    # Both MobileNets expect [-1, 1] RGB; the gray film is copied into all three channels.
+    # Every backbone expects [-1, 1] RGB; the gray film is copied into all three channels.
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")(inputs)
     x = keras.layers.Concatenate(name="gray_to_rgb")([x, x, x])
-    application = getattr(keras.applications, ARCHITECTURES[config.architecture][0])
-    backbone = application(
-        input_tensor=x,
-        alpha=config.alpha,
-        include_top=False,
-        weights=str(config.weights) if config.weights else None,
-    )
-    features = backbone.get_layer(config.feature_layer).output
+    features = _backbone(config, x)
     pooled = keras.layers.GlobalAveragePooling2D(name=EMBEDDING_LAYER)(features)
     dropped = keras.layers.Dropout(config.dropout, name="head_dropout")(pooled)
     outputs = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER)(dropped)
     return keras.Model(inputs, outputs, name=f"pneumoedge_{config.architecture}")
+
+
+def _backbone(config: TrainConfig, x: keras.KerasTensor) -> keras.KerasTensor:
+    """The backbone's last activation on `x`, with its ImageNet weights when the config names them."""
+    weights = str(config.weights) if config.weights else None
+    if config.architecture == "efficientnet-lite0":
+        return efficientnet_lite0(x, weights)
+    application = getattr(keras.applications, ARCHITECTURES[config.architecture][0])
+    backbone = application(input_tensor=x, alpha=config.alpha, include_top=False, weights=weights)
+    return backbone.get_layer(config.feature_layer).output
 
 
 def freeze_backbone(model: keras.Model) -> None:
