@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.kermany import LABELS
 from edge.metrics import wilson_interval
 
 #: Fewest films of each class a site sample needs before anything is set on it: with 50 pneumonia
@@ -64,12 +65,16 @@ class Calibration:
     slope: float = 1.0
     intercept: float = 0.0
     description: str = "uncalibrated: the model's own sigmoid"
+    #: Upper edge of the "uncertain: refer" band (`refer_band`); None: the bundle has no band.
+    refer_band_upper: float | None = None
 
     @classmethod
     def from_metadata(cls, section: dict[str, Any] | None) -> Calibration:
         if not section:
             return cls()
-        return cls(float(section["slope"]), float(section["intercept"]), str(section["description"]))
+        band = section.get("refer_band") or {}
+        upper = float(band["upper"]) if "upper" in band else None
+        return cls(float(section["slope"]), float(section["intercept"]), str(section["description"]), upper)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return sigmoid(self.slope * np.asarray(logits, dtype=np.float64) + self.intercept)
@@ -180,6 +185,59 @@ def promised_threshold(probabilities: np.ndarray, labels: np.ndarray, floor: flo
         "expected_specificity": cleared / int((~labels).sum()),
         "expected_specificity_ci95": list(wilson_interval(cleared, int((~labels).sum()))),
     }
+
+
+def refer_band(
+    probabilities: np.ndarray, labels: np.ndarray, threshold: float, precision_floor: float
+) -> dict[str, Any] | None:
+    """The "uncertain: refer" band: referred films (>= threshold) below the lowest score above which
+    the films' precision has a one-sided 95% lower bound >= precision_floor.
+
+    The threshold is set for recall, so many referred films are NORMAL; the band tells the clinician
+    which referrals the model is unsure of. It changes no decision: a film in the band is referred,
+    and every figure counts it so. `probabilities` must be out of fold, as for the threshold. None
+    when no score range reaches the floor (then no referral can be called confident).
+    """
+    labels = np.asarray(labels).astype(bool)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    referred = probabilities >= threshold
+    confident_from = next(
+        (
+            float(score)
+            for score in np.unique(probabilities[referred])
+            if wilson_lower(
+                int((labels & (probabilities >= score)).sum()), int((probabilities >= score).sum())
+            )
+            >= precision_floor
+        ),
+        None,
+    )
+    if confident_from is None:
+        return None
+    upper = max(threshold, with_margin(probabilities, confident_from))
+    band, above = referred & (probabilities < upper), probabilities >= upper
+    in_band, pneumonia_in_band = int(band.sum()), int((band & labels).sum())
+    return {
+        "upper": upper,
+        "rule": (
+            "referred films below the lowest score above which the cross-validated precision has a "
+            f"one-sided 95% lower bound >= {precision_floor} (placed midway in logit below that score)"
+        ),
+        "precision_floor": precision_floor,
+        "films_in_band": in_band,
+        "share_of_referrals_in_band": in_band / max(1, int(referred.sum())),
+        "pneumonia_share_in_band": pneumonia_in_band / in_band if in_band else None,
+        "pneumonia_share_in_band_ci95": list(wilson_interval(pneumonia_in_band, in_band))
+        if in_band
+        else None,
+        "precision_above": int((above & labels).sum()) / max(1, int(above.sum())),
+        "precision_above_ci95": list(wilson_interval(int((above & labels).sum()), int(above.sum()))),
+    }
+
+
+def in_refer_band(label: str | None, probability: float | None, upper: float | None) -> bool:
+    """A PNEUMONIA call below the band's upper edge (a referral either way)."""
+    return label == LABELS[1] and probability is not None and upper is not None and probability < upper
 
 
 def with_margin(probabilities: np.ndarray, setting_score: float) -> float:

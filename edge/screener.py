@@ -22,6 +22,7 @@ import numpy as np
 
 from edge import INTENDED_USE
 from edge.bundle import OUTPUT_CAM, OUTPUT_EMBEDDING, OUTPUT_FEATURES, OUTPUT_PROBABILITY, Bundle, load_bundle
+from edge.calibration import in_refer_band
 from edge.film_subspace import default_subspace
 from edge.heatmap import LAYER_LONG_SIDE, render
 from edge.preprocess import XrayImage, load_xray, to_model_input
@@ -65,6 +66,8 @@ class Assessment:
     label: str | None
     probability: float | None
     threshold: float
+    #: Upper edge of the "uncertain: refer" band: a PNEUMONIA call below it is uncertain (None: no band).
+    refer_band_upper: float | None
     calibration: str  # which calibration (and threshold) is in force, and the films that set it
     logit: float | None  # the head's output before calibration, for site calibration and audits
     ood_score: float | None  # rms_z of the embedding (None: refused before the model, or no ood section)
@@ -80,11 +83,17 @@ class Assessment:
     #: the model's pooled features, for site calibration (never stored or shown)
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def uncertain(self) -> bool:
+        """Referred, but in the band where the site's films were about as often NORMAL as not."""
+        return in_refer_band(self.label, self.probability, self.refer_band_upper)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (without the PNG and the embedding), with the intended-use statement."""
         fields = asdict(self)
         del fields["heatmap_png"], fields["embedding"]
         fields["quality_flags"] = list(self.quality_flags)
+        fields["uncertain"] = self.uncertain
         fields["intended_use"] = INTENDED_USE
         return fields
 
@@ -177,9 +186,15 @@ class Screener:
         threshold, labels = self.bundle.threshold, self.bundle.labels
         positive = probability >= threshold
         label = labels[1] if positive else labels[0]
+        upper = self._calibration.refer_band_upper
+        band = (
+            f" Uncertain: below {upper:.3f}, the upper edge of the refer band; refer for a reading."
+            if in_refer_band(label, probability, upper)
+            else ""
+        )
         detail = (
             f"{label}: probability of {labels[1]} {probability:.3f} {'>=' if positive else '<'} "
-            f"threshold {threshold:.3f} ({self._calibration.description}). {INTENDED_USE}"
+            f"threshold {threshold:.3f} ({self._calibration.description}).{band} {INTENDED_USE}"
         )
         return self._assessment(
             sha, started, STATUS_OK, label, probability, logit, ood_score, detail, GateResult(), layer
@@ -205,6 +220,7 @@ class Screener:
             label=label,
             probability=probability,
             threshold=self.bundle.threshold,
+            refer_band_upper=self._calibration.refer_band_upper,
             calibration=self._calibration.description,
             logit=logit,
             ood_score=ood_score,

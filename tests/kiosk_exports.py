@@ -21,6 +21,7 @@ def scored_upload(input_sha256: str, **fields: Any) -> NewCase:
         "label": "NORMAL",
         "probability": 0.5,
         "threshold": 0.5,
+        "refer_band_upper": None,
         "reason": None,
         "detail": "",
         "quality_flags": (),

@@ -8,7 +8,9 @@ kiosk's own path (decoder, quality gate, model), then, with rules stated in the 
    strength chosen by cross-validation by patient (edge/head_refit.py; --keep-head skips this);
 2. every film gets an out-of-fold logit (a head fitted without its patient), Platt scaling maps
    logits to probabilities on them, and the threshold is the highest whose out-of-fold recall has a
-   one-sided 95% lower bound >= --recall-floor: what the kiosk promises for the next films.
+   one-sided 95% lower bound >= --recall-floor: what the kiosk promises for the next films;
+3. the "uncertain: refer" band: referred films below the lowest score above which the out-of-fold
+   precision has a one-sided 95% lower bound >= --band-precision (still referred, marked uncertain).
 
 The result is a new bundle (the same model file, verified) whose `head` is the site's and whose
 `calibration` section holds the rules, the sample, the expected recall and specificity on new films
@@ -39,6 +41,7 @@ from edge.calibration import (
     fit_platt,
     log_loss,
     promised_threshold,
+    refer_band,
     sigmoid,
 )
 from edge.head_refit import FOLDS, REPEATS, SiteFilms, choose_strength, fit_head, out_of_fold_logits
@@ -53,6 +56,8 @@ log = logging.getLogger(__name__)
 
 #: Recall promised on new films, with 95% confidence (edge.calibration.promised_threshold).
 DEFAULT_RECALL_FLOOR = 0.95
+#: Precision (one-sided 95% lower bound) above the "uncertain: refer" band (edge.calibration.refer_band).
+DEFAULT_BAND_PRECISION = 0.95
 #: The ood threshold is raised to this multiple of the highest score among the site's genuine films.
 OOD_MARGIN = 1.1
 
@@ -75,6 +80,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="threshold rule: the recall promised on new films with 95%% confidence (cross-validated)",
     )
     parser.add_argument(
+        "--band-precision",
+        type=float,
+        default=DEFAULT_BAND_PRECISION,
+        help="refer band rule: referrals above the band have this precision with 95%% confidence",
+    )
+    parser.add_argument(
         "--keep-head",
         action="store_true",
         help="keep the trained head (only Platt scaling and the threshold are set on the site's films)",
@@ -91,7 +102,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         section, bundle = calibrate(
-            args.model, args.films, args.site or args.films.name, args.recall_floor, not args.keep_head
+            args.model,
+            args.films,
+            args.site or args.films.name,
+            args.recall_floor,
+            not args.keep_head,
+            args.band_precision,
         )
         written = write_bundle(
             args.out, bundle.model_path.read_bytes(), _metadata(bundle.metadata, section, args.out.name)
@@ -104,7 +120,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def calibrate(
-    model: Path, films: Path, site: str, recall_floor: float, refit_head: bool = True
+    model: Path,
+    films: Path,
+    site: str,
+    recall_floor: float,
+    refit_head: bool = True,
+    band_precision: float = DEFAULT_BAND_PRECISION,
 ) -> tuple[dict[str, Any], Any]:
     """The calibration section (and the site's head) for `model` on the confirmed films under `films`."""
     bundle = load_bundle(model)
@@ -137,6 +158,7 @@ def calibrate(
         "site": site,
         "created_utc": created,
         **operating,
+        "refer_band": refer_band(oof_probabilities, site_films.labels, threshold, band_precision),
         "films": {
             "total": len(samples),
             "pneumonia": int(labels.sum()),
@@ -265,5 +287,18 @@ def _summary(section: dict[str, Any], root: Path) -> str:
         f"  expected on new films (cross-validated by patient): recall {section['expected_recall']:.3f} "
         f"(95% CI {low:.3f}-{high:.3f}, one-sided lower bound {section['recall_lower_bound_95']:.3f}), "
         f"specificity {section['expected_specificity']:.3f} ({slow:.3f}-{shigh:.3f})\n"
+        f"  {_band_summary(section['refer_band'])}\n"
         f"  {INTENDED_USE}"
+    )
+
+
+def _band_summary(band: dict[str, Any] | None) -> str:
+    if band is None:
+        return "no refer band: no score range reaches the precision floor with 95% confidence"
+    share = band["pneumonia_share_in_band"]
+    return (
+        f"uncertain-refer band below {band['upper']:.4f}: {band['films_in_band']} of the films "
+        f"({band['share_of_referrals_in_band']:.0%} of referrals), "
+        f"{'none' if share is None else f'{share:.0%}'} of them PNEUMONIA; "
+        f"precision above it {band['precision_above']:.3f}"
     )

@@ -12,7 +12,9 @@ from edge.calibration import (
     Head,
     check_sample,
     fit_platt,
+    in_refer_band,
     promised_threshold,
+    refer_band,
     wilson_lower,
 )
 from edge.metrics import choose_threshold
@@ -118,3 +120,53 @@ def test_a_small_or_one_sided_sample_is_refused(positives, negatives, message):
 
 def test_a_balanced_sample_is_accepted():
     check_sample(np.r_[np.ones(60, bool), np.zeros(50, bool)])
+
+
+def _band_sample(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Scores where NORMAL films crowd the low end of the referrals and PNEUMONIA dominates the top."""
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.ones(200, bool), np.zeros(120, bool)]
+    scores = np.r_[rng.beta(5, 1.5, 200), rng.beta(1.5, 5, 120)]
+    return scores, labels
+
+
+def test_refer_band_upper_edge_is_the_lowest_with_the_precision_promise():
+    scores, labels = _band_sample()
+    threshold = 0.2
+    band = refer_band(scores, labels, threshold, precision_floor=0.95)
+    assert band is not None and band["upper"] > threshold
+    above = scores >= band["upper"]
+    assert wilson_lower(int((above & labels).sum()), int(above.sum())) >= 0.95
+    lower_edge = scores[scores < band["upper"]].max()  # the next film down joins the confident calls
+    wider = scores >= lower_edge
+    assert lower_edge < threshold or wilson_lower(int((wider & labels).sum()), int(wider.sum())) < 0.95
+    in_band = (scores >= threshold) & (scores < band["upper"])
+    assert band["films_in_band"] == int(in_band.sum()) > 0
+    assert band["pneumonia_share_in_band"] == pytest.approx((in_band & labels).sum() / in_band.sum())
+
+
+def test_no_band_when_no_score_range_reaches_the_precision_floor():
+    scores, labels = _band_sample()
+    assert refer_band(scores, ~labels, 0.2, precision_floor=0.95) is None  # classes swapped: hopeless
+
+
+def test_a_band_cannot_reach_below_the_threshold():
+    labels = np.r_[np.ones(100, bool), np.zeros(100, bool)]
+    scores = np.r_[np.linspace(0.6, 1.0, 100), np.linspace(0.0, 0.4, 100)]  # perfectly separated
+    band = refer_band(scores, labels, 0.5, precision_floor=0.95)
+    assert band is not None and band["upper"] == 0.5 and band["films_in_band"] == 0
+
+
+def test_only_a_pneumonia_call_below_the_upper_edge_is_uncertain():
+    assert in_refer_band("PNEUMONIA", 0.5, 0.8)
+    assert not in_refer_band("PNEUMONIA", 0.8, 0.8)
+    assert not in_refer_band("NORMAL", 0.1, 0.8)
+    assert not in_refer_band("PNEUMONIA", 0.5, None)
+    assert not in_refer_band(None, None, 0.8)
+
+
+def test_calibration_reads_the_band_from_the_bundle_section():
+    section = {"slope": 1.0, "intercept": 0.0, "description": "d"}
+    assert Calibration.from_metadata(section).refer_band_upper is None
+    assert Calibration.from_metadata({**section, "refer_band": None}).refer_band_upper is None
+    assert Calibration.from_metadata({**section, "refer_band": {"upper": 0.83}}).refer_band_upper == 0.83

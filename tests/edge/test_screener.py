@@ -63,6 +63,27 @@ def test_label_follows_the_bundle_threshold(tiny_bundle_int8):
     assert below.threshold == pytest.approx(probability + 0.01)
 
 
+def with_band(bundle: Bundle, threshold: float, upper: float) -> Bundle:
+    calibration = {"slope": 1.0, "intercept": 0.0, "description": "test", "refer_band": {"upper": upper}}
+    return Bundle(bundle.root, {**bundle.metadata, "threshold": threshold, "calibration": calibration})
+
+
+def test_a_referral_below_the_band_edge_is_uncertain_and_still_a_referral(tiny_bundle_int8):
+    data = xray_bytes(12)
+    p = Screener(tiny_bundle_int8).assess(data).probability
+    inside = Screener(with_band(tiny_bundle_int8, p - 0.01, p + 0.01)).assess(data)
+    above = Screener(with_band(tiny_bundle_int8, p - 0.02, p - 0.01)).assess(data)
+    below = Screener(with_band(tiny_bundle_int8, p + 0.01, p + 0.02)).assess(data)
+    assert (inside.label, inside.uncertain, inside.refer_band_upper) == (
+        "PNEUMONIA",
+        True,
+        pytest.approx(p + 0.01),
+    )
+    assert "Uncertain" in inside.detail and inside.to_dict()["uncertain"] is True
+    assert (above.label, above.uncertain) == ("PNEUMONIA", False) and "Uncertain" not in above.detail
+    assert (below.label, below.uncertain) == ("NORMAL", False)
+
+
 def test_same_answer_as_the_float_model(screener, tiny_bundle_float):
     data = xray_bytes(13)
     assert screener.assess(data).probability == pytest.approx(

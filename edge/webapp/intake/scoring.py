@@ -136,6 +136,7 @@ def _new_case(assessment: Assessment, case_ref: str | None, image_file: str | No
         label=assessment.label,
         probability=assessment.probability,
         threshold=assessment.threshold,
+        refer_band_upper=assessment.refer_band_upper,
         reason=assessment.reason,
         detail=assessment.detail,
         quality_flags=assessment.quality_flags,

@@ -22,12 +22,13 @@ from typing import Any
 from flask import Flask, current_app, g
 from flask_babel import gettext
 
+from edge.calibration import in_refer_band
 from edge.webapp.records import audit_chain
 
 DB_FILE = "pneumoedge.sqlite3"
 #: SQLite's largest row id: a larger number in a URL is no case (404), not an overflow (500).
 MAX_ROWID = 2**63 - 1
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Seconds a writer waits for another thread's transaction before giving up.
 BUSY_TIMEOUT_S = 30.0
 
@@ -61,6 +62,9 @@ CREATE TABLE IF NOT EXISTS heatmaps (
 """
 
 #: Version 2: personal staff logins, server-side sessions, the lockout counters and the audit log.
+#: Version 4: the "uncertain: refer" band's upper edge in force when the case was scored.
+_SCHEMA_V4 = "ALTER TABLE cases ADD COLUMN refer_band_upper REAL;"
+
 _SCHEMA_V2 = """
 ALTER TABLE cases ADD COLUMN confirmed_by TEXT;
 CREATE TABLE IF NOT EXISTS staff (
@@ -104,7 +108,8 @@ BEGIN SELECT RAISE(ABORT, 'a case that could not be assessed cannot be confirmed
 """
 
 _CASE_COLUMNS = (
-    "id, case_ref, created_utc, status, label, probability, threshold, reason, detail, quality_flags, "
+    "id, case_ref, created_utc, status, label, probability, threshold, refer_band_upper, reason, detail, "
+    "quality_flags, "
     "model_name, model_sha256, runtime, input_sha256, image_file, elapsed_ms, confirmed_label, "
     "confirmed_utc, confirmed_by"
 )
@@ -119,6 +124,7 @@ class NewCase:
     label: str | None
     probability: float | None
     threshold: float
+    refer_band_upper: float | None  # the bundle's "uncertain: refer" band at the time (None: none)
     reason: str | None
     detail: str
     quality_flags: tuple[str, ...]
@@ -149,11 +155,17 @@ class Case(NewCase):
         values["quality_flags"] = tuple(json.loads(values["quality_flags"]))
         return cls(**values)
 
+    @property
+    def uncertain(self) -> bool:
+        """A referral in the refer band: the result page and the report say "uncertain: refer"."""
+        return in_refer_band(self.label, self.probability, self.refer_band_upper)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of a case (docs/openapi.yaml `Case`); the stored image name stays private."""
         fields = asdict(self)
         del fields["image_file"]
         fields["quality_flags"] = list(self.quality_flags)
+        fields["uncertain"] = self.uncertain
         return fields
 
 
@@ -236,6 +248,8 @@ def init_db(data_dir: Path | str) -> None:
             conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA_V2} PRAGMA user_version=2; COMMIT;")
         if version < 3:
             _chain_the_audit_log(conn)
+        if version < 4:
+            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA_V4} PRAGMA user_version=4; COMMIT;")
         _restore_audit_protection(conn)
     finally:
         conn.close()
@@ -316,9 +330,9 @@ def insert_case(
     created = utc_now()
     with _write(conn):
         cursor = conn.execute(
-            "INSERT INTO cases (case_ref, created_utc, status, label, probability, threshold, reason, "
-            "detail, quality_flags, model_name, model_sha256, runtime, input_sha256, image_file, "
-            "elapsed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO cases (case_ref, created_utc, status, label, probability, threshold, "
+            "refer_band_upper, reason, detail, quality_flags, model_name, model_sha256, runtime, "
+            "input_sha256, image_file, elapsed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 case.case_ref,
                 created,
@@ -326,6 +340,7 @@ def insert_case(
                 case.label,
                 case.probability,
                 case.threshold,
+                case.refer_band_upper,
                 case.reason,
                 case.detail,
                 json.dumps(list(case.quality_flags)),

@@ -52,6 +52,8 @@ CSV_COLUMNS = (
     "label",
     "probability",
     "threshold",
+    "refer_band_upper",
+    "uncertain",
     "reason",
     "quality_flags",
     "model_name",

@@ -55,7 +55,11 @@ def test_calibrated_bundle_records_the_rule_the_films_and_the_evidence(
     cross_validated = section["metrics_cross_validated"]["recall"]["value"]
     assert cross_validated == section["expected_recall"]
     assert bundle.model_sha256 == tiny_bundle_int8.model_sha256  # the same model file
-    assert "threshold" in capsys.readouterr().err
+    band = section["refer_band"]  # set on the same out-of-fold probabilities, or None with the reason
+    assert band is None or band["upper"] >= bundle.threshold
+    assert bundle.calibration.refer_band_upper == (None if band is None else band["upper"])
+    err = capsys.readouterr().err
+    assert "threshold" in err and ("refer band" in err or "uncertain-refer band" in err)
     # the kiosk states which calibration is in force with every result
     result = Screener(bundle).assess((site / "NORMAL" / "normal-0.jpeg").read_bytes())
     assert "site calibration 'clinic-a'" in result.calibration

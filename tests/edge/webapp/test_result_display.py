@@ -17,6 +17,7 @@ from edge.heatmap import COLOUR_STOPS, DISPLAY_LONG_SIDE
 from edge.webapp.display import localtime
 from edge.webapp.intake import refused_thumbnails
 from edge.webapp.records import database
+from tests.kiosk_exports import scored_upload
 
 from .helpers import NURSE, NURSE_PIN, add_staff, login, post_file, stored_state
 
@@ -159,3 +160,23 @@ def test_local_time_formatting() -> None:
 def test_an_unknown_time_zone_stops_the_kiosk_with_a_message(make_app) -> None:
     with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
         make_app(TIMEZONE="Mars/Olympus")
+
+
+@pytest.mark.parametrize(("probability", "uncertain"), [(0.3, True), (0.9, False)])
+def test_a_referral_in_the_refer_band_says_uncertain_refer(
+    client: FlaskClient, data_dir: Path, probability: float, uncertain: bool
+) -> None:
+    conn = database.connect(database.db_path(data_dir))
+    case = database.insert_case(
+        conn,
+        scored_upload(
+            "c" * 64, label="PNEUMONIA", probability=probability, threshold=0.2, refer_band_upper=0.83
+        ),
+        None,
+    )
+    result = client.get(f"/cases/{case.id}").data.decode()
+    report = client.get(f"/cases/{case.id}/report").data.decode()
+    history = client.get("/history").data.decode()
+    assert ('id="uncertain"' in result) is uncertain
+    assert ("Uncertain: refer." in report) is uncertain
+    assert ('class="tag uncertain"' in history) is uncertain

@@ -100,3 +100,28 @@ def test_deidentified_png_is_a_lossless_bare_grayscale_png(shape: tuple[int, int
         assert image.format == "PNG" and image.mode == "L" and image.info == {}
         np.testing.assert_array_equal(np.asarray(image), pixels)
     assert data.count(b"IDAT") == 1 and b"tEXt" not in data and b"eXIf" not in data and b"iTXt" not in data
+
+
+def test_a_version_3_database_gains_the_refer_band_and_keeps_its_cases(tmp_path: Path) -> None:
+    database.init_db(tmp_path)
+    with sqlite3.connect(database.db_path(tmp_path)) as conn:  # undo v4: the previous release's schema
+        conn.execute("ALTER TABLE cases DROP COLUMN refer_band_upper")
+        conn.execute("PRAGMA user_version=3")
+        conn.execute(
+            "INSERT INTO cases (case_ref, created_utc, status, label, probability, threshold, detail, "
+            "quality_flags, model_name, model_sha256, runtime, input_sha256, elapsed_ms) VALUES "
+            "('OLD-1', '2026-01-01T00:00:00.000Z', 'ok', 'PNEUMONIA', 0.3, 0.2, 'd', '[]', 'm', 'x', 'r', "
+            "'y', 1)"
+        )
+    database.init_db(tmp_path)
+    database.init_db(tmp_path)  # a second start changes nothing
+    conn = database.connect(database.db_path(tmp_path))
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == database.SCHEMA_VERSION == 4
+    old = database.get_case(conn, 1)
+    assert old.case_ref == "OLD-1" and old.refer_band_upper is None and not old.uncertain
+    banded = database.insert_case(
+        conn,
+        scored_upload("b" * 64, label="PNEUMONIA", probability=0.3, threshold=0.2, refer_band_upper=0.8),
+        None,
+    )
+    assert banded.refer_band_upper == 0.8 and banded.uncertain and banded.to_dict()["uncertain"] is True
