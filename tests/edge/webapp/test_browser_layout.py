@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.bundle import Bundle
+from edge.bundle import Bundle, write_bundle
 from tests.tiny_bundle import encode, xray_bytes
 
 from .kiosk_server import KioskServer
@@ -53,9 +53,21 @@ return {scrolls_sideways: document.documentElement.scrollWidth > vw, wide: wide,
 
 
 @pytest.fixture(scope="module")
-def kiosk(tiny_bundle_int8: Bundle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KioskServer]:
+def uncertain_bundle(tiny_bundle_int8: Bundle, tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    """The tiny bundle with every accepted film an uncertain referral: the longest result page.
+
+    Platt slope 0 maps every logit to 0.5, inside the band 0.4-0.6."""
+    band = {"slope": 0.0, "intercept": 0.0, "description": "layout test", "refer_band": {"upper": 0.6}}
+    kept = {k: v for k, v in tiny_bundle_int8.metadata.items() if k not in ("format", "model_sha256")}
+    metadata = {**kept, "threshold": 0.4, "calibration": band}
+    out = tmp_path_factory.mktemp("uncertain") / "tiny-uncertain"
+    return write_bundle(out, tiny_bundle_int8.model_path.read_bytes(), metadata)
+
+
+@pytest.fixture(scope="module")
+def kiosk(uncertain_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KioskServer]:
     server = KioskServer(
-        tiny_bundle_int8.root,
+        uncertain_bundle.root,
         tmp_path_factory.mktemp("browser-layout") / "data",
         ACCESS_CODE,
         admin=(STAFF_NAME, STAFF_PIN),
@@ -96,7 +108,8 @@ def test_every_page_fits_the_800_by_480_touchscreen(kiosk: KioskServer, browser,
         browser.get(base + path)
         wait_for(browser, "footer")
         check_layout(browser, tmp_path, name)
-    for element in ("label", "probability", "confirm-normal", "confirm-pneumonia", "report"):
+    assert ok["uncertain"] is True  # the result page with its "Uncertain: refer" line
+    for element in ("label", "probability", "uncertain", "confirm-normal", "confirm-pneumonia", "report"):
         assert fully_visible(browser, element), element  # the result page: no scrolling needed
     browser.find_element("id", "confirm-pneumonia").click()
     wait_for(browser, "#confirm-yes")

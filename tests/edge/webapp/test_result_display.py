@@ -178,5 +178,5 @@ def test_a_referral_in_the_refer_band_says_uncertain_refer(
     report = client.get(f"/cases/{case.id}/report").data.decode()
     history = client.get("/history").data.decode()
     assert ('id="uncertain"' in result) is uncertain
-    assert ("Uncertain: refer." in report) is uncertain
+    assert ("Uncertain: refer" in report) is uncertain
     assert ('class="tag uncertain"' in history) is uncertain
