@@ -24,7 +24,10 @@ from edge.screener import INTENDED_USE, STATUS_REJECTED, Screener, ScreenerOptio
 
 log = logging.getLogger(__name__)
 
+#: `uncertain`: a PNEUMONIA result in the bundle's uncertain-refer band (still a referral); last, so
+#: readers of the earlier columns are unchanged.
 COLUMNS = ("path", "status", "label", "probability", "threshold", "calibration", "model_sha256", "detail")
+COLUMNS += ("uncertain",)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -119,6 +122,7 @@ def score_file(screener: Screener, path: Path) -> dict[str, str]:
         "threshold": f"{screener.bundle.threshold:.4f}",
         "calibration": screener.bundle.calibration.description,
         "model_sha256": screener.bundle.model_sha256,
+        "uncertain": "",
     }
     try:
         assessment = screener.assess(path.read_bytes())
@@ -128,7 +132,13 @@ def score_file(screener: Screener, path: Path) -> dict[str, str]:
         return {**row, "detail": f"{e.reason}: {e}"}
     if assessment.probability is not None:
         row["probability"] = f"{assessment.probability:.4f}"
-    return {**row, "status": assessment.status, "label": assessment.label or "", "detail": assessment.detail}
+    return {
+        **row,
+        "status": assessment.status,
+        "label": assessment.label or "",
+        "detail": assessment.detail,
+        "uncertain": str(assessment.uncertain).lower() if assessment.label else "",
+    }
 
 
 def _positive(value: str) -> int:
