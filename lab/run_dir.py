@@ -7,7 +7,8 @@ the test fixtures forge runs exactly as the trainer writes them. What a run hold
 - `config.json`: the training configuration (trainer/config.py); `min_recall` and `seed` are read.
 - `split.csv`: `subset,label,patient,sha256,path`, one row per image, paths relative to the data
   root (the data may move), patients never on both sides.
-- the Keras model, in the file that `run.json` names (`model_file`).
+- the Keras model, in the file that `run.json` names (`model_file`), and `head_only.keras`: the model
+  after the head-only phase, where fine-tuning started (benchmarks/weight_interpolation.py).
 - `run.json`, written last (a run without it is unfinished): how the run was made (command, commit,
   data manifest, weights) and what the later stages need (`REQUIRED_RUN_KEYS`, `threshold`,
   `class_weights`).

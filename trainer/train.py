@@ -1,6 +1,7 @@
 """One training run, start to finish, into a run directory that describes itself.
 
-Run directory (the contract is lab/run_dir.py): model.keras (best validation AUC), config.json,
+Run directory (the contract is lab/run_dir.py): model.keras (the last epoch), head_only.keras (the
+model when fine-tuning began: the other end of a weight-space interpolation), config.json,
 run.json (command, commit, hashes, threshold, class weights, timings; written last), split.csv
 (patient-level), history.csv, val_predictions.csv, metrics.json, train.log, and the plots roc.png,
 confusion.png, training_curves.png (trainer/plots.py).
@@ -29,6 +30,7 @@ from trainer.split import class_weights, patient_split
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
+HEAD_ONLY_FILE = "head_only.keras"
 #: Samples -> (training samples, validation samples).
 Splitter = Callable[[list[Sample]], tuple[list[Sample], list[Sample]]]
 
@@ -153,6 +155,7 @@ def _fit(
         callbacks=callbacks,
         verbose=1,
     )
+    net.save(out_dir / HEAD_ONLY_FILE)
     model.unfreeze_top(net, config.fine_tune_from, config.train_batchnorm)
     steps = steps_per_epoch * config.fine_tune_epochs
     schedule = config.fine_tune_learning_rate

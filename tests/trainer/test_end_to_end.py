@@ -84,6 +84,44 @@ def test_run_directory_describes_itself(run_dir: Path):
         assert (run_dir / name).stat().st_size > 0, name
 
 
+def test_head_only_model_is_where_fine_tuning_started(run_dir: Path):
+    """The interpolation's start: below the unfrozen layers it is the final model, above it moved."""
+    from lab.tf_env import keras
+
+    start = keras.models.load_model(run_dir / "head_only.keras", compile=False)
+    end = keras.models.load_model(run_dir / "model.keras", compile=False)
+    names = [layer.name for layer in end.layers]
+    first_tuned = names.index("conv_dw_12")
+    moved = {
+        layer.name
+        for layer in end.layers
+        for a, b in zip(layer.get_weights(), start.get_layer(layer.name).get_weights(), strict=True)
+        if not np.array_equal(a, b)
+    }
+    assert moved, "fine-tuning changed nothing"
+    assert all(names.index(name) >= first_tuned for name in moved), sorted(moved)
+
+
+def test_interpolation_runs_from_the_start_to_the_end(run_dir: Path, data_root: Path):
+    from benchmarks.weight_interpolation import interpolate, interpolation_curve
+    from edge.kermany import scan_split
+    from lab.tf_env import keras
+
+    start = keras.models.load_model(run_dir / "head_only.keras", compile=False)
+    end = keras.models.load_model(run_dir / "model.keras", compile=False)
+    for alpha, expected in ((0.0, start), (1.0, end)):
+        mixed = interpolate(start, end, alpha).get_weights()
+        for got, want in zip(mixed, expected.get_weights(), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    halfway = interpolate(start, end, 0.5).get_weights()
+    for got, a, b in zip(halfway, start.get_weights(), end.get_weights(), strict=True):
+        np.testing.assert_allclose(got, (a + b) / 2, rtol=1e-6, atol=1e-7)
+    site = scan_split(data_root, "test")
+    rows = interpolation_curve(run_dir, site, [0.0, 0.5, 1.0])
+    assert [row[0] for row in rows] == [0.0, 0.5, 1.0]
+    assert all(0.0 <= auc <= 1.0 for row in rows for auc in row[1:])
+
+
 def test_split_file_keeps_patients_whole_and_drops_the_copy(run_dir: Path):
     rows = read_csv(run_dir / "split.csv")
     train = {r["patient"] for r in rows if r["subset"] == "train"}
