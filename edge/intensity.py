@@ -6,6 +6,11 @@ adaptive histogram equalisation, OpenCV's) maps every film to a standard local c
 model sees it, in training (after the random acquisition, so it undoes what a site would do) and
 on the kiosk alike. It runs on the 224 x 224 model input, so it costs well under a millisecond.
 
+Global histogram equalisation (`equalise`) maps each film through its own cumulative histogram:
+any increasing tone curve applied before it (exposure, gamma, contrast) gives the same output, up to
+levels the curve merged. That is histogram matching to a fixed reference, less a fixed curve the
+network absorbs. It is plain numpy (OpenCV's equalizeHist formula), so it costs the kiosk nothing.
+
 OpenCV (opencv-python-headless, 40-60 MB against Pillow's 7 MB) is imported only when a bundle
 asks for CLAHE: a kiosk whose bundle says `none` never needs it.
 """
@@ -18,7 +23,8 @@ import numpy as np
 
 NONE = "none"
 CLAHE = "clahe"
-METHODS = (NONE, CLAHE)
+EQUALISE = "equalise"
+METHODS = (NONE, CLAHE, EQUALISE)
 #: OpenCV's usual CLAHE settings for radiographs: clip at 2x the mean histogram bin, 8 x 8 tiles.
 CLAHE_CLIP_LIMIT = 2.0
 CLAHE_TILES = (8, 8)
@@ -39,6 +45,8 @@ def standardise(pixels: np.ndarray, method: str) -> np.ndarray:
     """uint8 (h, w) or (h, w, 1) in, the same shape out; `none` returns the input itself."""
     if check_method(method) == NONE:
         return pixels
+    if method == EQUALISE:
+        return _equalise(pixels)
     clahe = _clahe()
     plane = np.ascontiguousarray(pixels.reshape(pixels.shape[:2]))
     return clahe.apply(plane).reshape(pixels.shape)
@@ -49,6 +57,16 @@ def standardise_all(images: np.ndarray, method: str) -> np.ndarray:
     if check_method(method) == NONE or len(images) == 0:
         return images
     return np.stack([standardise(image, method) for image in images])
+
+
+def _equalise(pixels: np.ndarray) -> np.ndarray:
+    """Each level to the share of pixels at or below it, the darkest level to 0; a flat film stays."""
+    cdf = np.cumsum(np.bincount(pixels.ravel(), minlength=256))
+    darkest = int(cdf[cdf > 0][0])
+    if darkest == pixels.size:
+        return pixels
+    lut = np.round((cdf - darkest) / (pixels.size - darkest) * 255.0)
+    return np.clip(lut, 0, 255).astype(np.uint8)[pixels]
 
 
 def _clahe() -> Any:  # cv2.CLAHE: OpenCV is imported only here

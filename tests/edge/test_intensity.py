@@ -24,8 +24,8 @@ def test_none_hands_back_the_input_itself():
 
 
 def test_an_unknown_method_is_named():
-    with pytest.raises(ValueError, match="'histogram' unknown; known: none, clahe"):
-        standardise(film(), "histogram")
+    with pytest.raises(ValueError, match="'sharpen' unknown; known: none, clahe, equalise"):
+        standardise(film(), "sharpen")
 
 
 def test_clahe_keeps_shape_and_dtype_and_spreads_a_dull_film():
@@ -56,3 +56,30 @@ def test_without_opencv_a_clahe_bundle_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now raises ImportError
     with pytest.raises(IntensityUnavailableError, match="opencv-python-headless"):
         standardise(film(), "clahe")
+
+
+def test_equalise_undoes_an_exposure_curve():
+    """The reason for it: a film and its gamma-curved copy (another site's exposure) come out alike."""
+    pixels = film()
+    curved = np.round(255.0 * (pixels / 255.0) ** 1.6).astype(np.uint8)
+    before = np.abs(curved.astype(int) - pixels)
+    out, out_curved = standardise(pixels, "equalise"), standardise(curved, "equalise")
+    after = np.abs(out_curved.astype(int) - out)
+    assert (out.shape, out.dtype) == (pixels.shape, np.uint8)
+    assert np.median(after) == 0 < np.median(before)  # only the dark levels the curve merged still differ
+    assert after.mean() < before.mean() / 5
+
+
+def test_equalise_spreads_the_levels_and_keeps_their_order():
+    pixels = (film() // 4 + 96).astype(np.uint8)
+    out = standardise(pixels, "equalise")
+    assert (out.min(), out.max()) == (0, 255)
+    order = np.argsort(pixels.ravel(), kind="stable")
+    assert np.all(np.diff(out.ravel()[order].astype(int)) >= 0)
+
+
+def test_equalise_leaves_a_flat_film_alone_and_needs_no_opencv(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    flat = np.full((8, 8, 1), 77, np.uint8)
+    np.testing.assert_array_equal(standardise(flat, "equalise"), flat)
+    assert standardise(film(), "equalise").std() > 0
