@@ -67,8 +67,8 @@ class TrainConfig:
     contrast: float = 0.15
     #: Acquisition augmentation: what differs between sites and export paths (trainer/acquisition.py).
     acquisition: bool = True
-    #: Intensity standardisation of every model input (edge.intensity): "none" or "clahe", after the
-    #: acquisition augmentation in training; the bundle carries it to the kiosk.
+    #: Intensity standardisation of every model input (edge.intensity): "none", "clahe" or "equalise", after
+    #: the acquisition augmentation in training; the bundle carries it to the kiosk.
     intensity: str = "none"
     limit: int | None = None  # use only N training files, a seeded stratified subset (smoke runs, sweeps)
 

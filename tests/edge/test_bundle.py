@@ -138,8 +138,9 @@ def test_a_bundle_the_kiosk_cannot_run_is_refused_by_name(bundle_dir, changes, n
 
 def test_intensity_is_read_and_older_bundles_have_none(bundle_dir):
     assert load_bundle(bundle_dir).intensity == "none"
-    edit_metadata(bundle_dir, input={**METADATA["input"], "intensity": "clahe"})
-    assert load_bundle(bundle_dir).intensity == "clahe"
+    for method in ("clahe", "equalise"):
+        edit_metadata(bundle_dir, input={**METADATA["input"], "intensity": method})
+        assert load_bundle(bundle_dir).intensity == method
 
 
 def test_head_and_default_calibration_are_read(bundle_dir):
