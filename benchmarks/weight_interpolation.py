@@ -25,7 +25,6 @@ from edge.metrics import roc_auc
 from lab.run_dir import read_run_dir
 from lab.tf_env import keras
 from trainer.data import load_images
-from trainer.train import HEAD_ONLY_FILE
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -49,7 +48,7 @@ def main() -> None:
 def interpolation_curve(run_dir: Path, site: list, alphas: list[float]) -> list[tuple[float, float, float]]:
     """(alpha, validation AUC, site AUC) for each mix of the run's start and end weights."""
     run = read_run_dir(run_dir)
-    start = keras.models.load_model(run_dir / HEAD_ONLY_FILE, compile=False)
+    start = keras.models.load_model(run.head_only_path, compile=False)
     end = keras.models.load_model(run.model_path, compile=False)
     val = [row.sample(run.data_root) for row in run.split["val"]]
     sets = [load_images(films, run.input_size, "decoding", run.intensity) for films in (val, site)]

@@ -37,6 +37,7 @@ RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"
 SPLIT_FILE = "split.csv"
 HISTORY_FILE = "history.csv"
+HEAD_ONLY_FILE = "head_only.keras"
 SPLIT_FIELDS = ("subset", "label", "patient", "sha256", "path")
 SUBSETS = ("train", "val")
 #: What run.json must say for a run to be evaluated or exported.
@@ -76,6 +77,10 @@ class RunDir:
     @property
     def model_path(self) -> Path:
         return self.root / self.run["model_file"]
+
+    @property
+    def head_only_path(self) -> Path:
+        return self.root / HEAD_ONLY_FILE
 
     @property
     def history_path(self) -> Path:

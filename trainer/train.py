@@ -22,7 +22,15 @@ import numpy as np
 
 from edge.kermany import LABELS, Sample, manifest_sha256, scan_split
 from edge.metrics import binary_metrics, choose_threshold, roc_auc
-from lab.run_dir import CONFIG_FILE, HISTORY_FILE, SPLIT_FILE, run_record, write_run, write_split
+from lab.run_dir import (
+    CONFIG_FILE,
+    HEAD_ONLY_FILE,
+    HISTORY_FILE,
+    SPLIT_FILE,
+    run_record,
+    write_run,
+    write_split,
+)
 from lab.tf_env import keras, tf
 from trainer import data, model, plots
 from trainer.config import TrainConfig
@@ -30,7 +38,6 @@ from trainer.split import class_weights, patient_split
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
-HEAD_ONLY_FILE = "head_only.keras"
 #: Samples -> (training samples, validation samples).
 Splitter = Callable[[list[Sample]], tuple[list[Sample], list[Sample]]]
 
